@@ -1,0 +1,70 @@
+/**
+ * A backend is storage (alloc / write / read / free) plus a small set of named kernels.
+ *
+ * Every buffer holds f32 elements. Kernels take their output first (as in llama2.c)
+ * and receive every size explicitly; shape checking happens one level up, in
+ * `src/tensor/ops.ts`, so kernels stay tiny. Kernels are "enqueue" operations: the CPU
+ * backend runs them at once, the WebGPU backend records them and runs them in order;
+ * `read` is the only point where the host waits.
+ *
+ * Host-side integer inputs (token ids, positions) and attention masks are passed as
+ * typed arrays; a GPU backend copies them into scratch buffers it owns (grown rarely,
+ * never freed in the token loop).
+ */
+export interface Buf {
+  /** number of f32 elements */
+  readonly length: number;
+}
+
+export interface AttentionParams {
+  T: number; // new tokens (queries) in this batch
+  nHeads: number; // H query heads
+  nKvHeads: number; // KVH key/value heads; query head h reads kv head floor(h / (H / KVH))
+  headDim: number; // hd
+  past: number; // cache slots [0, past) written by earlier batches
+  /**
+   * Additive mask, row-major (T, past + T): 0 where query t may attend to slot s, -Infinity
+   * where it may not. `null` means causal: query t sees slots [0, past + t].
+   * Every row must allow at least one slot.
+   */
+  mask: Float32Array | null;
+}
+
+export interface Backend {
+  readonly name: string;
+
+  alloc(length: number): Buf; // zero-filled
+  write(dst: Buf, data: Float32Array, dstOffset?: number): void;
+  /** copy `dst.length` elements of `src` starting at `srcOffset` into `dst` (the one wait point) */
+  read(src: Buf, dst: Float32Array, srcOffset?: number): Promise<void>;
+  free(buf: Buf): void;
+
+  /** out[t, :] = table[ids[t], :]   out: (T, D), table: (V, D) */
+  embedding(out: Buf, table: Buf, ids: Int32Array, D: number): void;
+  /** out[t, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * w   (T, D) */
+  rmsnorm(out: Buf, x: Buf, w: Buf, T: number, D: number, eps: number): void;
+  /** out = x @ w^T   out: (T, N), x: (T, K), w: (N, K) as stored by nn.Linear */
+  matmul(out: Buf, x: Buf, w: Buf, T: number, K: number, N: number): void;
+  /** out[i] = a[i] + b[i], i < n (out may alias a or b) */
+  add(out: Buf, a: Buf, b: Buf, n: number): void;
+  /** out[i] = a[i] * b[i] */
+  mul(out: Buf, a: Buf, b: Buf, n: number): void;
+  /** out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g))   (the SwiGLU gate) */
+  siluGate(out: Buf, gate: Buf, up: Buf, n: number): void;
+  /**
+   * Rotary embedding in place, Hugging Face "rotate half" layout: for head h of token t,
+   * pairs (i, i + hd/2) rotate by angle pos[t] * theta^(-2i/hd).   x: (T, nHeads, hd)
+   */
+  rope(x: Buf, positions: Int32Array, T: number, nHeads: number, headDim: number, theta: number): void;
+  /**
+   * out[t, h, :] = softmax_s(q[t,h,:] . k[s,kvh,:] / sqrt(hd) + mask[t, s]) @ v[s, kvh, :]
+   * over cache slots s < past + T.   q, out: (T, H, hd); kCache, vCache: (slots, KVH, hd)
+   */
+  attention(out: Buf, q: Buf, kCache: Buf, vCache: Buf, p: AttentionParams): void;
+  /** row-wise softmax, (rows, cols) */
+  softmax(out: Buf, x: Buf, rows: number, cols: number): void;
+  /** out[r] = index of the largest x[r, :] (first one on ties), stored as f32   x: (rows, cols) */
+  argmax(out: Buf, x: Buf, rows: number, cols: number): void;
+  /** dst[dstOffset + i] = src[srcOffset + i], i < n (regions must not overlap) */
+  copy(dst: Buf, dstOffset: number, src: Buf, srcOffset: number, n: number): void;
+}

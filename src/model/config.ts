@@ -1,0 +1,125 @@
+/**
+ * Llama model configuration, with the field names of a Hugging Face `config.json`
+ * (LlamaConfig). `parseConfig` validates every field, so a bad file fails here with
+ * a message naming the field, not later inside a kernel.
+ */
+export interface LlamaConfig {
+  hidden_size: number; // D: width of the residual stream
+  num_hidden_layers: number; // L
+  num_attention_heads: number; // H: query heads
+  num_key_value_heads: number; // KVH: key/value heads (grouped-query attention), H % KVH == 0
+  intermediate_size: number; // F: SwiGLU hidden width
+  vocab_size: number; // V
+  max_position_embeddings: number; // longest sequence (prompt + generated)
+  rope_theta: number;
+  rms_norm_eps: number;
+  tie_word_embeddings: boolean; // lm_head shares embed_tokens
+  bos_token_id?: number;
+  eos_token_id?: number;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** head_dim = hidden_size / num_attention_heads */
+export function headDim(c: LlamaConfig): number {
+  return c.hidden_size / c.num_attention_heads;
+}
+
+const INT_FIELDS = [
+  'hidden_size',
+  'num_hidden_layers',
+  'num_attention_heads',
+  'num_key_value_heads',
+  'intermediate_size',
+  'vocab_size',
+  'max_position_embeddings',
+] as const;
+
+/**
+ * Check and normalise a config object (for example `JSON.parse` of config.json).
+ * `source` names where it came from, for error messages.
+ */
+export function parseConfig(raw: unknown, source = 'config'): LlamaConfig {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(`${source}: expected a JSON object`);
+  }
+  const o = raw as Record<string, unknown>;
+  const c: Partial<LlamaConfig> = {};
+  for (const k of INT_FIELDS) {
+    const v = o[k];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
+      throw new ConfigError(`${source}: field "${k}" must be a positive integer, got ${JSON.stringify(v)}`);
+    }
+    c[k] = v;
+  }
+  if (o.num_key_value_heads === undefined) c.num_key_value_heads = c.num_attention_heads;
+  const num = (k: string, dflt: number): number => {
+    const v = o[k] ?? dflt;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+      throw new ConfigError(`${source}: field "${k}" must be a positive number, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  c.rope_theta = num('rope_theta', 10000);
+  c.rms_norm_eps = num('rms_norm_eps', 1e-5);
+  const tie = o.tie_word_embeddings ?? false;
+  if (typeof tie !== 'boolean') throw new ConfigError(`${source}: field "tie_word_embeddings" must be a boolean`);
+  c.tie_word_embeddings = tie;
+  for (const k of ['bos_token_id', 'eos_token_id'] as const) {
+    const v = o[k];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= c.vocab_size!) {
+      throw new ConfigError(`${source}: field "${k}" must be a token id in [0, ${c.vocab_size}), got ${JSON.stringify(v)}`);
+    }
+    c[k] = v;
+  }
+  const cfg = c as LlamaConfig;
+  if (cfg.hidden_size % cfg.num_attention_heads !== 0) {
+    throw new ConfigError(
+      `${source}: hidden_size ${cfg.hidden_size} is not divisible by num_attention_heads ${cfg.num_attention_heads}`,
+    );
+  }
+  if (cfg.num_attention_heads % cfg.num_key_value_heads !== 0) {
+    throw new ConfigError(
+      `${source}: num_attention_heads ${cfg.num_attention_heads} is not divisible by num_key_value_heads ${cfg.num_key_value_heads}`,
+    );
+  }
+  if (headDim(cfg) % 2 !== 0) {
+    throw new ConfigError(`${source}: head_dim ${headDim(cfg)} must be even for rotary embeddings`);
+  }
+  return cfg;
+}
+
+/** The Hugging Face tensor names and shapes ([out, in] for linear layers) of a Llama model. */
+export function weightShapes(c: LlamaConfig): Map<string, number[]> {
+  const D = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
+  const hd = headDim(c), KV = c.num_key_value_heads * hd;
+  const m = new Map<string, number[]>();
+  m.set('model.embed_tokens.weight', [V, D]);
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    const p = `model.layers.${l}.`;
+    m.set(p + 'input_layernorm.weight', [D]);
+    m.set(p + 'self_attn.q_proj.weight', [D, D]);
+    m.set(p + 'self_attn.k_proj.weight', [KV, D]);
+    m.set(p + 'self_attn.v_proj.weight', [KV, D]);
+    m.set(p + 'self_attn.o_proj.weight', [D, D]);
+    m.set(p + 'post_attention_layernorm.weight', [D]);
+    m.set(p + 'mlp.gate_proj.weight', [F, D]);
+    m.set(p + 'mlp.up_proj.weight', [F, D]);
+    m.set(p + 'mlp.down_proj.weight', [D, F]);
+  }
+  m.set('model.norm.weight', [D]);
+  if (!c.tie_word_embeddings) m.set('lm_head.weight', [V, D]);
+  return m;
+}
+
+export function paramCount(c: LlamaConfig): number {
+  let n = 0;
+  for (const s of weightShapes(c).values()) n += s.reduce((a, b) => a * b, 1);
+  return n;
+}
