@@ -1,0 +1,272 @@
+/**
+ * The CPU backend: plain TypeScript, the reference definition of every kernel.
+ *
+ * It is also meant to be fast: the matrix kernels keep several independent
+ * accumulators (so the adds do not wait on each other) and the batched matmul reuses
+ * every weight row it loads across four tokens at once. Scratch space (attention
+ * scores) is owned by the backend and only grows, so the token loop allocates nothing.
+ */
+import type { AttentionParams, Backend, Buf } from '../backend.js';
+
+export class CpuBuf implements Buf {
+  constructor(readonly data: Float32Array) {}
+  get length(): number {
+    return this.data.length;
+  }
+}
+
+const d = (b: Buf): Float32Array => (b as CpuBuf).data;
+
+export class CpuBackend implements Backend {
+  readonly name = 'cpu';
+  private scores = new Float32Array(256); // attention scratch, one row of (past + T) slots
+  private invFreqCache = new Map<string, Float32Array>();
+
+  alloc(length: number): Buf {
+    return new CpuBuf(new Float32Array(length));
+  }
+  write(dst: Buf, data: Float32Array, dstOffset = 0): void {
+    d(dst).set(data, dstOffset);
+  }
+  async read(src: Buf, dst: Float32Array, srcOffset = 0): Promise<void> {
+    dst.set(d(src).subarray(srcOffset, srcOffset + dst.length));
+  }
+  free(_buf: Buf): void {
+    // garbage collected
+  }
+
+  embedding(out: Buf, table: Buf, ids: Int32Array, D: number): void {
+    const o = d(out), w = d(table);
+    for (let t = 0; t < ids.length; t++) o.set(w.subarray(ids[t]! * D, ids[t]! * D + D), t * D);
+  }
+
+  rmsnorm(out: Buf, x: Buf, w: Buf, T: number, D: number, eps: number): void {
+    const o = d(out), xs = d(x), ws = d(w);
+    for (let t = 0; t < T; t++) {
+      const base = t * D;
+      let ss = 0;
+      for (let i = 0; i < D; i++) ss += xs[base + i]! * xs[base + i]!;
+      const scale = 1 / Math.sqrt(ss / D + eps);
+      for (let i = 0; i < D; i++) o[base + i] = xs[base + i]! * scale * ws[i]!;
+    }
+  }
+
+  matmul(out: Buf, x: Buf, w: Buf, T: number, K: number, N: number): void {
+    const o = d(out), xs = d(x), ws = d(w);
+    let t = 0;
+    for (; t + 4 <= T; t += 4) matmul4(o, xs, ws, t, K, N);
+    for (; t < T; t++) matvec(o, xs, ws, t, K, N);
+  }
+
+  add(out: Buf, a: Buf, b: Buf, n: number): void {
+    const o = d(out), as = d(a), bs = d(b);
+    for (let i = 0; i < n; i++) o[i] = as[i]! + bs[i]!;
+  }
+
+  mul(out: Buf, a: Buf, b: Buf, n: number): void {
+    const o = d(out), as = d(a), bs = d(b);
+    for (let i = 0; i < n; i++) o[i] = as[i]! * bs[i]!;
+  }
+
+  siluGate(out: Buf, gate: Buf, up: Buf, n: number): void {
+    const o = d(out), g = d(gate), u = d(up);
+    for (let i = 0; i < n; i++) {
+      const v = g[i]!;
+      o[i] = (v / (1 + Math.exp(-v))) * u[i]!;
+    }
+  }
+
+  rope(x: Buf, positions: Int32Array, T: number, nHeads: number, headDim: number, theta: number): void {
+    const xs = d(x), half = headDim >> 1;
+    const invFreq = this.invFreq(headDim, theta);
+    for (let t = 0; t < T; t++) {
+      const pos = positions[t]!;
+      for (let i = 0; i < half; i++) {
+        const angle = pos * invFreq[i]!;
+        const c = Math.cos(angle), s = Math.sin(angle);
+        for (let h = 0; h < nHeads; h++) {
+          const j = (t * nHeads + h) * headDim + i;
+          const a = xs[j]!, b = xs[j + half]!;
+          xs[j] = a * c - b * s; // x1' = x1 cos - x2 sin
+          xs[j + half] = b * c + a * s; // x2' = x2 cos + x1 sin
+        }
+      }
+    }
+  }
+
+  /** theta^(-2i/hd), computed in f64 once per (hd, theta) */
+  private invFreq(headDim: number, theta: number): Float32Array {
+    const key = `${headDim}:${theta}`;
+    let f = this.invFreqCache.get(key);
+    if (!f) {
+      f = new Float32Array(headDim >> 1);
+      for (let i = 0; i < f.length; i++) f[i] = Math.pow(theta, (-2 * i) / headDim);
+      this.invFreqCache.set(key, f);
+    }
+    return f;
+  }
+
+  attention(out: Buf, q: Buf, kCache: Buf, vCache: Buf, p: AttentionParams): void {
+    const { T, nHeads, nKvHeads, headDim: hd, past, mask } = p;
+    const o = d(out), qs = d(q), ks = d(kCache), vs = d(vCache);
+    const slots = past + T, group = nHeads / nKvHeads, kvStride = nKvHeads * hd;
+    const scale = 1 / Math.sqrt(hd);
+    if (this.scores.length < slots) this.scores = new Float32Array(slots * 2);
+    const sc = this.scores;
+    for (let t = 0; t < T; t++) {
+      const visible = mask ? slots : past + t + 1;
+      for (let h = 0; h < nHeads; h++) {
+        const qo = (t * nHeads + h) * hd, kvo = Math.floor(h / group) * hd;
+        // scores[s] = q . k[s] / sqrt(hd) + mask[t, s]
+        let max = -Infinity;
+        for (let s = 0; s < visible; s++) {
+          const m = mask ? mask[t * slots + s]! : 0;
+          if (m === -Infinity) {
+            sc[s] = -Infinity;
+            continue;
+          }
+          const ko = s * kvStride + kvo;
+          let dot = 0;
+          for (let i = 0; i < hd; i++) dot += qs[qo + i]! * ks[ko + i]!;
+          const v = dot * scale + m;
+          sc[s] = v;
+          if (v > max) max = v;
+        }
+        let sum = 0;
+        for (let s = 0; s < visible; s++) {
+          const e = sc[s] === -Infinity ? 0 : Math.exp(sc[s]! - max);
+          sc[s] = e;
+          sum += e;
+        }
+        const inv = 1 / sum;
+        o.fill(0, qo, qo + hd);
+        for (let s = 0; s < visible; s++) {
+          const wgt = sc[s]! * inv;
+          if (wgt === 0) continue;
+          const vo = s * kvStride + kvo;
+          for (let i = 0; i < hd; i++) o[qo + i]! += wgt * vs[vo + i]!;
+        }
+      }
+    }
+  }
+
+  softmax(out: Buf, x: Buf, rows: number, cols: number): void {
+    const o = d(out), xs = d(x);
+    for (let r = 0; r < rows; r++) {
+      const base = r * cols;
+      let max = -Infinity;
+      for (let i = 0; i < cols; i++) if (xs[base + i]! > max) max = xs[base + i]!;
+      let sum = 0;
+      for (let i = 0; i < cols; i++) {
+        const e = max === -Infinity ? 0 : Math.exp(xs[base + i]! - max);
+        o[base + i] = e;
+        sum += e;
+      }
+      const inv = sum > 0 ? 1 / sum : 0;
+      for (let i = 0; i < cols; i++) o[base + i]! *= inv;
+    }
+  }
+
+  argmax(out: Buf, x: Buf, rows: number, cols: number): void {
+    const o = d(out), xs = d(x);
+    for (let r = 0; r < rows; r++) o[r] = argmaxRow(xs, r * cols, cols);
+  }
+
+  copy(dst: Buf, dstOffset: number, src: Buf, srcOffset: number, n: number): void {
+    d(dst).set(d(src).subarray(srcOffset, srcOffset + n), dstOffset);
+  }
+}
+
+/** index of the largest of xs[base .. base + n), the first one on ties (NaN never wins) */
+export function argmaxRow(xs: Float32Array, base: number, n: number): number {
+  let best = 0, bestV = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const v = xs[base + i]!;
+    if (v > bestV) {
+      bestV = v;
+      best = i;
+    }
+  }
+  return best;
+}
+
+/**
+ * o[t, :] = x[t, :] @ w^T for one token. Four weight rows at a time share each x load,
+ * and k is unrolled by two, so eight independent accumulators keep the FP adders busy
+ * (measured 3.0 GFLOP/s vs 2.1 for one row with eight accumulators, 288x768, Node 20).
+ */
+function matvec(o: Float32Array, x: Float32Array, w: Float32Array, t: number, K: number, N: number): void {
+  const xo = t * K, oo = t * N, K2 = K & ~1;
+  let n = 0;
+  for (; n + 4 <= N; n += 4) {
+    const r0 = n * K, r1 = r0 + K, r2 = r1 + K, r3 = r2 + K;
+    let a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+    let k = 0;
+    for (; k < K2; k += 2) {
+      const x0 = x[xo + k]!, x1 = x[xo + k + 1]!;
+      a0 += x0 * w[r0 + k]!;
+      a1 += x0 * w[r1 + k]!;
+      a2 += x0 * w[r2 + k]!;
+      a3 += x0 * w[r3 + k]!;
+      b0 += x1 * w[r0 + k + 1]!;
+      b1 += x1 * w[r1 + k + 1]!;
+      b2 += x1 * w[r2 + k + 1]!;
+      b3 += x1 * w[r3 + k + 1]!;
+    }
+    if (k < K) {
+      const x0 = x[xo + k]!;
+      a0 += x0 * w[r0 + k]!;
+      a1 += x0 * w[r1 + k]!;
+      a2 += x0 * w[r2 + k]!;
+      a3 += x0 * w[r3 + k]!;
+    }
+    o[oo + n] = a0 + b0;
+    o[oo + n + 1] = a1 + b1;
+    o[oo + n + 2] = a2 + b2;
+    o[oo + n + 3] = a3 + b3;
+  }
+  for (; n < N; n++) {
+    const r0 = n * K;
+    let a0 = 0, b0 = 0;
+    let k = 0;
+    for (; k < K2; k += 2) {
+      a0 += x[xo + k]! * w[r0 + k]!;
+      b0 += x[xo + k + 1]! * w[r0 + k + 1]!;
+    }
+    if (k < K) a0 += x[xo + k]! * w[r0 + k]!;
+    o[oo + n] = a0 + b0;
+  }
+}
+
+/** four tokens t..t+3 at once: each weight element loaded once, used four times */
+function matmul4(o: Float32Array, x: Float32Array, w: Float32Array, t: number, K: number, N: number): void {
+  const x0o = t * K, x1o = x0o + K, x2o = x1o + K, x3o = x2o + K;
+  const K2 = K & ~1;
+  for (let n = 0; n < N; n++) {
+    const wo = n * K;
+    let a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+    let k = 0;
+    for (; k < K2; k += 2) {
+      const wa = w[wo + k]!, wb = w[wo + k + 1]!;
+      a0 += wa * x[x0o + k]!;
+      a1 += wa * x[x1o + k]!;
+      a2 += wa * x[x2o + k]!;
+      a3 += wa * x[x3o + k]!;
+      b0 += wb * x[x0o + k + 1]!;
+      b1 += wb * x[x1o + k + 1]!;
+      b2 += wb * x[x2o + k + 1]!;
+      b3 += wb * x[x3o + k + 1]!;
+    }
+    if (k < K) {
+      const wa = w[wo + k]!;
+      a0 += wa * x[x0o + k]!;
+      a1 += wa * x[x1o + k]!;
+      a2 += wa * x[x2o + k]!;
+      a3 += wa * x[x3o + k]!;
+    }
+    o[t * N + n] = a0 + b0;
+    o[(t + 1) * N + n] = a1 + b1;
+    o[(t + 2) * N + n] = a2 + b2;
+    o[(t + 3) * N + n] = a3 + b3;
+  }
+}
