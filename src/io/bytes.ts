@@ -1,0 +1,100 @@
+/**
+ * Little-endian byte helpers shared by the weight formats. Weight files are
+ * little-endian; on a little-endian host (every host this runs on in practice) a
+ * block copy is enough, otherwise we fall back to a DataView element by element.
+ * Every reader copies, so the returned arrays never alias the file bytes.
+ */
+import { f16ToF32, numel } from '../tensor/dtype.js';
+
+const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** n little-endian f32 values starting at bytes[offset], copied into a new array. */
+export function readF32(bytes: Uint8Array, offset: number, n: number): Float32Array {
+  const out = new Float32Array(n);
+  if (HOST_LITTLE_ENDIAN) {
+    new Uint8Array(out.buffer).set(bytes.subarray(offset, offset + 4 * n));
+  } else {
+    const dv = new DataView(bytes.buffer, bytes.byteOffset + offset, 4 * n);
+    for (let i = 0; i < n; i++) out[i] = dv.getFloat32(4 * i, true);
+  }
+  return out;
+}
+
+/** n little-endian u16 values starting at bytes[offset], copied into a new array. */
+export function readU16(bytes: Uint8Array, offset: number, n: number): Uint16Array {
+  const out = new Uint16Array(n);
+  if (HOST_LITTLE_ENDIAN) {
+    new Uint8Array(out.buffer).set(bytes.subarray(offset, offset + 2 * n));
+  } else {
+    const dv = new DataView(bytes.buffer, bytes.byteOffset + offset, 2 * n);
+    for (let i = 0; i < n; i++) out[i] = dv.getUint16(2 * i, true);
+  }
+  return out;
+}
+
+export function writeF32(dst: Uint8Array, offset: number, data: Float32Array): void {
+  if (HOST_LITTLE_ENDIAN) {
+    dst.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), offset);
+  } else {
+    const dv = new DataView(dst.buffer, dst.byteOffset + offset, data.byteLength);
+    for (let i = 0; i < data.length; i++) dv.setFloat32(4 * i, data[i]!, true);
+  }
+}
+
+export function writeU16(dst: Uint8Array, offset: number, data: Uint16Array): void {
+  if (HOST_LITTLE_ENDIAN) {
+    dst.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), offset);
+  } else {
+    const dv = new DataView(dst.buffer, dst.byteOffset + offset, data.byteLength);
+    for (let i = 0; i < data.length; i++) dv.setUint16(2 * i, data[i]!, true);
+  }
+}
+
+let f16Table: Float32Array | undefined;
+
+/** Widen IEEE half bit patterns to f32 through a 64K-entry table (built on first use). */
+export function widenF16(h: Uint16Array): Float32Array {
+  if (!f16Table) {
+    f16Table = new Float32Array(65536);
+    for (let i = 0; i < 65536; i++) f16Table[i] = f16ToF32(i);
+  }
+  const out = new Float32Array(h.length);
+  for (let i = 0; i < h.length; i++) out[i] = f16Table[h[i]!]!;
+  return out;
+}
+
+/** Widen bfloat16 bit patterns to f32: a bf16 is the top half of an f32. */
+export function widenBF16(h: Uint16Array): Float32Array {
+  const bits = new Uint32Array(h.length);
+  for (let i = 0; i < h.length; i++) bits[i] = h[i]! << 16;
+  return new Float32Array(bits.buffer);
+}
+
+/** Index of the first NaN or ±Inf in data, or -1. */
+export function firstNonFinite(data: Float32Array): number {
+  for (let i = 0; i < data.length; i++) {
+    // x - x is 0 for every finite x and NaN for NaN and ±Inf
+    if (data[i]! - data[i]! !== 0) return i;
+  }
+  return -1;
+}
+
+/** "NaN at index 7 (element [1, 3] of shape [2, 4])", for error messages. */
+export function describeNonFinite(data: Float32Array, shape: readonly number[], index: number): string {
+  const coords: number[] = [];
+  let rest = index;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    coords.unshift(rest % shape[d]!);
+    rest = Math.floor(rest / shape[d]!);
+  }
+  return `non-finite value ${data[index]} at index ${index} (element [${coords.join(', ')}] of shape [${shape.join(', ')}])`;
+}
+
+export function shapeString(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/** True when `data` holds exactly numel(shape) values and every dim is a non-negative integer. */
+export function isWellFormed(shape: readonly number[], data: Float32Array): boolean {
+  return shape.every((d) => Number.isSafeInteger(d) && d >= 0) && data.length === numel(shape);
+}

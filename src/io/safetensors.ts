@@ -1,0 +1,260 @@
+/**
+ * safetensors: the Hugging Face weight file format.
+ *
+ *   [u64 little-endian N][N bytes of UTF-8 JSON header][data section]
+ *
+ * The header maps each tensor name to {dtype, shape, data_offsets: [start, end]} with
+ * offsets relative to the data section, plus an optional "__metadata__" object of
+ * string values. Tensors must tile the data section exactly: no overlap, no gap, no
+ * trailing bytes (the rules of the reference implementation). We read F32, F16 and
+ * BF16 (widened to f32) and reject NaN/Inf, which in a weight file is always a bug.
+ */
+import { DTYPE_BYTES, f32ToBF16, f32ToF16, numel, type DType, type TensorMap } from '../tensor/dtype.js';
+import {
+  describeNonFinite,
+  firstNonFinite,
+  readF32,
+  readU16,
+  shapeString,
+  widenBF16,
+  widenF16,
+  writeF32,
+  writeU16,
+} from './bytes.js';
+import { FormatError } from './errors.js';
+
+/** The reference implementation refuses headers above 100 MB; so do we. */
+const MAX_HEADER_BYTES = 100_000_000;
+const METADATA_KEY = '__metadata__';
+
+export interface Safetensors {
+  tensors: TensorMap;
+  metadata: Record<string, string>;
+}
+
+/** One validated header entry; start/end are absolute offsets into the file. */
+interface Entry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  offsets: [number, number]; // as written, relative to the data section
+  start: number;
+  end: number;
+}
+
+/** Parse and fully validate a safetensors file. `source` names it in error messages. */
+export function parseSafetensors(bytes: Uint8Array, source: string): Safetensors {
+  if (bytes.length < 8) {
+    throw new FormatError(source, `file is ${bytes.length} bytes, too short for the 8-byte header length`);
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // u64 as two u32 halves; exact below 2^53, and anything near that is rejected as absurd
+  const headerLen = dv.getUint32(0, true) + dv.getUint32(4, true) * 2 ** 32;
+  if (headerLen > MAX_HEADER_BYTES) {
+    throw new FormatError(source, `header length ${headerLen} is absurdly large (limit ${MAX_HEADER_BYTES} bytes)`);
+  }
+  if (8 + headerLen > bytes.length) {
+    throw new FormatError(source, `header length ${headerLen} runs past the end of the ${bytes.length}-byte file`);
+  }
+  const header = parseHeaderJson(bytes.subarray(8, 8 + headerLen), source);
+  const dataStart = 8 + headerLen;
+  const dataLen = bytes.length - dataStart;
+
+  const metadata = parseMetadata(header[METADATA_KEY], source);
+  const entries: Entry[] = [];
+  for (const [name, raw] of Object.entries(header)) {
+    if (name === METADATA_KEY) continue;
+    entries.push(parseEntry(name, raw, dataStart, dataLen, source));
+  }
+  checkTiling(entries, dataStart, dataLen, source);
+
+  const tensors: TensorMap = new Map();
+  for (const e of entries) {
+    const n = numel(e.shape);
+    const data =
+      e.dtype === 'F32'
+        ? readF32(bytes, e.start, n)
+        : e.dtype === 'F16'
+          ? widenF16(readU16(bytes, e.start, n))
+          : widenBF16(readU16(bytes, e.start, n));
+    const bad = firstNonFinite(data);
+    if (bad >= 0) throw new FormatError(source, describeNonFinite(data, e.shape, bad), e.name);
+    tensors.set(e.name, { shape: e.shape, data });
+  }
+  return { tensors, metadata };
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function parseHeaderJson(raw: Uint8Array, source: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(raw);
+  } catch {
+    throw new FormatError(source, 'header is not valid UTF-8');
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(text);
+  } catch (e) {
+    throw new FormatError(source, `header is not valid JSON (${(e as Error).message})`);
+  }
+  if (!isPlainObject(header)) throw new FormatError(source, 'header JSON is not an object');
+  return header;
+}
+
+function parseMetadata(raw: unknown, source: string): Record<string, string> {
+  if (raw === undefined) return {};
+  if (!isPlainObject(raw)) throw new FormatError(source, `"${METADATA_KEY}" must be an object of strings`);
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    if (typeof v !== 'string') {
+      throw new FormatError(source, `"${METADATA_KEY}" value for "${k}" must be a string, got ${JSON.stringify(v)}`);
+    }
+    out[k] = v;
+  }
+  return out;
+}
+
+const isIndex = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+function parseEntry(name: string, raw: unknown, dataStart: number, dataLen: number, source: string): Entry {
+  const fail = (problem: string): never => {
+    throw new FormatError(source, problem, name);
+  };
+  if (!isPlainObject(raw)) return fail('header entry is not an object');
+  for (const field of ['dtype', 'shape', 'data_offsets']) {
+    if (raw[field] === undefined) fail(`header entry has no "${field}"`);
+  }
+  const { dtype, shape, data_offsets: offsets } = raw;
+  if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, dtype)) {
+    fail(`unsupported dtype ${JSON.stringify(dtype)} (supported: ${Object.keys(DTYPE_BYTES).join(', ')})`);
+  }
+  if (!Array.isArray(shape)) return fail(`shape must be an array, got ${JSON.stringify(shape)}`);
+  for (const d of shape) {
+    if (!isIndex(d)) fail(`shape ${JSON.stringify(shape)} has dimension ${JSON.stringify(d)}; dims must be non-negative integers`);
+  }
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isIndex)) {
+    return fail(`data_offsets must be two non-negative integers [start, end], got ${JSON.stringify(offsets)}`);
+  }
+  const [start, end] = offsets as [number, number];
+  if (end < start) fail(`data_offsets [${start}, ${end}]: end is before start`);
+  if (end > dataLen) fail(`data_offsets [${start}, ${end}] run past the end of the ${dataLen}-byte data section`);
+  const dt = dtype as DType;
+  const expected = numel(shape as number[]) * DTYPE_BYTES[dt];
+  if (end - start !== expected) {
+    fail(
+      `data_offsets [${start}, ${end}] hold ${end - start} bytes, but shape ${shapeString(shape as number[])} ` +
+        `of ${dt} needs ${expected}`,
+    );
+  }
+  return { name, dtype: dt, shape: shape as number[], offsets: [start, end], start: dataStart + start, end: dataStart + end };
+}
+
+/** The tensors, sorted by offset, must cover the data section exactly once. */
+function checkTiling(entries: Entry[], dataStart: number, dataLen: number, source: string): void {
+  const sorted = [...entries].sort((a, b) => a.start - b.start || a.end - b.end);
+  let covered = dataStart; // every byte before this belongs to some tensor
+  let last: Entry | undefined;
+  for (const e of sorted) {
+    if (e.start === e.end && e.start <= covered) continue; // an empty tensor takes no bytes
+    if (e.start < covered) {
+      throw new FormatError(
+        source,
+        `data_offsets [${e.offsets.join(', ')}] overlap tensor "${last!.name}" [${last!.offsets.join(', ')}]`,
+        e.name,
+      );
+    }
+    if (e.start > covered) {
+      throw new FormatError(
+        source,
+        `bytes [${covered - dataStart}, ${e.start - dataStart}) of the data section are not covered by any tensor`,
+      );
+    }
+    covered = e.end;
+    last = e;
+  }
+  if (covered !== dataStart + dataLen) {
+    throw new FormatError(
+      source,
+      `${dataStart + dataLen - covered} trailing bytes after the last tensor are not covered by any tensor`,
+    );
+  }
+}
+
+export interface SerializeOptions {
+  /** storage dtype of every tensor (default F32) */
+  dtype?: DType;
+  /** string key/values stored under "__metadata__" */
+  metadata?: Record<string, string>;
+  /** names the output in error messages (default "safetensors output") */
+  source?: string;
+}
+
+/**
+ * Write tensors as safetensors: names sorted, data contiguous in that order, header
+ * padded with spaces so the data section starts 8-byte aligned. Refuses what the reader
+ * would refuse (bad shapes, NaN/Inf, values that overflow F16/BF16).
+ */
+export function serializeSafetensors(tensors: TensorMap, opts: SerializeOptions = {}): Uint8Array {
+  const dtype = opts.dtype ?? 'F32';
+  const source = opts.source ?? 'safetensors output';
+  if (!Object.hasOwn(DTYPE_BYTES, dtype)) throw new FormatError(source, `unsupported dtype ${JSON.stringify(dtype)}`);
+  const width = DTYPE_BYTES[dtype];
+  const names = [...tensors.keys()].sort();
+
+  // encode first, so a value that does not fit fails before anything is written
+  const encoded: (Float32Array | Uint16Array)[] = [];
+  for (const name of names) {
+    const t = tensors.get(name)!;
+    if (name === METADATA_KEY) throw new FormatError(source, 'name is reserved for metadata', name);
+    if (!t.shape.every(isIndex) || t.data.length !== numel(t.shape)) {
+      throw new FormatError(source, `shape ${JSON.stringify(t.shape)} does not describe ${t.data.length} values`, name);
+    }
+    const bad = firstNonFinite(t.data);
+    if (bad >= 0) throw new FormatError(source, describeNonFinite(t.data, t.shape, bad), name);
+    encoded.push(dtype === 'F32' ? t.data : narrow(t.data, t.shape, dtype, source, name));
+  }
+
+  const parts: string[] = [];
+  if (opts.metadata) parts.push(`${JSON.stringify(METADATA_KEY)}:${JSON.stringify(opts.metadata)}`);
+  let offset = 0;
+  names.forEach((name, i) => {
+    const end = offset + encoded[i]!.length * width;
+    const entry = { dtype, shape: tensors.get(name)!.shape, data_offsets: [offset, end] };
+    parts.push(`${JSON.stringify(name)}:${JSON.stringify(entry)}`);
+    offset = end;
+  });
+  const json = new TextEncoder().encode(`{${parts.join(',')}}`);
+  const header = new Uint8Array(Math.ceil(json.length / 8) * 8).fill(0x20); // pad with spaces
+  header.set(json);
+
+  const out = new Uint8Array(8 + header.length + offset);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, header.length, true); // u64 low half; high half stays 0
+  out.set(header, 8);
+  let at = 8 + header.length;
+  for (const data of encoded) {
+    if (data instanceof Float32Array) writeF32(out, at, data);
+    else writeU16(out, at, data);
+    at += data.length * width;
+  }
+  return out;
+}
+
+/** f32 -> F16/BF16 bit patterns, round to nearest even; overflow to Inf is an error. */
+function narrow(data: Float32Array, shape: number[], dtype: 'F16' | 'BF16', source: string, name: string): Uint16Array {
+  const out = new Uint16Array(data.length);
+  const convert = dtype === 'F16' ? f32ToF16 : f32ToBF16;
+  const expMask = dtype === 'F16' ? 0x7c00 : 0x7f80; // all-ones exponent means Inf/NaN
+  for (let i = 0; i < data.length; i++) {
+    const h = convert(data[i]!);
+    if ((h & expMask) === expMask) {
+      throw new FormatError(source, `value ${data[i]} at index ${i} of shape ${shapeString(shape)} overflows ${dtype}`, name);
+    }
+    out[i] = h;
+  }
+  return out;
+}

@@ -1,0 +1,95 @@
+/**
+ * Checking a set of weights against a config, and deterministic random weights for
+ * tests and benches. Tensor names and shapes are those of `weightShapes` (Hugging Face).
+ */
+import { weightShapes, type LlamaConfig } from '../model/config.js';
+import { numel, type TensorMap } from '../tensor/dtype.js';
+import { shapeString } from './bytes.js';
+import { FormatError } from './errors.js';
+
+const MAX_LISTED = 8; // names listed per kind of problem before "... and N more"
+
+/**
+ * Assert that `tensors` holds exactly the tensors of `config`: every expected name with
+ * its exact shape and value count, and nothing else. The error lists every missing,
+ * misshapen and unexpected tensor at once.
+ */
+export function checkWeights(config: LlamaConfig, tensors: TensorMap, source: string): void {
+  const expected = weightShapes(config);
+  const missing: string[] = [];
+  const misshapen: string[] = [];
+  const unexpected: string[] = [];
+  const culprits: string[] = [];
+  for (const [name, shape] of expected) {
+    const t = tensors.get(name);
+    if (!t) {
+      missing.push(`${name} ${shapeString(shape)}`);
+      culprits.push(name);
+    } else if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      misshapen.push(`${name}: expected ${shapeString(shape)}, found ${shapeString(t.shape)}`);
+      culprits.push(name);
+    } else if (t.data.length !== numel(shape)) {
+      misshapen.push(`${name}: shape ${shapeString(shape)} but ${t.data.length} values`);
+      culprits.push(name);
+    }
+  }
+  for (const [name, t] of tensors) {
+    if (!expected.has(name)) {
+      unexpected.push(`${name} ${shapeString(t.shape)}`);
+      culprits.push(name);
+    }
+  }
+  if (culprits.length === 0) return;
+
+  const list = (items: string[]): string =>
+    items.slice(0, MAX_LISTED).join(', ') + (items.length > MAX_LISTED ? `, ... and ${items.length - MAX_LISTED} more` : '');
+  const parts: string[] = [];
+  if (missing.length) parts.push(`${missing.length} missing: ${list(missing)}`);
+  if (misshapen.length) parts.push(`${misshapen.length} with the wrong shape: ${list(misshapen)}`);
+  if (unexpected.length) parts.push(`${unexpected.length} unexpected: ${list(unexpected)}`);
+  // the usual cause of a lone lm_head problem is tie_word_embeddings set the wrong way
+  if (tensors.has('lm_head.weight') !== expected.has('lm_head.weight')) {
+    parts.push(`(config has tie_word_embeddings: ${config.tie_word_embeddings})`);
+  }
+  const problem = `weights do not match the config: ${parts.join('; ')}`;
+  throw new FormatError(source, problem, culprits.length === 1 ? culprits[0] : undefined);
+}
+
+/** mulberry32: a tiny seeded PRNG with uniform output in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Standard normal samples from a uniform source (Box-Muller). */
+function gaussian(uniform: () => number): () => number {
+  return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
+}
+
+/**
+ * Deterministic GPT-2-style initialisation: matrices ~ N(0, 0.02), the residual
+ * projections (o_proj, down_proj) scaled by 1/sqrt(2 * layers) so the residual stream
+ * does not grow with depth, RMSNorm weights all ones. Same seed, same weights.
+ */
+export function randomWeights(config: LlamaConfig, seed: number): TensorMap {
+  const normal = gaussian(mulberry32(seed));
+  const residualStd = 0.02 / Math.sqrt(2 * config.num_hidden_layers);
+  const tensors: TensorMap = new Map();
+  for (const [name, shape] of weightShapes(config)) {
+    const data = new Float32Array(numel(shape));
+    if (name.endsWith('norm.weight')) {
+      data.fill(1);
+    } else {
+      const std = name.endsWith('o_proj.weight') || name.endsWith('down_proj.weight') ? residualStd : 0.02;
+      for (let i = 0; i < data.length; i++) data[i] = std * normal();
+    }
+    tensors.set(name, { shape: [...shape], data });
+  }
+  return tensors;
+}
