@@ -1,0 +1,154 @@
+#!/usr/bin/env node
+/**
+ * The `ctcspec` command line (Node adapter).
+ *
+ *   ctcspec generate [--prompt TEXT] [--max-new-tokens N] [--backend cpu|webgpu] [--temperature T]
+ *                    [--top-p P] [--seed S] [--model DIR|FILE.bin] [--tokenizer FILE]
+ *                    [--random-init tiny|stories15M|config.json] [--json]
+ *   ctcspec convert --model DIR|FILE.bin [--tokenizer FILE] --out DIR|FILE.bin [--tokenizer-out FILE]
+ */
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { Llama } from '../model/llama.js';
+import { generate } from '../decode/generate.js';
+import { createBackend } from '../node/backend.js';
+import { loadModelSource, type ModelSourceOptions } from '../node/model-source.js';
+import { writeModelDir } from '../node/files.js';
+import { writeLlama2cCheckpoint } from '../io/llama2c.js';
+import { BpeTokenizer, bpeToJson, StreamDecoder, writeLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
+
+const HELP = `ctcspec: Llama-style models in TypeScript (CPU and WebGPU backends)
+
+Commands:
+  generate   generate text from a prompt
+  convert    convert between a Hugging Face model dir (safetensors) and a llama2.c .bin
+
+generate options:
+  --prompt TEXT          prompt text (default "Once upon a time")
+  --max-new-tokens N     tokens to generate (default 64)
+  --backend cpu|webgpu   (default cpu); CTCSPEC_WEBGPU=fallback or --webgpu-fallback picks the
+                         software adapter (Dawn OpenGL ES on Mesa llvmpipe)
+  --temperature T        0 = greedy (default 0)
+  --top-p P              nucleus sampling cut (default 1)
+  --seed S               sampling seed (default 0)
+  --model DIR|FILE.bin   model directory (config.json, model.safetensors, tokenizer.json) or a
+                         llama2.c checkpoint (with --tokenizer); default: the shipped weights/base
+  --tokenizer FILE       tokenizer.json or llama2.c tokenizer.bin
+  --random-init CONFIG   random weights: a preset (tiny, stories15M) or a config.json path; the
+                         tokenizer is then byte-level (ids past 258 print as U+FFFD)
+  --init-seed S          seed of --random-init (default 0)
+  --json                 print one JSON object {text, tokens, stats} instead of streaming text
+
+convert options:
+  --out PATH             a directory (writes safetensors + config.json + tokenizer.json) or a
+                         FILE.bin (llama2.c checkpoint)
+  --tokenizer-out FILE   with a .bin output: also write llama2.c tokenizer.bin
+  --dtype F32|F16|BF16   safetensors storage dtype (default F32)
+`;
+
+class UsageError extends Error {}
+
+function num(v: string | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${v}"`);
+  return n;
+}
+
+/** Text for display: ids the tokenizer does not know (random-init vocab past 258) print as U+FFFD. */
+function displayable(tokenizer: Tokenizer, ids: readonly number[]): number[] {
+  return ids.map((id) => (id < tokenizer.vocabSize ? id : -1)).filter((id) => id >= 0);
+}
+
+async function cmdGenerate(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      prompt: { type: 'string', default: 'Once upon a time' },
+      'max-new-tokens': { type: 'string' },
+      backend: { type: 'string', default: 'cpu' },
+      'webgpu-fallback': { type: 'boolean', default: false },
+      temperature: { type: 'string' },
+      'top-p': { type: 'string' },
+      seed: { type: 'string' },
+      model: { type: 'string' },
+      tokenizer: { type: 'string' },
+      'random-init': { type: 'string' },
+      'init-seed': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const src: ModelSourceOptions = { model: values.model, tokenizer: values.tokenizer, randomInit: values['random-init'], initSeed: num(values['init-seed'], 'init-seed', 0) };
+  const loaded = await loadModelSource(src);
+  const backend = await createBackend(values.backend!, { fallback: values['webgpu-fallback'] });
+  const model = new Llama(backend, loaded.config, loaded.tensors);
+  const tok = loaded.tokenizer;
+  const prompt = tok.encode(values.prompt!, { bos: true });
+  const stream = new StreamDecoder(tok);
+  const unknown = '\uFFFD';
+  const result = await generate(model, prompt, {
+    maxNewTokens: num(values['max-new-tokens'], 'max-new-tokens', 64),
+    temperature: num(values.temperature, 'temperature', 0),
+    topP: num(values['top-p'], 'top-p', 1),
+    seed: num(values.seed, 'seed', 0),
+    eosId: loaded.config.eos_token_id ?? tok.eosId,
+    onToken: values.json ? undefined : (id) => process.stdout.write(id < tok.vocabSize ? stream.push(id) : unknown),
+  });
+  const text = tok.decode(displayable(tok, result.tokens));
+  if (values.json) {
+    const { newTokens, steps, tokensPerStep, wallMs, tokensPerSecond } = result.stats;
+    console.log(JSON.stringify({ text, tokens: result.tokens, stats: { newTokens, steps, tokensPerStep, wallMs, tokensPerSecond }, stopReason: result.stopReason }));
+  } else {
+    process.stdout.write(stream.flush() + '\n');
+    const s = result.stats;
+    console.error(
+      `[${loaded.description}, ${backend.name}] ${s.newTokens} tokens in ${s.steps} steps (${s.tokensPerStep.toFixed(2)} tokens/step), ` +
+        `${s.wallMs.toFixed(0)} ms, ${s.tokensPerSecond.toFixed(1)} tokens/s, stop: ${result.stopReason}`,
+    );
+  }
+}
+
+async function cmdConvert(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      tokenizer: { type: 'string' },
+      out: { type: 'string' },
+      'tokenizer-out': { type: 'string' },
+      dtype: { type: 'string', default: 'F32' },
+    },
+  });
+  if (!values.model || !values.out) throw new UsageError('convert needs --model and --out');
+  const loaded = await loadModelSource({ model: values.model, tokenizer: values.tokenizer });
+  if (values.out.endsWith('.bin')) {
+    writeFileSync(values.out, writeLlama2cCheckpoint(loaded.config, loaded.tensors));
+    if (values['tokenizer-out']) {
+      if (!(loaded.tokenizer instanceof BpeTokenizer)) throw new UsageError('--tokenizer-out: only our BPE tokenizer (tokenizer.json) can be written as tokenizer.bin');
+      writeFileSync(values['tokenizer-out'], writeLlama2cTokenizer(loaded.tokenizer));
+    }
+  } else {
+    const dtype = values.dtype as 'F32' | 'F16' | 'BF16';
+    if (!['F32', 'F16', 'BF16'].includes(dtype)) throw new UsageError(`--dtype must be F32, F16 or BF16, got ${dtype}`);
+    const tokenizerJson = loaded.tokenizer instanceof BpeTokenizer ? bpeToJson(loaded.tokenizer) : undefined;
+    await writeModelDir(values.out, loaded.config, loaded.tensors, { dtype, tokenizerJson });
+  }
+  console.error(`wrote ${values.out}`);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(HELP);
+    return;
+  }
+  if (cmd === 'generate') return cmdGenerate(rest);
+  if (cmd === 'convert') return cmdConvert(rest);
+  throw new UsageError(`unknown command "${cmd}" (try --help)`);
+}
+
+main(process.argv.slice(2)).catch((e: Error) => {
+  console.error(`ctcspec: ${e.message}`);
+  if (process.env.CTCSPEC_DEBUG) console.error(e.stack);
+  process.exit(e instanceof UsageError ? 2 : 1);
+});

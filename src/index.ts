@@ -1,0 +1,22 @@
+/**
+ * ctcspec: the runtime-neutral core (Node, Deno, Bun, browsers). Node-only helpers
+ * (files, the `webgpu` npm package) are in `ctcspec/node`.
+ */
+export type { Backend, Buf, AttentionParams } from './backend/backend.js';
+export { CpuBackend } from './backend/cpu/cpu.js';
+export { createWebGPUBackend } from './backend/webgpu/device.js';
+export { WebGPUBackend } from './backend/webgpu/webgpu.js';
+export { Tensor, ShapeError } from './tensor/tensor.js';
+export * as ops from './tensor/tensor.js';
+export type { DType, HostTensor, TensorMap } from './tensor/dtype.js';
+export { parseConfig, weightShapes, paramCount, headDim, ConfigError, type LlamaConfig } from './model/config.js';
+export { PRESETS } from './model/presets.js';
+export { Llama, ContextError, type LlamaOptions } from './model/llama.js';
+export { parseModelFiles, fetchModelFiles, type ModelFiles, type ParsedModel } from './model/load.js';
+export { generate, type GenerateOptions, type GenerationResult, type GenerationStats } from './decode/generate.js';
+export { Sampler, type SamplerOptions } from './decode/sampler.js';
+export { parseSafetensors, serializeSafetensors } from './io/safetensors.js';
+export { readLlama2cCheckpoint, writeLlama2cCheckpoint } from './io/llama2c.js';
+export { checkWeights, randomWeights } from './io/weights.js';
+export { FormatError } from './io/errors.js';
+export * from './tokenizer/index.js';

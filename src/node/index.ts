@@ -1,0 +1,5 @@
+/** ctcspec/node: Node and Bun adapters (files on disk, the `webgpu` npm package). */
+export { createBackend, type BackendName, type BackendOptions } from './backend.js';
+export { createNodeWebGPU } from './webgpu.js';
+export { readModelDir, writeModelDir, type ModelDir } from './files.js';
+export { loadModelSource, SHIPPED_MODEL, type LoadedModel, type ModelSourceOptions } from './model-source.js';
