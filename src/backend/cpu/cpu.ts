@@ -5,25 +5,61 @@
  * accumulators (so the adds do not wait on each other) and the batched matmul reuses
  * every weight row it loads across four tokens at once. Scratch space (attention
  * scores) is owned by the backend and only grows, so the token loop allocates nothing.
+ *
+ * Where WebAssembly SIMD128 is available (Node 20, Deno, Bun, browsers) the matmul, which
+ * is nearly all of the work, runs as an f32x4 kernel assembled in wasm.ts instead, and
+ * buffers live in one WebAssembly.Memory (arena.ts) so that kernel reads them in place.
+ * Every other kernel, and the plain matmul kept below as `reference`, reads `.data`.
  */
 import type { AttentionParams, Backend, Buf } from '../backend.js';
+import { Arena } from './arena.js';
+import { instantiateMatmul, simdSupported, type WasmMatmul } from './wasm.js';
 
+/**
+ * `length` f32 values, zero-filled: in `arena` at `byteOffset` (SIMD backend), or in a
+ * Float32Array of its own (arena null, simd: false).
+ */
 export class CpuBuf implements Buf {
-  constructor(readonly data: Float32Array) {}
-  get length(): number {
-    return this.data.length;
+  readonly byteOffset: number;
+  private view: Float32Array;
+  constructor(
+    readonly length: number,
+    readonly arena: Arena | null = null,
+  ) {
+    this.byteOffset = arena ? arena.alloc(length * 4, this) : 0;
+    this.view = arena ? arena.f32(this.byteOffset, length) : new Float32Array(length);
+  }
+  /** The values. A transient view: growing the arena detaches it, so kernels fetch it per call. */
+  get data(): Float32Array {
+    const a = this.arena;
+    if (a !== null && this.view.buffer !== a.buffer) this.view = a.f32(this.byteOffset, this.length);
+    return this.view;
   }
 }
 
 const d = (b: Buf): Float32Array => (b as CpuBuf).data;
 
+export interface CpuBackendOptions {
+  /** run matmul as the WebAssembly SIMD kernel; default: when the runtime supports SIMD128 */
+  simd?: boolean;
+}
+
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
+  /** the wasm memory holding every buffer, null for plain Float32Array buffers */
+  readonly arena: Arena | null;
+  private readonly simdMatmul: WasmMatmul | null;
   private scores = new Float32Array(256); // attention scratch, one row of (past + T) slots
   private invFreqCache = new Map<string, Float64Array>();
 
+  constructor(opts: CpuBackendOptions = {}) {
+    const simd = opts.simd ?? simdSupported();
+    this.arena = simd ? new Arena() : null;
+    this.simdMatmul = this.arena ? instantiateMatmul(this.arena.memory) : null;
+  }
+
   alloc(length: number): Buf {
-    return new CpuBuf(new Float32Array(length));
+    return new CpuBuf(length, this.arena);
   }
   write(dst: Buf, data: Float32Array, dstOffset = 0): void {
     d(dst).set(data, dstOffset);
@@ -31,8 +67,9 @@ export class CpuBackend implements Backend {
   async read(src: Buf, dst: Float32Array, srcOffset = 0): Promise<void> {
     dst.set(d(src).subarray(srcOffset, srcOffset + dst.length));
   }
-  free(_buf: Buf): void {
-    // garbage collected
+  free(buf: Buf): void {
+    const b = buf as CpuBuf;
+    if (b.arena) b.arena.free(b.byteOffset, b); // plain buffers are garbage collected
   }
 
   embedding(out: Buf, table: Buf, ids: Int32Array, D: number): void {
@@ -52,10 +89,13 @@ export class CpuBackend implements Backend {
   }
 
   matmul(out: Buf, x: Buf, w: Buf, T: number, K: number, N: number): void {
-    const o = d(out), xs = d(x), ws = d(w);
-    let t = 0;
-    for (; t + 4 <= T; t += 4) matmul4(o, xs, ws, t, K, N);
-    for (; t < T; t++) matvec(o, xs, ws, t, K, N);
+    const o = out as CpuBuf, xb = x as CpuBuf, wb = w as CpuBuf;
+    // the wasm kernel sees only its own memory: buffers of another backend take the plain path
+    if (this.simdMatmul && o.arena === this.arena && xb.arena === this.arena && wb.arena === this.arena) {
+      this.simdMatmul(o.byteOffset, xb.byteOffset, wb.byteOffset, T, K, N);
+    } else {
+      reference.matmul(o.data, xb.data, wb.data, T, K, N);
+    }
   }
 
   add(out: Buf, a: Buf, b: Buf, n: number): void {
@@ -189,6 +229,16 @@ export function argmaxRow(xs: Float32Array, base: number, n: number): number {
   }
   return best;
 }
+
+/** The plain TypeScript kernels the SIMD ones are checked against. */
+export const reference = {
+  /** o (T, N) = x (T, K) @ w (N, K)^T: blocks of four tokens, then one token at a time */
+  matmul(o: Float32Array, x: Float32Array, w: Float32Array, T: number, K: number, N: number): void {
+    let t = 0;
+    for (; t + 4 <= T; t += 4) matmul4(o, x, w, t, K, N);
+    for (; t < T; t++) matvec(o, x, w, t, K, N);
+  },
+};
 
 /**
  * o[t, :] = x[t, :] @ w^T for one token. Four weight rows at a time share each x load,

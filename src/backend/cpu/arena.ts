@@ -1,0 +1,79 @@
+/**
+ * One WebAssembly.Memory that holds every buffer of a SIMD CPU backend, so the wasm
+ * kernels read weights and activations in place, with no copies.
+ *
+ * A bump allocator with a free list per block size: blocks are 16-byte aligned (one
+ * v128), freed blocks are reused by later allocations of the same size, and the memory
+ * grows when the top passes its end. Models allocate their weights and activations
+ * once, so exact-size reuse is all the token loop needs (it allocates nothing).
+ *
+ * Growing detaches the old ArrayBuffer: every Float32Array over it becomes empty. Only
+ * the arena grows the memory, so `buffer` (the current ArrayBuffer) tells a buffer
+ * whether its cached view is stale; see CpuBuf.data.
+ *
+ * Blocks whose owner is garbage collected without free() are reclaimed through a
+ * FinalizationRegistry, as the plain Float32Array buffers would have been.
+ */
+const PAGE = 65536; // bytes per wasm page
+const ALIGN = 16;
+const MAX_PAGES = 65536; // 4 GiB, the wasm32 limit
+
+export class Arena {
+  readonly memory = new WebAssembly.Memory({ initial: 1 });
+  /** memory.buffer as of the last grow */
+  buffer: ArrayBuffer = this.memory.buffer;
+  private top = 0; // first byte never handed out
+  private readonly freeBySize = new Map<number, number[]>(); // block bytes -> offsets
+  private readonly live = new Map<number, number>(); // offset -> block bytes
+  private readonly reclaim = new FinalizationRegistry<number>((offset) => this.release(offset));
+
+  /** `bytes` zero-filled bytes, 16-aligned, owned by `owner`: returns the byte offset */
+  alloc(bytes: number, owner: object): number {
+    const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+    let offset = this.freeBySize.get(size)?.pop();
+    if (offset !== undefined) {
+      new Uint8Array(this.buffer, offset, size).fill(0); // fresh memory is zero, reused is not
+    } else {
+      offset = this.top;
+      this.ensure(offset + size);
+      this.top = offset + size;
+    }
+    this.live.set(offset, size);
+    this.reclaim.register(owner, offset, owner);
+    return offset;
+  }
+
+  /** give back `owner`'s block (registered with the owner, so a stale second free cannot hit a reused block) */
+  free(offset: number, owner: object): void {
+    if (!this.reclaim.unregister(owner)) throw new Error(`arena: block at ${offset} is not allocated to this owner (double free?)`);
+    this.release(offset);
+  }
+
+  /** a Float32Array over `length` f32 at `offset`, valid until the next grow */
+  f32(offset: number, length: number): Float32Array {
+    return new Float32Array(this.buffer, offset, length);
+  }
+
+  private release(offset: number): void {
+    const size = this.live.get(offset)!;
+    this.live.delete(offset);
+    let list = this.freeBySize.get(size);
+    if (!list) this.freeBySize.set(size, (list = []));
+    list.push(offset);
+  }
+
+  /** grow so that `end` bytes fit: at least half again the current size, to grow rarely */
+  private ensure(end: number): void {
+    const have = this.memory.buffer.byteLength / PAGE;
+    const need = Math.ceil(end / PAGE);
+    if (need <= have) return;
+    if (need > MAX_PAGES) throw new RangeError(`arena: ${end} bytes exceed the 4 GiB of a wasm32 memory`);
+    const want = Math.min(MAX_PAGES, Math.max(need, Math.ceil(have * 1.5)));
+    try {
+      this.memory.grow(want - have);
+    } catch {
+      this.memory.grow(need - have); // the generous size was refused; try the bare minimum
+    }
+    this.buffer = this.memory.buffer;
+  }
+}
