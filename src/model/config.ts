@@ -51,13 +51,13 @@ export function parseConfig(raw: unknown, source = 'config'): LlamaConfig {
   const o = raw as Record<string, unknown>;
   const c: Partial<LlamaConfig> = {};
   for (const k of INT_FIELDS) {
-    const v = o[k];
+    // Hugging Face omits num_key_value_heads for plain multi-head attention
+    const v = k === 'num_key_value_heads' && o[k] === undefined ? o.num_attention_heads : o[k];
     if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
       throw new ConfigError(`${source}: field "${k}" must be a positive integer, got ${JSON.stringify(v)}`);
     }
     c[k] = v;
   }
-  if (o.num_key_value_heads === undefined) c.num_key_value_heads = c.num_attention_heads;
   const num = (k: string, dflt: number): number => {
     const v = o[k] ?? dflt;
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
