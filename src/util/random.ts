@@ -6,6 +6,10 @@ export class Rng {
   constructor(seed: number) {
     this.s = seed >>> 0;
   }
+  /** the whole generator state: `new Rng(rng.state)` continues the same sequence */
+  get state(): number {
+    return this.s;
+  }
   next(): number {
     let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
     t = Math.imul(t ^ (t >>> 15), t | 1);
