@@ -1,0 +1,32 @@
+// silu_gate: out[i] = silu(a[i]) * b[i], silu(g) = g / (1 + exp(-g)) (a = gate, b = up; SwiGLU), i < n
+//
+// struct Params { n: u32 }
+// entry main:   bindings 0 uniform Params, 1 out (rw), 2 a (r), 3 b (r)
+// entry main_a: out aliases a (in place): bindings 0 uniform Params, 1 out (rw, read as a), 3 b (r)
+// dispatch: ceil(n / 128) workgroups, split 2D past 65535 (linear id = x + y * nx)
+struct Params {
+  n: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+
+fn op(av: f32, bv: f32) -> f32 {
+  return av / (1.0 + exp(-av)) * bv;
+}
+
+@compute @workgroup_size(128)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 128u + lid;
+  if (i < p.n) { out[i] = op(a[i], b[i]); }
+}
+
+@compute @workgroup_size(128)
+fn main_a(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 128u + lid;
+  if (i < p.n) { out[i] = op(out[i], b[i]); }
+}
