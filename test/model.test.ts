@@ -119,3 +119,31 @@ describe('llama forward (cpu)', () => {
     expect(s1.tokens).toEqual(s2.tokens);
   });
 });
+
+describe('hidden states', () => {
+  it('forward and forwardTree return the final hidden states of every token; the last row matches lastHiddenState', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        tinyConfig.chain((c) => fc.tuple(fc.constant(c), tokensFor(c.vocab_size, 1, 12), fc.integer({ min: 1, max: 5 }))),
+        async ([config, tokens, maxBatch]) => {
+          const D = config.hidden_size;
+          const m = tinyModel(cpu, config, 8, { maxBatch });
+          const all = new Float32Array(tokens.length * D);
+          await m.forward(tokens, { hiddenOut: all });
+          const ref = tinyModel(cpu, config, 8);
+          for (let i = 0; i < tokens.length; i++) {
+            await ref.forward([tokens[i]!]);
+            const h = await ref.lastHiddenState();
+            expect(maxAbsDiff(all.subarray(i * D, (i + 1) * D), h)).toBeLessThan(1e-4 * (1 + Math.max(...h.map(Math.abs))));
+          }
+          const chain = tokens.slice(0, Math.min(tokens.length, maxBatch));
+          ref.reset();
+          const treeHidden = new Float32Array(chain.length * D);
+          await ref.forwardTree(chain, chain.map((_, i) => i), treeMask(chain.map((_, i) => i - 1), 0), { hiddenOut: treeHidden });
+          expect(maxAbsDiff(treeHidden, all.subarray(0, chain.length * D))).toBeLessThan(1e-3);
+        },
+      ),
+      { numRuns: 20 },
+    );
+  });
+});

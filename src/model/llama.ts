@@ -51,6 +51,14 @@ interface RunState {
   lastLogits: Tensor; // (1, V)
 }
 
+export interface ForwardOptions {
+  /**
+   * Also return the final hidden states (after the final norm) of every input token,
+   * (T, D) row-major, into this array: what a draft head reads. Costs one more readback.
+   */
+  hiddenOut?: Float32Array;
+}
+
 export interface LlamaOptions {
   /** most tokens in one forward (longer causal inputs are split into chunks); default 64 */
   maxBatch?: number;
@@ -134,9 +142,11 @@ export class Llama {
    * Causal forward of `tokens` appended after the cache (positions cacheLength, ...).
    * Returns the logits (V) of the last token; the array is reused by the next call.
    */
-  async forward(tokens: ArrayLike<number>): Promise<Float32Array> {
+  async forward(tokens: ArrayLike<number>, opts: ForwardOptions = {}): Promise<Float32Array> {
     if (tokens.length === 0) throw new RangeError('forward: no tokens');
     this.checkRoom(tokens.length);
+    const D = this.config.hidden_size;
+    this.checkHiddenOut(opts.hiddenOut, tokens.length);
     for (let start = 0; start < tokens.length; start += this.maxBatch) {
       const T = Math.min(this.maxBatch, tokens.length - start);
       for (let t = 0; t < T; t++) {
@@ -144,6 +154,7 @@ export class Llama {
         this.positions[t] = this.cacheLength + t;
       }
       this.run(T, null, 'last');
+      if (opts.hiddenOut) await this.backend.read(this.buffers.xb.buf, opts.hiddenOut.subarray(start * D, (start + T) * D));
     }
     const V = this.config.vocab_size;
     const out = this.logitsHost.subarray(0, V);
@@ -157,7 +168,7 @@ export class Llama {
    * The batch's keys and values go to slots [cacheLength, cacheLength + T). Returns the
    * logits (T, V) of every token, row-major; the array is reused by the next call.
    */
-  async forwardTree(tokens: ArrayLike<number>, positions: ArrayLike<number>, mask: Float32Array): Promise<Float32Array> {
+  async forwardTree(tokens: ArrayLike<number>, positions: ArrayLike<number>, mask: Float32Array, opts: ForwardOptions = {}): Promise<Float32Array> {
     const T = tokens.length;
     if (T === 0) throw new RangeError('forwardTree: no tokens');
     if (T > this.maxBatch) throw new RangeError(`forwardTree: ${T} tokens exceed maxBatch ${this.maxBatch}`);
@@ -167,7 +178,9 @@ export class Llama {
       this.ids[t] = tokens[t]!;
       this.positions[t] = positions[t]!;
     }
+    this.checkHiddenOut(opts.hiddenOut, T);
     this.run(T, mask, 'all');
+    if (opts.hiddenOut) await this.backend.read(this.buffers.xb.buf, opts.hiddenOut.subarray(0, T * this.config.hidden_size));
     const out = this.logitsHost.subarray(0, T * this.config.vocab_size);
     await this.backend.read(this.buffers.logits.buf, out);
     return out;
@@ -200,6 +213,12 @@ export class Llama {
   async lastHiddenState(out = new Float32Array(this.config.hidden_size)): Promise<Float32Array> {
     await this.backend.read(this.buffers.lastHidden.buf, out);
     return out;
+  }
+
+  private checkHiddenOut(h: Float32Array | undefined, T: number): void {
+    if (h && h.length < T * this.config.hidden_size) {
+      throw new RangeError(`hiddenOut holds ${h.length} values, ${T} tokens x ${this.config.hidden_size} needed`);
+    }
   }
 
   private checkRoom(T: number): void {
