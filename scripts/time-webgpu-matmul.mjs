@@ -33,7 +33,7 @@ const fmt = (r) => `${r.ms.toFixed(3)} ms/launch, ${r.gflops.toFixed(2)} GFLOP/s
 console.log(`matvec 768x288 (T=1), ${JSON.stringify(backend.matvec)}: ${fmt(await time(backend, 1, 288, 768, 200))}`);
 console.log(`tiled 64x288x768: ${fmt(await time(backend, 64, 288, 768, 20))}`);
 if (process.argv.includes('--sweep')) {
-  for (const matvec of [{ WG: 32, LANES: 1 }, { WG: 64, LANES: 1 }, { WG: 64, LANES: 4 }, { WG: 64, LANES: 8 }, { WG: 128, LANES: 16 }, { WG: 128, LANES: 32 }]) {
+  for (const matvec of [{ WG: 32, LANES: 1 }, { WG: 64, LANES: 1 }, { WG: 64, LANES: 4 }, { WG: 64, LANES: 8 }, { WG: 128, LANES: 16 }, { WG: 128, LANES: 32 }, { WG: 128, LANES: 64 }, { WG: 128, LANES: 128 }]) {
     const b = new WebGPUBackend(backend.device, { matvec });
     console.log(`  matvec ${JSON.stringify(matvec)}: ${fmt(await time(b, 1, 288, 768, 200))}`);
     console.log(`  matvec 4096x4096 ${JSON.stringify(matvec)}: ${fmt(await time(b, 1, 4096, 4096, 20))}`);

@@ -10,7 +10,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { AttentionParams, Backend, Buf } from '../src/backend/backend.js';
 import { CpuBackend } from '../src/backend/cpu/cpu.js';
-import type { WebGPUBackend } from '../src/backend/webgpu/webgpu.js';
+import { WebGPUBackend } from '../src/backend/webgpu/webgpu.js';
 import { createNodeWebGPU } from '../src/node/webgpu.js';
 
 let gpu: WebGPUBackend;
@@ -48,9 +48,10 @@ async function runBoth(
   inputs: Float32Array[],
   outLens: number[],
   op: (b: Backend, bufs: Buf[]) => void,
+  g: Backend = gpu,
 ): Promise<[Float32Array[], Float32Array[]]> {
   const results: Float32Array[][] = [];
-  for (const b of [gpu, cpu] as Backend[]) {
+  for (const b of [g, cpu]) {
     const bufs = inputs.map((data) => {
       const buf = b.alloc(data.length);
       b.write(buf, data);
@@ -138,6 +139,19 @@ describe('webgpu kernels vs the CPU reference', () => {
             bound[t * N + n] = 2e-6 * a + 1e-30;
           }
         expectClose(g[2]!, c[2]!, 0, bound, `matmul T=${T} K=${K} N=${N}`);
+      }),
+      RUNS,
+    );
+  });
+
+  it('matmul_vec under every tuning (GPU-style workgroup reductions included)', async () => {
+    const tunings = [{ WG: 32, LANES: 1 }, { WG: 64, LANES: 8 }, { WG: 128, LANES: 32 }, { WG: 128, LANES: 128 }];
+    const backends = tunings.map((matvec) => new WebGPUBackend(gpu.device, { matvec }));
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 100 }), size(300), fc.nat(tunings.length - 1), seed, async (T, K4, N, which, s) => {
+        const K = 4 * K4, x = randn(T * K, s, 3), w = randn(N * K, s + 1);
+        const [g, c] = await runBoth([x, w], [T * N], (b, [xb, wb, out]) => b.matmul(out!, xb!, wb!, T, K, N), backends[which]);
+        expectClose(g[2]!, c[2]!, 0, 2e-6 * 3 * K, `matmul_vec ${JSON.stringify(tunings[which])} T=${T} K=${K} N=${N}`);
       }),
       RUNS,
     );

@@ -154,7 +154,7 @@ export class WebGPUBackend implements Backend {
   ) {
     this.description = opts.description ?? 'WebGPU device';
     this.keepAlive = opts.keepAlive ?? [];
-    this.matvec = opts.matvec ?? (opts.cpuLike ? { WG: 32, LANES: 1 } : { WG: 64, LANES: 8 });
+    this.matvec = opts.matvec ?? (opts.cpuLike ? { WG: 32, LANES: 1 } : { WG: 128, LANES: 64 });
     this.maxGroupsPerDim = device.limits.maxComputeWorkgroupsPerDimension;
     const align = device.limits.minUniformBufferOffsetAlignment;
     this.slotBytes = Math.ceil(PARAM_BYTES / align) * align;
@@ -166,9 +166,10 @@ export class WebGPUBackend implements Backend {
     this.auxHost = new ArrayBuffer(AUX_INITIAL * 4);
     this.auxI32 = new Int32Array(this.auxHost);
     this.auxF32 = new Float32Array(this.auxHost);
-    device.onuncapturederror = (e) => {
-      this.error ??= e.error.message;
-    };
+    // validation errors surface at the next read (several backends may share one device)
+    device.addEventListener('uncapturederror', (e) => {
+      this.error ??= (e as GPUUncapturedErrorEvent).error.message;
+    });
   }
 
   // ---- storage -------------------------------------------------------------------------
