@@ -52,6 +52,7 @@ export async function generate(model: Llama, prompt: readonly number[], opts: Ge
   const t0 = performance.now();
   model.reset();
   let prefillMs = 0;
+  const one = [0]; // the next input token, reused so the loop allocates nothing
   if (opts.maxNewTokens > 0) {
     let logits = await model.forward(prompt);
     prefillMs = performance.now() - t0;
@@ -69,7 +70,8 @@ export async function generate(model: Llama, prompt: readonly number[], opts: Ge
         stopReason = 'context';
         break;
       }
-      logits = await model.forward([next]);
+      one[0] = next;
+      logits = await model.forward(one);
       steps++;
     }
   }
