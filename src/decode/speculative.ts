@@ -1,0 +1,171 @@
+/**
+ * Speculative generation: a drafter proposes continuations, the base model scores all of
+ * them in one tree forward, and verification keeps the longest path the base model itself
+ * would have produced, plus its own bonus token. Same options and result as `generate`; with
+ * temperature 0 the tokens are exactly `generate`'s, and with sampling they have its law.
+ *
+ * One step (the timeline of src/draft/drafter.ts), with `root` = the last emitted token, not
+ * yet in the KV cache (past = cacheLength tokens are):
+ *   1. candidates = drafter.propose(root, maxDepth)
+ *   2. tree = buildTree(candidates, budget); forwardTree([root, nodes], past + depth, tree mask)
+ *   3. verify -> accepted path + bonus; compact(keep = [0, ...accepted]): the accepted KV rows
+ *      move into place, the rejected ones are simply overwritten later
+ *   4. drafter.accept(kept tokens, their final hidden states); emit accepted tokens, then the
+ *      bonus (the next root), stopping at EOS / maxNewTokens / a full context exactly where
+ *      plain generation stops
+ * Size limits per step: depth <= min(maxDraftLen, tokens left - 1) (the bonus is the last
+ * token), nodes <= min(treeBudget, maxBatch - 1, maxSeq - past - 1).
+ *
+ * Scratch (mask, positions, hidden states) is allocated once per call for the largest tree.
+ * The `hidden` array given to drafter.accept is that scratch: read or copy it during the call.
+ *
+ * Example:
+ *   const out = await generateSpeculative(model, prompt, new PromptLookupDrafter(), { maxNewTokens: 64 });
+ *   out.stats.tokensPerStep; // tokens emitted per base forward (prefill included)
+ */
+import type { Llama } from '../model/llama.js';
+import type { DraftCandidate, Drafter } from '../draft/drafter.js';
+import { checkPrompt, type GenerateOptions, type GenerationResult, type GenerationStats } from './generate.js';
+import { Sampler } from './sampler.js';
+import { buildTree, treeAttentionMask, treePositions } from './tree.js';
+import { verifyGreedy, verifySampling } from './verify.js';
+
+export interface SpeculativeOptions extends GenerateOptions {
+  /** most draft nodes in one verification tree, root excluded (default 16) */
+  treeBudget?: number;
+  /** longest draft (tree depth) per step (default 6) */
+  maxDraftLen?: number;
+}
+
+export interface SpeculativeStats extends GenerationStats {
+  draftMs: number; // in drafter.begin / propose / accept
+  verifyMs: number; // tree building, the tree forward, verification, KV compaction
+  /** acceptedPerStep[k] = verification steps that accepted k drafted tokens (the prefill is not one) */
+  acceptedPerStep: number[];
+}
+
+export interface SpeculativeResult extends GenerationResult {
+  stats: SpeculativeStats;
+}
+
+export async function generateSpeculative(
+  model: Llama,
+  prompt: readonly number[],
+  drafter: Drafter,
+  opts: SpeculativeOptions,
+): Promise<SpeculativeResult> {
+  checkPrompt(model, prompt);
+  const maxNew = opts.maxNewTokens, treeBudget = opts.treeBudget ?? 16, maxDraftLen = opts.maxDraftLen ?? 6;
+  if (!(Number.isInteger(maxNew) && maxNew >= 0)) throw new RangeError(`maxNewTokens must be an integer >= 0, got ${maxNew}`);
+  if (!(Number.isInteger(treeBudget) && treeBudget >= 0)) throw new RangeError(`treeBudget must be an integer >= 0, got ${treeBudget}`);
+  if (!(Number.isInteger(maxDraftLen) && maxDraftLen >= 0)) throw new RangeError(`maxDraftLen must be an integer >= 0, got ${maxDraftLen}`);
+  const eos = opts.eosId === undefined ? model.config.eos_token_id ?? null : opts.eosId;
+  const V = model.config.vocab_size, D = model.config.hidden_size;
+  const sampler = new Sampler(V, opts);
+
+  // Scratch for the largest tree: T = root + nodes <= maxT, past + T <= maxSeq.
+  const maxT = Math.max(1, Math.min(treeBudget + 1, model.maxBatch, model.maxSeq));
+  const mask = new Float32Array(maxT * model.maxSeq);
+  const positions = new Int32Array(maxT);
+  const hidden = new Float32Array(maxT * D);
+  const acceptedPerStep = new Array<number>(maxDraftLen + 1).fill(0);
+
+  const tokens: number[] = [];
+  let stopReason: GenerationResult['stopReason'] = 'max-tokens';
+  /** Emit one token; true when plain generation would stop after it (same checks, same order). */
+  const emit = (id: number): boolean => {
+    tokens.push(id);
+    opts.onToken?.(id);
+    if (id === eos) {
+      stopReason = 'eos';
+      return true;
+    }
+    if (tokens.length >= maxNew) return true;
+    if (prompt.length + tokens.length - 1 >= model.maxSeq) {
+      // plain generation would now have every token before `id` in its cache: no room for `id`
+      stopReason = 'context';
+      return true;
+    }
+    return false;
+  };
+
+  let steps = 0, prefillMs = 0, draftMs = 0, verifyMs = 0;
+  const t0 = performance.now();
+  model.reset();
+  if (maxNew > 0) {
+    const promptHidden = new Float32Array(prompt.length * D);
+    const logits = await model.forward(prompt, { hiddenOut: promptHidden });
+    steps++;
+    prefillMs = performance.now() - t0;
+    let t = performance.now();
+    await drafter.begin(prompt, promptHidden);
+    draftMs += performance.now() - t;
+
+    let root = sampler.sample(logits);
+    let done = emit(root);
+    while (!done) {
+      const past = model.cacheLength; // = prompt.length + tokens.length - 1: everything before root
+      const room = Math.min(maxT, model.maxSeq - past) - 1; // nodes besides the root (emit ensured past < maxSeq)
+      const maxDepth = Math.min(maxDraftLen, maxNew - tokens.length - 1, room);
+      let candidates: DraftCandidate[] = [];
+      if (maxDepth > 0) {
+        t = performance.now();
+        candidates = await drafter.propose(root, maxDepth);
+        draftMs += performance.now() - t;
+        checkCandidates(drafter, candidates, V);
+      }
+
+      t = performance.now();
+      const tree = buildTree(candidates, room, { rootToken: root, maxDepth: Math.max(0, maxDepth) });
+      const treeLogits = await model.forwardTree(tree.tokens, treePositions(tree, past, positions), treeAttentionMask(tree, past, mask), {
+        hiddenOut: hidden,
+      });
+      steps++;
+      const { accepted, bonus } = sampler.temperature === 0 ? verifyGreedy(tree, treeLogits, V) : verifySampling(tree, treeLogits, sampler);
+      const keep = [0, ...accepted];
+      model.compact(keep);
+      verifyMs += performance.now() - t;
+      acceptedPerStep[accepted.length]!++;
+
+      // hidden rows of the kept nodes, moved to the front (keep is increasing: keep[i] >= i)
+      for (let i = 1; i < keep.length; i++) hidden.copyWithin(i * D, keep[i]! * D, (keep[i]! + 1) * D);
+      t = performance.now();
+      await drafter.accept(
+        keep.map((n) => tree.tokens[n]!),
+        hidden.subarray(0, keep.length * D),
+      );
+      draftMs += performance.now() - t;
+
+      for (const n of accepted) if ((done = emit(tree.tokens[n]!))) break;
+      if (!done) done = emit((root = bonus));
+    }
+  }
+  const wallMs = performance.now() - t0;
+  return {
+    tokens,
+    stopReason,
+    stats: {
+      newTokens: tokens.length,
+      steps,
+      tokensPerStep: steps ? tokens.length / steps : 0,
+      wallMs,
+      tokensPerSecond: wallMs > 0 ? (tokens.length / wallMs) * 1000 : 0,
+      prefillMs,
+      draftMs,
+      verifyMs,
+      acceptedPerStep,
+    },
+  };
+}
+
+/** A drafter bug (a token outside the vocabulary) fails loudly instead of being verified. */
+function checkCandidates(drafter: Drafter, candidates: readonly DraftCandidate[], V: number): void {
+  if (!Array.isArray(candidates)) throw new TypeError(`drafter "${drafter.name}": propose must return an array of candidates`);
+  for (const c of candidates) {
+    for (const id of c.tokens) {
+      if (!Number.isInteger(id) || id < 0 || id >= V) {
+        throw new RangeError(`drafter "${drafter.name}" proposed token ${id}, outside the vocabulary [0, ${V})`);
+      }
+    }
+  }
+}
