@@ -11,6 +11,11 @@
  *   3. the loop compacts the KV cache to root + accepted path, then calls
  *      drafter.accept(...) with the tokens and the base model's final hidden states of
  *      those cached rows, so a drafter with state (its own KV cache) can catch up.
+ *
+ * Losslessness never depends on the drafter: any proposal, even garbage, leaves the output
+ * exactly that of plain decoding. One caveat for sampling: a drafter that draws random
+ * numbers must use its own generator, not the sampler's stream (shared randomness would
+ * correlate the proposal with the acceptance test and bias the output).
  */
 export interface DraftCandidate {
   tokens: number[]; // continuation after the root, first token first
@@ -26,6 +31,9 @@ export interface Drafter {
    * `maxLen` tokens each. May return [] (the step then emits just the bonus token).
    */
   propose(root: number, maxLen: number): Promise<DraftCandidate[]> | DraftCandidate[];
-  /** `tokens` (root + accepted drafts) entered the cache, with hidden states (tokens.length, D). */
+  /**
+   * `tokens` (root + accepted drafts) entered the cache, with hidden states (tokens.length, D).
+   * `hidden` is the loop's scratch, valid only during the call: copy what you keep.
+   */
   accept(tokens: readonly number[], hidden: Float32Array): Promise<void> | void;
 }
