@@ -29,12 +29,19 @@ import { checkPrompt, type GenerateOptions, type GenerationResult, type Generati
 import { Sampler } from './sampler.js';
 import { buildTree, treeAttentionMask, treePositions } from './tree.js';
 import { verifyGreedy, verifySampling } from './verify.js';
+import type { BudgetPolicy } from './cost-model.js';
 
 export interface SpeculativeOptions extends GenerateOptions {
   /** most draft nodes in one verification tree, root excluded (default 16) */
   treeBudget?: number;
   /** longest draft (tree depth) per step (default 6) */
   maxDraftLen?: number;
+  /**
+   * Chooses each step's tree size within treeBudget (see cost-model.ts: AdaptiveBudget picks
+   * the size that maximises expected tokens per second, 0 = a plain step). Default: always
+   * the full treeBudget.
+   */
+  budget?: BudgetPolicy;
 }
 
 export interface SpeculativeStats extends GenerationStats {
@@ -105,13 +112,16 @@ export async function generateSpeculative(
     let done = emit(root);
     while (!done) {
       const past = model.cacheLength; // = prompt.length + tokens.length - 1: everything before root
-      const room = Math.min(maxT, model.maxSeq - past) - 1; // nodes besides the root (emit ensured past < maxSeq)
+      let room = Math.min(maxT, model.maxSeq - past) - 1; // nodes besides the root (emit ensured past < maxSeq)
+      if (opts.budget) room = opts.budget.choose(room);
       const maxDepth = Math.min(maxDraftLen, maxNew - tokens.length - 1, room);
       let candidates: DraftCandidate[] = [];
+      let stepDraftMs = 0;
       if (maxDepth > 0) {
         t = performance.now();
         candidates = await drafter.propose(root, maxDepth);
-        draftMs += performance.now() - t;
+        stepDraftMs = performance.now() - t;
+        draftMs += stepDraftMs;
         checkCandidates(drafter, candidates, V);
       }
 
@@ -126,6 +136,7 @@ export async function generateSpeculative(
       model.compact(keep);
       verifyMs += performance.now() - t;
       acceptedPerStep[accepted.length]!++;
+      opts.budget?.observe(tree, accepted, stepDraftMs);
 
       // hidden rows of the kept nodes, moved to the front (keep is increasing: keep[i] >= i)
       for (let i = 1; i < keep.length; i++) hidden.copyWithin(i * D, keep[i]! * D, (keep[i]! + 1) * D);

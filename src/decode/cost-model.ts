@@ -1,0 +1,142 @@
+/**
+ * Choosing the tree size: a cost model in the style of EAGLE-2 / Sequoia.
+ *
+ * Verifying a tree of T tokens (root + T-1 drafts) costs c(T) milliseconds; it is cheap per
+ * token on a GPU (c(16) is barely c(1)) and close to linear on a CPU. A tree of n drafts
+ * emits 1 + E[accepted | n] tokens. So the best budget maximises
+ *
+ *     rate(n) = (1 + sum_{r < n} p_r) / (c(n + 1) + draftMs)        (rate(0) = 1 / c(1))
+ *
+ * where p_r is the chance that the r-th best draft node (by drafter score) is accepted,
+ * estimated online from every verification. If no n beats plain decoding, the budget is 0:
+ * the step is a plain decode step and the drafter is not even asked, which is how
+ * speculative decoding stays no slower than plain decoding on every backend. Now and then
+ * (every `exploreEvery` steps) the full budget is tried so the estimates keep up.
+ */
+import type { Llama } from '../model/llama.js';
+import type { TokenTree } from './tree.js';
+
+/** Milliseconds to verify T = 1..maxT tokens on this model and backend: cost[T - 1]. */
+export async function measureVerifyCost(model: Llama, maxT: number, opts: { past?: number; repeats?: number } = {}): Promise<Float64Array> {
+  maxT = Math.max(1, Math.min(maxT, model.maxBatch));
+  const past = Math.min(opts.past ?? 64, model.maxSeq - maxT);
+  const repeats = opts.repeats ?? 3;
+  const sizes = [...new Set([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, maxT].filter((t) => t <= maxT))].sort((a, b) => a - b);
+  const S = past + maxT;
+  const mask = new Float32Array(maxT * S);
+  const tokens = new Int32Array(maxT).fill(1);
+  const positions = new Int32Array(maxT);
+  model.reset();
+  if (past > 0) await model.forward(new Int32Array(past).fill(1));
+  const measured = new Map<number, number>();
+  for (const T of sizes) {
+    // a chain: each node sees the cache and the nodes before it
+    const m = mask.subarray(0, T * (past + T)).fill(-Infinity);
+    for (let i = 0; i < T; i++) {
+      m.fill(0, i * (past + T), i * (past + T) + past + i + 1);
+      positions[i] = past + i;
+    }
+    const times: number[] = [];
+    for (let r = 0; r < repeats + 1; r++) {
+      const t0 = performance.now();
+      await model.forwardTree(tokens.subarray(0, T), positions.subarray(0, T), m);
+      times.push(performance.now() - t0);
+      model.compact([]); // drop the batch again
+    }
+    times.shift(); // the first run warms up pipelines and caches
+    measured.set(T, times.sort((a, b) => a - b)[times.length >> 1]!);
+  }
+  model.reset();
+  // linear interpolation between measured sizes, and a non-decreasing cost
+  const cost = new Float64Array(maxT);
+  for (let T = 1; T <= maxT; T++) {
+    let lo = sizes[0]!, hi = sizes[sizes.length - 1]!;
+    for (const s of sizes) {
+      if (s <= T) lo = s;
+      if (s >= T) {
+        hi = s;
+        break;
+      }
+    }
+    const a = measured.get(lo)!, b = measured.get(hi)!;
+    cost[T - 1] = hi === lo ? a : a + ((b - a) * (T - lo)) / (hi - lo);
+    if (T > 1) cost[T - 1] = Math.max(cost[T - 1]!, cost[T - 2]!);
+  }
+  return cost;
+}
+
+export interface BudgetPolicy {
+  /** drafts to verify this step (0 = a plain step: do not call the drafter) */
+  choose(maxBudget: number): number;
+  /** after verification: which nodes of the tree were accepted, and the drafting time */
+  observe(tree: TokenTree, accepted: readonly number[], draftMs: number): void;
+}
+
+/** A fixed budget (the `--tree-budget N` option). */
+export function fixedBudget(n: number): BudgetPolicy {
+  return { choose: (max) => Math.min(n, max), observe: () => {} };
+}
+
+export class AdaptiveBudget implements BudgetPolicy {
+  private accepted: Float64Array; // decayed counts: node of rank r accepted
+  private seen: Float64Array; // decayed counts: node of rank r verified
+  private draftMs = 0;
+  private step = 0;
+
+  /**
+   * @param verifyCost  measureVerifyCost(...) of this model and backend
+   * @param prior       initial acceptance estimate of the best node, halved per rank
+   */
+  constructor(
+    readonly verifyCost: Float64Array,
+    readonly opts: { decay?: number; exploreEvery?: number; prior?: number } = {},
+  ) {
+    const n = verifyCost.length;
+    this.accepted = new Float64Array(n);
+    this.seen = new Float64Array(n);
+    const prior = opts.prior ?? 0.6;
+    for (let r = 0; r < n; r++) {
+      this.seen[r] = 1;
+      this.accepted[r] = prior * 0.5 ** r;
+    }
+  }
+
+  /** estimated acceptance chance of the rank-r node */
+  acceptance(r: number): number {
+    return this.accepted[r]! / this.seen[r]!;
+  }
+
+  /** expected tokens per second with n drafts */
+  rate(n: number): number {
+    let tokens = 1;
+    for (let r = 0; r < n; r++) tokens += this.acceptance(r);
+    return tokens / (this.verifyCost[n]! + (n > 0 ? this.draftMs : 0));
+  }
+
+  choose(maxBudget: number): number {
+    const max = Math.min(maxBudget, this.verifyCost.length - 1);
+    this.step++;
+    if (this.opts.exploreEvery && this.step % this.opts.exploreEvery === 0) return max;
+    let best = 0, bestRate = this.rate(0);
+    for (let n = 1; n <= max; n++) {
+      const r = this.rate(n);
+      if (r > bestRate) {
+        best = n;
+        bestRate = r;
+      }
+    }
+    return best;
+  }
+
+  observe(tree: TokenTree, accepted: readonly number[], draftMs: number): void {
+    const decay = this.opts.decay ?? 0.98;
+    // rank the tree's draft nodes by score, best first (node 0 is the root)
+    const nodes = Array.from({ length: tree.size - 1 }, (_, i) => i + 1).sort((a, b) => tree.score[b]! - tree.score[a]! || a - b);
+    const hit = new Set(accepted);
+    for (let r = 0; r < nodes.length && r < this.seen.length; r++) {
+      this.seen[r] = this.seen[r]! * decay + 1;
+      this.accepted[r] = this.accepted[r]! * decay + (hit.has(nodes[r]!) ? 1 : 0);
+    }
+    if (nodes.length > 0) this.draftMs = this.draftMs === 0 ? draftMs : 0.9 * this.draftMs + 0.1 * draftMs;
+  }
+}
