@@ -132,3 +132,62 @@ export function lossCurveSvg(train: readonly (readonly [number, number])[], val:
     { title, xLabel: 'optimizer step', yLabel: 'cross-entropy loss (nats/token)' },
   );
 }
+
+export interface BarGroup {
+  label: string; // e.g. a drafter
+  values: readonly number[]; // one per series
+}
+
+/**
+ * Grouped bars: one group per label, one bar per series (with its value printed above),
+ * a y axis from 0 with nice ticks, and an optional dashed reference line (e.g. 1.0 = no speedup).
+ */
+export function barChartSvg(
+  groups: readonly BarGroup[],
+  series: readonly { name: string; color: string }[],
+  opts: PlotOptions & { reference?: number },
+): string {
+  const W = opts.width ?? 720, H = opts.height ?? 420;
+  const plotW = W - MARGIN.left - MARGIN.right, plotH = H - MARGIN.top - MARGIN.bottom;
+  const all = groups.flatMap((g) => g.values).filter(Number.isFinite);
+  if (all.length === 0) throw new RangeError('barChartSvg: no values to plot');
+  const yTicks = niceTicks(0, Math.max(...all, opts.reference ?? 0), 6);
+  const y1 = yTicks[yTicks.length - 1]!;
+  const py = (y: number): number => MARGIN.top + plotH - (y / (y1 || 1)) * plotH;
+  const f = (v: number): string => v.toFixed(1);
+  const groupW = plotW / groups.length, barW = (groupW * 0.8) / series.length;
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15">${escapeXml(opts.title)}</text>`,
+  ];
+  for (const y of yTicks) {
+    out.push(`<line x1="${MARGIN.left}" y1="${f(py(y))}" x2="${MARGIN.left + plotW}" y2="${f(py(y))}" stroke="#e5e5e5"/>`);
+    out.push(`<text x="${MARGIN.left - 8}" y="${f(py(y) + 4)}" text-anchor="end">${tickLabel(y, yTicks)}</text>`);
+  }
+  groups.forEach((g, gi) => {
+    const gx = MARGIN.left + gi * groupW + groupW * 0.1;
+    g.values.forEach((v, si) => {
+      if (!Number.isFinite(v)) return;
+      const x = gx + si * barW;
+      out.push(`<rect x="${f(x)}" y="${f(py(v))}" width="${f(barW * 0.9)}" height="${f(py(0) - py(v))}" fill="${series[si]!.color}"/>`);
+      out.push(`<text x="${f(x + barW * 0.45)}" y="${f(py(v) - 4)}" text-anchor="middle" font-size="10">${v.toFixed(2)}</text>`);
+    });
+    out.push(`<text x="${f(gx + groupW * 0.4)}" y="${MARGIN.top + plotH + 18}" text-anchor="middle">${escapeXml(g.label)}</text>`);
+  });
+  if (opts.reference !== undefined) {
+    const y = f(py(opts.reference));
+    out.push(`<line x1="${MARGIN.left}" y1="${y}" x2="${MARGIN.left + plotW}" y2="${y}" stroke="black" stroke-dasharray="5,4"/>`);
+  }
+  out.push(`<line x1="${MARGIN.left}" y1="${MARGIN.top + plotH}" x2="${MARGIN.left + plotW}" y2="${MARGIN.top + plotH}" stroke="black"/>`);
+  out.push(`<line x1="${MARGIN.left}" y1="${MARGIN.top}" x2="${MARGIN.left}" y2="${MARGIN.top + plotH}" stroke="black"/>`);
+  out.push(`<text x="${MARGIN.left + plotW / 2}" y="${H - 12}" text-anchor="middle">${escapeXml(opts.xLabel)}</text>`);
+  out.push(`<text x="16" y="${MARGIN.top + plotH / 2}" text-anchor="middle" transform="rotate(-90 16 ${MARGIN.top + plotH / 2})">${escapeXml(opts.yLabel)}</text>`);
+  series.forEach((s, i) => {
+    const x = MARGIN.left + 10 + i * 150, y = MARGIN.top + 4;
+    out.push(`<rect x="${x}" y="${y}" width="14" height="10" fill="${s.color}"/>`);
+    out.push(`<text x="${x + 20}" y="${y + 9}">${escapeXml(s.name)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}
