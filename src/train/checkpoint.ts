@@ -121,7 +121,7 @@ export function parseCheckpoint(bytes: Uint8Array, source: string): Checkpoint {
 }
 
 /** FNV-1a over the f32 bytes (little-endian, as stored) of every tensor in name order. */
-function checksum(tensors: TensorMap): string {
+export function checksum(tensors: TensorMap): string {
   let h = 0x811c9dc5;
   for (const name of [...tensors.keys()].sort()) {
     const d = tensors.get(name)!.data;

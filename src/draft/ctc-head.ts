@@ -1,0 +1,449 @@
+/**
+ * The CTC draft head (METHOD.md 5.1), read top to bottom: config, weights, the drafter
+ * (run state, forward, candidates). Its training forward (autograd) is in
+ * src/train/train-drafter.ts and computes exactly the same function.
+ *
+ *   input     hidden (n, D): the base model's final normed hidden states of the prefix
+ *   layer     one Llama decoder layer over the prefix (RMSNorm, causal attention with RoPE
+ *             at the rows' absolute positions, SwiGLU), with its own KV cache
+ *   z         = layer output of the LAST row + root_proj @ embed[root]
+ *             The root (the token the base model just emitted from that last row, not yet
+ *             in any cache) is the token the drafted frames follow. The last hidden state
+ *             only *predicted* it (a distribution); giving the head the token actually
+ *             emitted (through the base's frozen embedding table, then a trained D x D
+ *             projection that sets its scale against the residual stream) tells the
+ *             frames what they continue, as EAGLE's token input does.
+ *   frames    f[s] = z + slots[s], s < S; then one decoder block over the S frames in which
+ *             every frame attends to every frame (no mask, no RoPE: the slot embeddings
+ *             carry the order), so the frames are correlated; then a final RMSNorm
+ *   logits    (S, V + 1) = frames @ [lm_head ; blank_row]^T: the base model's FROZEN LM head
+ *             (the tied embedding) plus ONE trained row for BLANK, id V (never a real token)
+ *
+ * Weights (model.safetensors, names and shapes; D hidden, F intermediate, KV = KVH * hd):
+ *   ctc.layer.input_layernorm.weight (D)           ctc.frames.input_layernorm.weight (D)
+ *   ctc.layer.self_attn.q_proj.weight (D, D)       ctc.frames.self_attn.q_proj.weight (D, D)
+ *   ctc.layer.self_attn.k_proj.weight (KV, D)      ctc.frames.self_attn.k_proj.weight (KV, D)
+ *   ctc.layer.self_attn.v_proj.weight (KV, D)      ctc.frames.self_attn.v_proj.weight (KV, D)
+ *   ctc.layer.self_attn.o_proj.weight (D, D)       ctc.frames.self_attn.o_proj.weight (D, D)
+ *   ctc.layer.post_attention_layernorm.weight (D)  ctc.frames.post_attention_layernorm.weight (D)
+ *   ctc.layer.mlp.gate_proj.weight (F, D)          ctc.frames.mlp.gate_proj.weight (F, D)
+ *   ctc.layer.mlp.up_proj.weight (F, D)            ctc.frames.mlp.up_proj.weight (F, D)
+ *   ctc.layer.mlp.down_proj.weight (D, F)          ctc.frames.mlp.down_proj.weight (D, F)
+ *   ctc.root_proj.weight (D, D)   ctc.slots (S, D)   ctc.norm.weight (D)   ctc.blank_row (1, D)
+ *
+ * Why the CPU backend: the head is one layer of width D over the prefix plus S frames (tens
+ * of thousands of multiply-adds per drafted step at D = 128). A GPU dispatch and readback
+ * costs more than that, and the candidates are searched on the host anyway.
+ */
+import { CpuBackend, type CpuBuf } from '../backend/cpu/cpu.js';
+import { FormatError } from '../io/errors.js';
+import type { LlamaConfig } from '../model/config.js';
+import { numel, type TensorMap } from '../tensor/dtype.js';
+import * as op from '../tensor/tensor.js';
+import { Tensor } from '../tensor/tensor.js';
+import { ctcPrefixBeamSearch } from '../decode/ctc-beam.js';
+import { ctcCollapse } from '../train/ctc.js';
+import type { DraftCandidate, Drafter } from './drafter.js';
+import { checkHeadWeights, positiveInt, positiveNum, type FrozenBase } from './head-io.js';
+
+// ---- config ------------------------------------------------------------------------------
+
+export interface CtcHeadConfig {
+  kind: 'ctc';
+  // copied from the base model: the head works in its residual width and vocabulary
+  hidden_size: number; // D
+  num_attention_heads: number; // H
+  num_key_value_heads: number; // KVH
+  intermediate_size: number; // F, of both SwiGLU blocks
+  vocab_size: number; // V; BLANK is id V
+  max_position_embeddings: number; // longest prefix (the base context)
+  rope_theta: number;
+  rms_norm_eps: number;
+  // the head's own
+  frames: number; // S output frames
+  draft_len: number; // L target tokens per training example (S >= 2L leaves room for blanks between repeats)
+  /** what it was trained with: 'ctc' (the method) or 'ce' (per-slot cross-entropy, the ablation) */
+  loss: 'ctc' | 'ce';
+}
+
+export const CTC_DEFAULTS = { frames: 8, draftLen: 4 };
+
+export function ctcHeadConfig(base: LlamaConfig, o: { frames?: number; draftLen?: number; loss?: 'ctc' | 'ce' } = {}): CtcHeadConfig {
+  return checkCtcHeadConfig({
+    kind: 'ctc',
+    hidden_size: base.hidden_size, num_attention_heads: base.num_attention_heads, num_key_value_heads: base.num_key_value_heads,
+    intermediate_size: base.intermediate_size, vocab_size: base.vocab_size, max_position_embeddings: base.max_position_embeddings,
+    rope_theta: base.rope_theta, rms_norm_eps: base.rms_norm_eps,
+    frames: o.frames ?? CTC_DEFAULTS.frames, draft_len: o.draftLen ?? CTC_DEFAULTS.draftLen, loss: o.loss ?? 'ctc',
+  });
+}
+
+/** Validate a parsed config.json of a CTC head (every field, named in the error). */
+export function checkCtcHeadConfig(raw: unknown, source = 'ctc head config'): CtcHeadConfig {
+  if (raw === null || typeof raw !== 'object') throw new FormatError(source, 'expected a JSON object');
+  const o = raw as Record<string, unknown>;
+  if (o.kind !== 'ctc') throw new FormatError(source, `field "kind" must be "ctc", got ${JSON.stringify(o.kind)}`);
+  const c: CtcHeadConfig = {
+    kind: 'ctc',
+    hidden_size: positiveInt(o, 'hidden_size', source),
+    num_attention_heads: positiveInt(o, 'num_attention_heads', source),
+    num_key_value_heads: positiveInt(o, 'num_key_value_heads', source),
+    intermediate_size: positiveInt(o, 'intermediate_size', source),
+    vocab_size: positiveInt(o, 'vocab_size', source),
+    max_position_embeddings: positiveInt(o, 'max_position_embeddings', source),
+    rope_theta: positiveNum(o, 'rope_theta', source),
+    rms_norm_eps: positiveNum(o, 'rms_norm_eps', source),
+    frames: positiveInt(o, 'frames', source),
+    draft_len: positiveInt(o, 'draft_len', source),
+    loss: o.loss === 'ce' ? 'ce' : o.loss === 'ctc' ? 'ctc' : fail(source, `field "loss" must be "ctc" or "ce", got ${JSON.stringify(o.loss)}`),
+  };
+  const hd = c.hidden_size / c.num_attention_heads;
+  if (!Number.isInteger(hd) || hd % 2 || c.num_attention_heads % c.num_key_value_heads) {
+    fail(source, `hidden_size ${c.hidden_size}, ${c.num_attention_heads} heads, ${c.num_key_value_heads} kv heads: need an even head_dim and heads % kv heads == 0`);
+  }
+  if (c.frames < 2 * c.draft_len) fail(source, `frames (${c.frames}) must be >= 2 * draft_len (${2 * c.draft_len}): room for a blank between repeated tokens`);
+  return c;
+}
+
+function fail(source: string, problem: string): never {
+  throw new FormatError(source, problem);
+}
+
+// ---- weights -----------------------------------------------------------------------------
+
+/** the decoder-layer tensor suffixes and shapes, as in a base layer */
+function layerShapes(c: CtcHeadConfig): [string, number[]][] {
+  const D = c.hidden_size, F = c.intermediate_size, KV = c.num_key_value_heads * (D / c.num_attention_heads);
+  return [
+    ['input_layernorm.weight', [D]],
+    ['self_attn.q_proj.weight', [D, D]],
+    ['self_attn.k_proj.weight', [KV, D]],
+    ['self_attn.v_proj.weight', [KV, D]],
+    ['self_attn.o_proj.weight', [D, D]],
+    ['post_attention_layernorm.weight', [D]],
+    ['mlp.gate_proj.weight', [F, D]],
+    ['mlp.up_proj.weight', [F, D]],
+    ['mlp.down_proj.weight', [D, F]],
+  ];
+}
+
+/** every trained tensor of the head: name -> shape */
+export function ctcHeadShapes(c: CtcHeadConfig): Map<string, number[]> {
+  const D = c.hidden_size, m = new Map<string, number[]>();
+  for (const block of ['layer', 'frames']) for (const [n, s] of layerShapes(c)) m.set(`ctc.${block}.${n}`, s);
+  m.set('ctc.root_proj.weight', [D, D]);
+  m.set('ctc.slots', [c.frames, D]);
+  m.set('ctc.norm.weight', [D]);
+  m.set('ctc.blank_row', [1, D]);
+  return m;
+}
+
+/**
+ * Seeded initial weights: matrices N(0, 0.02), the residual projections (o_proj, down_proj)
+ * scaled by 1/sqrt(4) as for two layers, norms 1, slots N(0, 0.02) so frames start apart,
+ * and the BLANK row zero (BLANK starts as likely as an average token).
+ */
+export function randomCtcHeadWeights(c: CtcHeadConfig, seed: number): TensorMap {
+  const rng = normalRng(seed), out: TensorMap = new Map();
+  for (const [name, shape] of ctcHeadShapes(c)) {
+    const data = new Float32Array(numel(shape));
+    if (name.endsWith('norm.weight')) data.fill(1);
+    else if (name !== 'ctc.blank_row') {
+      const std = /o_proj|down_proj/.test(name) ? 0.01 : 0.02;
+      for (let i = 0; i < data.length; i++) data[i] = std * rng();
+    }
+    out.set(name, { shape, data });
+  }
+  return out;
+}
+
+/** seeded standard normal samples (mulberry32 + Box-Muller) */
+export function normalRng(seed: number): () => number {
+  let a = seed >>> 0;
+  const u = (): number => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return () => Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
+}
+
+// ---- candidates --------------------------------------------------------------------------
+
+export interface CtcDraftOptions {
+  /** 'beam': CTC prefix beam search, top-k distinct drafts by total probability (default); 'best-path': argmax per frame, one draft */
+  candidates?: 'beam' | 'best-path';
+  /**
+   * Merge repeats and drop blanks (default for a CTC-trained head); false: argmax per frame,
+   * blanks dropped, repeats KEPT, one draft (the no-collapse ablation; default for loss 'ce')
+   */
+  collapse?: boolean;
+  beamWidth?: number; // prefixes kept per frame, default 8
+  topK?: number; // drafts returned by the beam search, default 4
+  tokensPerFrame?: number; // classes expanded per frame by the beam search, default 8
+  /** rows per layer pass when pushing the prefix (default 64) */
+  maxBatch?: number;
+}
+
+// ---- the drafter -------------------------------------------------------------------------
+
+interface LayerTensors {
+  attnNorm: Tensor; // (D)
+  wq: Tensor; // (D, D)
+  wk: Tensor; // (KV, D)
+  wv: Tensor; // (KV, D)
+  wo: Tensor; // (D, D)
+  ffnNorm: Tensor; // (D)
+  gate: Tensor; // (F, D)
+  up: Tensor; // (F, D)
+  down: Tensor; // (D, F)
+  kCache: Tensor; // (slots, KVH, hd)
+  vCache: Tensor; // (slots, KVH, hd)
+}
+
+/** activation views for T rows */
+interface Scratch {
+  x: Tensor; // (T, D) residual stream
+  xb: Tensor; // (T, D) normed sublayer input
+  q: Tensor; // (T, H, hd)
+  k: Tensor; // (T, KVH, hd)
+  v: Tensor; // (T, KVH, hd)
+  att: Tensor; // (T, H, hd)
+  proj: Tensor; // (T, D)
+  gate: Tensor; // (T, F)
+  up: Tensor; // (T, F)
+  hidden: Tensor; // (T, F)
+}
+
+export class CtcHeadDrafter implements Drafter {
+  readonly name: string;
+  readonly config: CtcHeadConfig;
+  readonly backend: CpuBackend;
+  readonly blank: number; // = vocab_size
+  /** rows in the head's cache (= tokens in the base cache) */
+  cacheLength = 0;
+
+  private readonly layer: LayerTensors; // over the prefix, cache of max_position_embeddings slots
+  private readonly frameBlock: LayerTensors; // over the S frames, cache of S slots
+  private readonly rootProj: Tensor; // (D, D)
+  private readonly slots: Tensor; // (S, D)
+  private readonly norm: Tensor; // (D)
+  private readonly embed: Tensor; // (V, D) frozen base embedding
+  private readonly headExt: Tensor; // (V + 1, D) frozen base LM head + trained blank row
+  private readonly maxBatch: number;
+  private readonly buffers: Record<keyof Scratch, Tensor>; // for max(maxBatch, S) rows
+  private readonly views = new Map<number, Scratch>();
+  private readonly last: Tensor; // (1, D) layer output of the last cached row
+  private readonly rootEmb: Tensor; // (1, D)
+  private readonly z: Tensor; // (1, D)
+  private readonly frameOut: Tensor; // (S, D)
+  private readonly logits: Tensor; // (S, V + 1)
+  private readonly logProbs: Float32Array; // (S, V + 1) host copy, log-softmaxed
+  private readonly frameIds: Int32Array; // (S) argmax per frame
+  private readonly frameMask: Float32Array; // (S, S) zeros: every frame sees every frame
+  private readonly positions: Int32Array; // (maxBatch)
+  private readonly rootId = new Int32Array(1);
+  private readonly opts: Required<CtcDraftOptions>;
+
+  constructor(config: CtcHeadConfig, weights: TensorMap, base: FrozenBase, opts: CtcDraftOptions = {}, backend = new CpuBackend()) {
+    const c = (this.config = checkCtcHeadConfig(config));
+    checkHeadWeights(ctcHeadShapes(c), weights, 'ctc head');
+    const { hidden_size: D, vocab_size: V, frames: S, intermediate_size: F, num_attention_heads: H } = c;
+    const KVH = c.num_key_value_heads, hd = D / H;
+    for (const t of [base.embed, base.lmHead]) {
+      if (t.shape.join() !== [V, D].join()) throw new FormatError('ctc head', `base tables must be [${V}, ${D}], got [${t.shape}]`);
+    }
+    this.backend = backend;
+    this.blank = V;
+    this.maxBatch = opts.maxBatch ?? 64;
+    const collapse = opts.collapse ?? c.loss === 'ctc';
+    const candidates = opts.candidates ?? 'beam';
+    this.opts = { candidates, collapse, beamWidth: opts.beamWidth ?? 8, topK: opts.topK ?? 4, tokensPerFrame: opts.tokensPerFrame ?? 8, maxBatch: this.maxBatch };
+    this.name = `ctc(S=${S}, L=${c.draft_len}, ${c.loss}, ${collapse ? candidates : 'no-collapse'})`;
+
+    const w = (name: string): Tensor => Tensor.fromArray(backend, weights.get(name)!.shape, weights.get(name)!.data);
+    const layer = (block: string, slotsN: number): LayerTensors => {
+      const p = `ctc.${block}.`;
+      return {
+        attnNorm: w(p + 'input_layernorm.weight'), wq: w(p + 'self_attn.q_proj.weight'), wk: w(p + 'self_attn.k_proj.weight'),
+        wv: w(p + 'self_attn.v_proj.weight'), wo: w(p + 'self_attn.o_proj.weight'), ffnNorm: w(p + 'post_attention_layernorm.weight'),
+        gate: w(p + 'mlp.gate_proj.weight'), up: w(p + 'mlp.up_proj.weight'), down: w(p + 'mlp.down_proj.weight'),
+        kCache: Tensor.zeros(backend, [slotsN, KVH, hd]), vCache: Tensor.zeros(backend, [slotsN, KVH, hd]),
+      };
+    };
+    this.layer = layer('layer', c.max_position_embeddings);
+    this.frameBlock = layer('frames', S);
+    this.rootProj = w('ctc.root_proj.weight');
+    this.slots = w('ctc.slots');
+    this.norm = w('ctc.norm.weight');
+    this.embed = Tensor.fromArray(backend, [V, D], base.embed.data);
+    const ext = new Float32Array((V + 1) * D);
+    ext.set(base.lmHead.data);
+    ext.set(weights.get('ctc.blank_row')!.data, V * D);
+    this.headExt = Tensor.fromArray(backend, [V + 1, D], ext);
+
+    const R = Math.max(this.maxBatch, S), z = (shape: number[]) => Tensor.zeros(backend, shape);
+    this.buffers = {
+      x: z([R, D]), xb: z([R, D]), q: z([R, H, hd]), k: z([R, KVH, hd]), v: z([R, KVH, hd]), att: z([R, H, hd]),
+      proj: z([R, D]), gate: z([R, F]), up: z([R, F]), hidden: z([R, F]),
+    };
+    this.last = z([1, D]);
+    this.rootEmb = z([1, D]);
+    this.z = z([1, D]);
+    this.frameOut = z([S, D]);
+    this.logits = z([S, V + 1]);
+    this.logProbs = new Float32Array(S * (V + 1));
+    this.frameIds = new Int32Array(S);
+    this.frameMask = new Float32Array(S * S);
+    this.positions = new Int32Array(this.maxBatch);
+  }
+
+  begin(prompt: readonly number[], hidden: Float32Array): void {
+    this.cacheLength = 0;
+    this.push(prompt.length, hidden);
+  }
+
+  accept(tokens: readonly number[], hidden: Float32Array): void {
+    this.push(tokens.length, hidden);
+  }
+
+  propose(root: number, maxLen: number): DraftCandidate[] {
+    if (maxLen <= 0) return [];
+    this.frameLogProbs(root);
+    return this.candidates(maxLen);
+  }
+
+  /**
+   * The S frames' log-probabilities (S, V + 1) after `root`, row-major; BLANK is column V.
+   * The array is reused by the next call.
+   */
+  frameLogProbs(root: number): Float32Array {
+    const c = this.config, { hidden_size: D, frames: S, vocab_size: V } = c;
+    if (this.cacheLength === 0) throw new Error('CtcHeadDrafter: propose before begin');
+    if (!(Number.isInteger(root) && root >= 0 && root < V)) throw new RangeError(`CtcHeadDrafter: root ${root} outside [0, ${V})`);
+    this.rootId[0] = root;
+    op.embedding(this.rootEmb, this.embed, this.rootId); // e = embed[root]
+    op.matmul(this.z, this.rootEmb, this.rootProj); // z = root_proj @ e
+    op.add(this.z, this.z, this.last); // z += layer(prefix)[last]
+    const s = this.scratch(S);
+    for (let f = 0; f < S; f++) op.copy(s.x, f * D, this.z, 0, D); // frames[f] = z
+    op.add(s.x, s.x, this.slots); //          + slots[f]
+    this.runLayer(this.frameBlock, s, S, 0, null, this.frameMask);
+    op.rmsnorm(this.frameOut, s.x, this.norm, c.rms_norm_eps);
+    op.matmul(this.logits, this.frameOut, this.headExt); // (S, V + 1)
+    const out = this.logProbs;
+    out.set((this.logits.buf as CpuBuf).data.subarray(0, out.length)); // the CPU backend's read, done synchronously
+    logSoftmaxRows(out, S, V + 1);
+    return out;
+  }
+
+  /** push n rows of base hidden states through the layer (its KV cache), keeping the last output */
+  private push(n: number, hidden: Float32Array): void {
+    const D = this.config.hidden_size;
+    if (n <= 0) throw new RangeError('CtcHeadDrafter: no rows to push');
+    if (hidden.length < n * D) throw new RangeError(`CtcHeadDrafter: hidden holds ${hidden.length} values, ${n} rows x ${D} needed`);
+    if (this.cacheLength + n > this.config.max_position_embeddings) {
+      throw new RangeError(`CtcHeadDrafter: ${this.cacheLength} + ${n} rows exceed the context of ${this.config.max_position_embeddings}`);
+    }
+    for (let start = 0; start < n; start += this.maxBatch) {
+      const T = Math.min(this.maxBatch, n - start), s = this.scratch(T);
+      this.backend.write(s.x.buf, hidden.subarray(start * D, (start + T) * D));
+      for (let t = 0; t < T; t++) this.positions[t] = this.cacheLength + t;
+      this.runLayer(this.layer, s, T, this.cacheLength, this.positions.subarray(0, T), null);
+      op.copy(this.last, 0, s.x, (T - 1) * D, D);
+      this.cacheLength += T;
+    }
+  }
+
+  /**
+   * One decoder layer over T rows in s.x (in place), keys/values into cache slots
+   * [past, past + T); rope at `positions` unless null; mask null = causal.
+   */
+  private runLayer(L: LayerTensors, s: Scratch, T: number, past: number, positions: Int32Array | null, mask: Float32Array | null): void {
+    const c = this.config, D = c.hidden_size, kvRow = c.num_key_value_heads * (D / c.num_attention_heads);
+    // attention: x += wo @ attn(rope(wq @ norm(x)), rope(wk @ norm(x)), wv @ norm(x))
+    op.rmsnorm(s.xb, s.x, L.attnNorm, c.rms_norm_eps);
+    op.matmul(s.q.view([T, D]), s.xb, L.wq);
+    op.matmul(s.k.view([T, kvRow]), s.xb, L.wk);
+    op.matmul(s.v.view([T, kvRow]), s.xb, L.wv);
+    if (positions) {
+      op.rope(s.q, positions, c.rope_theta);
+      op.rope(s.k, positions, c.rope_theta);
+    }
+    op.copy(L.kCache, past * kvRow, s.k, 0, T * kvRow);
+    op.copy(L.vCache, past * kvRow, s.v, 0, T * kvRow);
+    op.attention(s.att, s.q, L.kCache, L.vCache, past, mask);
+    op.matmul(s.proj, s.att.view([T, D]), L.wo);
+    op.add(s.x, s.x, s.proj);
+    // feed-forward: x += down @ (silu(gate @ norm(x)) * (up @ norm(x)))
+    op.rmsnorm(s.xb, s.x, L.ffnNorm, c.rms_norm_eps);
+    op.matmul(s.gate, s.xb, L.gate);
+    op.matmul(s.up, s.xb, L.up);
+    op.siluGate(s.hidden, s.gate, s.up);
+    op.matmul(s.proj, s.hidden, L.down);
+    op.add(s.x, s.x, s.proj);
+  }
+
+  /** views of the scratch buffers for T rows, made once per T */
+  private scratch(T: number): Scratch {
+    let s = this.views.get(T);
+    if (!s) {
+      const c = this.config, b = this.buffers, D = c.hidden_size, F = c.intermediate_size;
+      const H = c.num_attention_heads, KVH = c.num_key_value_heads, hd = D / H;
+      s = {
+        x: b.x.view([T, D]), xb: b.xb.view([T, D]), q: b.q.view([T, H, hd]), k: b.k.view([T, KVH, hd]), v: b.v.view([T, KVH, hd]),
+        att: b.att.view([T, H, hd]), proj: b.proj.view([T, D]), gate: b.gate.view([T, F]), up: b.up.view([T, F]), hidden: b.hidden.view([T, F]),
+      };
+      this.views.set(T, s);
+    }
+    return s;
+  }
+
+  /** candidate drafts from this.logProbs: real tokens only, at most maxLen each, distinct, best first */
+  private candidates(maxLen: number): DraftCandidate[] {
+    const { frames: S } = this.config, C = this.blank + 1, lp = this.logProbs, ids = this.frameIds;
+    if (this.opts.collapse && this.opts.candidates === 'beam') {
+      const { beamWidth, topK, tokensPerFrame } = this.opts;
+      const found = ctcPrefixBeamSearch(lp, S, C, this.blank, { beamWidth, topK, maxLen, tokensPerFrame });
+      return distinct(found.map((f) => ({ tokens: f.tokens, score: f.logProb })), maxLen, this.blank);
+    }
+    let score = 0;
+    for (let t = 0; t < S; t++) {
+      let best = 0;
+      for (let k = 1; k < C; k++) if (lp[t * C + k]! > lp[t * C + best]!) best = k;
+      ids[t] = best;
+      score += lp[t * C + best]!;
+    }
+    // collapse: merge repeats, drop blanks (best path); no collapse: drop blanks, keep repeats
+    const tokens = this.opts.collapse ? ctcCollapse(ids, this.blank) : Array.from(ids).filter((id) => id !== this.blank);
+    return distinct([{ tokens, score }], maxLen, this.blank);
+  }
+}
+
+/** truncate to maxLen, drop empty drafts and any BLANK, keep the best-scored copy of each draft, best first */
+export function distinct(cands: DraftCandidate[], maxLen: number, blank: number): DraftCandidate[] {
+  const seen = new Map<string, DraftCandidate>();
+  for (const c of cands) {
+    const tokens = c.tokens.filter((t) => t !== blank).slice(0, maxLen);
+    if (tokens.length === 0) continue;
+    const key = tokens.join(',');
+    const prev = seen.get(key);
+    if (!prev || c.score > prev.score) seen.set(key, { tokens, score: c.score });
+  }
+  return [...seen.values()].sort((a, b) => b.score - a.score);
+}
+
+/** in place: each row of x (rows, cols) becomes x - logsumexp(x), accumulated in f64 */
+export function logSoftmaxRows(x: Float32Array, rows: number, cols: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    let max = -Infinity;
+    for (let i = 0; i < cols; i++) if (x[o + i]! > max) max = x[o + i]!;
+    let sum = 0;
+    for (let i = 0; i < cols; i++) sum += Math.exp(x[o + i]! - max);
+    const lse = max + Math.log(sum);
+    for (let i = 0; i < cols; i++) x[o + i] = x[o + i]! - lse;
+  }
+}

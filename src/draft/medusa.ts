@@ -1,0 +1,185 @@
+/**
+ * The Medusa baseline (Cai et al. 2024, Medusa-1): k independent heads on the base model's
+ * last final-normed hidden state, each a residual SiLU block followed by the base model's
+ * FROZEN LM head (frozen as the CTC head's is, so both drafters train only their own blocks).
+ *
+ * Offsets, precisely: the hidden state h_i of token i already predicts token i+1 through
+ * the base head; that token is the root (emitted, not yet cached). Medusa head j
+ * (1-based, j = 1..k) predicts token i+1+j, the j-th token AFTER the root. The heads do not
+ * see the root or each other: their guesses are independent, which is the weakness the
+ * CTC head addresses.
+ *
+ *   head j:  r_j = h + silu(W_j h + b_j);   logits_j = lm_head @ r_j
+ *
+ * Weights (model.safetensors): medusa.{j-1}.linear.weight (D, D), medusa.{j-1}.linear.bias (D).
+ *
+ * Medusa trains a copy of the LM head per head; here it stays frozen, as the CTC head's does,
+ * so both drafters train only their own blocks on top of the same frozen head.
+ *
+ * Candidates: the top n_j tokens of each head (n = topPerHead, default 3, 2, 2, ...), combined
+ * as the cartesian product and scored by the summed log-probabilities; the best
+ * `maxCandidates` are returned. Because the scores add up independently, a beam over the
+ * heads of width maxCandidates finds exactly the best maxCandidates of the full product.
+ *
+ * Runs on the CPU backend: k matrix-vector products of D x D and one (k, V) x D product.
+ */
+import { CpuBackend, type CpuBuf } from '../backend/cpu/cpu.js';
+import { FormatError } from '../io/errors.js';
+import type { LlamaConfig } from '../model/config.js';
+import type { TensorMap } from '../tensor/dtype.js';
+import * as op from '../tensor/tensor.js';
+import { Tensor } from '../tensor/tensor.js';
+import { logSoftmaxRows, normalRng } from './ctc-head.js';
+import type { DraftCandidate, Drafter } from './drafter.js';
+import { checkHeadWeights, positiveInt, type FrozenBase } from './head-io.js';
+
+export interface MedusaConfig {
+  kind: 'medusa';
+  hidden_size: number; // D, from the base model
+  vocab_size: number; // V, from the base model
+  heads: number; // k: head j predicts the j-th token after the root
+}
+
+export function medusaConfig(base: LlamaConfig, heads = 4): MedusaConfig {
+  return checkMedusaConfig({ kind: 'medusa', hidden_size: base.hidden_size, vocab_size: base.vocab_size, heads });
+}
+
+export function checkMedusaConfig(raw: unknown, source = 'medusa config'): MedusaConfig {
+  if (raw === null || typeof raw !== 'object') throw new FormatError(source, 'expected a JSON object');
+  const o = raw as Record<string, unknown>;
+  if (o.kind !== 'medusa') throw new FormatError(source, `field "kind" must be "medusa", got ${JSON.stringify(o.kind)}`);
+  return { kind: 'medusa', hidden_size: positiveInt(o, 'hidden_size', source), vocab_size: positiveInt(o, 'vocab_size', source), heads: positiveInt(o, 'heads', source) };
+}
+
+export function medusaShapes(c: MedusaConfig): Map<string, number[]> {
+  const m = new Map<string, number[]>();
+  for (let j = 0; j < c.heads; j++) {
+    m.set(`medusa.${j}.linear.weight`, [c.hidden_size, c.hidden_size]);
+    m.set(`medusa.${j}.linear.bias`, [c.hidden_size]);
+  }
+  return m;
+}
+
+/**
+ * Initial weights. Medusa zero-initialises W so that each head starts as the base head; here
+ * W ~ N(0, 1e-3) (seeded), nearly that, but the heads are not exactly identical; b = 0.
+ */
+export function randomMedusaWeights(c: MedusaConfig, seed: number): TensorMap {
+  const rng = normalRng(seed), out: TensorMap = new Map();
+  for (const [name, shape] of medusaShapes(c)) {
+    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    if (name.endsWith('weight')) for (let i = 0; i < data.length; i++) data[i] = 1e-3 * rng();
+    out.set(name, { shape, data });
+  }
+  return out;
+}
+
+export interface MedusaDraftOptions {
+  /** tokens kept per head (default 3 for the first, 2 for the rest); missing entries repeat the last */
+  topPerHead?: number[];
+  /** candidates returned (default 16) */
+  maxCandidates?: number;
+}
+
+export class MedusaDrafter implements Drafter {
+  readonly name: string;
+  readonly config: MedusaConfig;
+  private readonly W: Tensor[] = []; // (D, D) per head
+  private readonly b: Tensor[] = []; // (1, D) per head
+  private readonly lmHead: Tensor; // (V, D) frozen
+  private readonly h: Tensor; // (1, D) last hidden state
+  private readonly pre: Tensor; // (1, D)
+  private readonly rj: Tensor; // (1, D)
+  private readonly ones: Tensor; // (1, D) silu(x) = siluGate(x, 1)
+  private readonly r: Tensor; // (k, D) residual outputs of the heads
+  private readonly logits: Tensor; // (k, V)
+  private readonly logProbs: Float32Array; // (k, V)
+  private readonly top: number[];
+  private readonly maxCandidates: number;
+  private started = false;
+
+  constructor(config: MedusaConfig, weights: TensorMap, base: FrozenBase, opts: MedusaDraftOptions = {}, readonly backend = new CpuBackend()) {
+    const c = (this.config = checkMedusaConfig(config));
+    checkHeadWeights(medusaShapes(c), weights, 'medusa heads');
+    const { hidden_size: D, vocab_size: V, heads: k } = c;
+    if (base.lmHead.shape.join() !== [V, D].join()) throw new FormatError('medusa heads', `base LM head must be [${V}, ${D}], got [${base.lmHead.shape}]`);
+    for (let j = 0; j < k; j++) {
+      this.W.push(Tensor.fromArray(backend, [D, D], weights.get(`medusa.${j}.linear.weight`)!.data));
+      this.b.push(Tensor.fromArray(backend, [1, D], weights.get(`medusa.${j}.linear.bias`)!.data));
+    }
+    this.lmHead = Tensor.fromArray(backend, [V, D], base.lmHead.data);
+    this.h = Tensor.zeros(backend, [1, D]);
+    this.pre = Tensor.zeros(backend, [1, D]);
+    this.rj = Tensor.zeros(backend, [1, D]);
+    this.ones = Tensor.fromArray(backend, [1, D], new Float32Array(D).fill(1));
+    this.r = Tensor.zeros(backend, [k, D]);
+    this.logits = Tensor.zeros(backend, [k, V]);
+    this.logProbs = new Float32Array(k * V);
+    const tops = opts.topPerHead ?? [3, 2];
+    this.top = Array.from({ length: k }, (_, j) => Math.max(1, Math.min(V, tops[Math.min(j, tops.length - 1)]!)));
+    this.maxCandidates = opts.maxCandidates ?? 16;
+    this.name = `medusa(k=${k}, top ${this.top.join('/')})`;
+  }
+
+  begin(prompt: readonly number[], hidden: Float32Array): void {
+    this.keepLast(prompt.length, hidden);
+  }
+
+  accept(tokens: readonly number[], hidden: Float32Array): void {
+    this.keepLast(tokens.length, hidden);
+  }
+
+  /** the heads' log-probabilities (k, V): row j-1 is head j's guess of the j-th token after the root */
+  headLogProbs(): Float32Array {
+    if (!this.started) throw new Error('MedusaDrafter: propose before begin');
+    const { hidden_size: D, vocab_size: V, heads: k } = this.config;
+    const pre = this.pre, rj = this.rj;
+    for (let j = 0; j < k; j++) {
+      op.matmul(pre, this.h, this.W[j]!); // pre = W_j h
+      op.add(pre, pre, this.b[j]!); //      + b_j
+      op.siluGate(rj, pre, this.ones); // silu(pre)
+      op.add(rj, rj, this.h); // r_j = h + silu(W_j h + b_j)
+      op.copy(this.r, j * D, rj, 0, D);
+    }
+    op.matmul(this.logits, this.r, this.lmHead); // (k, V)
+    this.logProbs.set((this.logits.buf as CpuBuf).data.subarray(0, k * V));
+    logSoftmaxRows(this.logProbs, k, V);
+    return this.logProbs;
+  }
+
+  propose(_root: number, maxLen: number): DraftCandidate[] {
+    const n = Math.min(this.config.heads, maxLen);
+    if (n <= 0) return [];
+    const lp = this.headLogProbs(), V = this.config.vocab_size;
+    let beam: DraftCandidate[] = [{ tokens: [], score: 0 }];
+    for (let j = 0; j < n; j++) {
+      const best = topIndices(lp, j * V, V, this.top[j]!);
+      const next: DraftCandidate[] = [];
+      for (const p of beam) for (const t of best) next.push({ tokens: [...p.tokens, t], score: p.score + lp[j * V + t]! });
+      next.sort((a, b) => b.score - a.score);
+      beam = next.slice(0, this.maxCandidates);
+    }
+    return beam;
+  }
+
+  private keepLast(n: number, hidden: Float32Array): void {
+    const D = this.config.hidden_size;
+    if (n <= 0 || hidden.length < n * D) throw new RangeError(`MedusaDrafter: need ${n} >= 1 rows of ${D} hidden values, got ${hidden.length} values`);
+    this.backend.write(this.h.buf, hidden.subarray((n - 1) * D, n * D));
+    this.started = true;
+  }
+}
+
+/** indices of the n largest x[o .. o + V), largest first (lowest index on ties) */
+export function topIndices(x: Float32Array, o: number, V: number, n: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < V; i++) {
+    const v = x[o + i]!;
+    if (out.length === n && v <= x[o + out[n - 1]!]!) continue;
+    let p = out.length < n ? out.length : n - 1;
+    while (p > 0 && x[o + out[p - 1]!]! < v) p--;
+    out.splice(p, 0, i);
+    if (out.length > n) out.pop();
+  }
+  return out;
+}
