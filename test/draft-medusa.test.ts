@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/backend/cpu/cpu.js';
 import { MedusaDrafter, medusaConfig, randomMedusaWeights, topIndices } from '../src/draft/medusa.js';
 import { Tape } from '../src/train/autograd.js';
-import { FrozenVars, HeadParams, makeBatch, medusaLogits } from '../src/train/train-drafter.js';
+import { HeadParams, makeBatch, medusaLogits } from '../src/train/train-drafter.js';
 import { Rng } from '../src/util/random.js';
 import { tinyBase, tinyBaseConfig, tinyDistill } from './draft-helpers.js';
 
@@ -22,7 +22,7 @@ describe('MedusaDrafter', () => {
         fc.record({ seed: fc.nat(1000), k: fc.integer({ min: 1, max: 4 }), maxLen: fc.integer({ min: 0, max: 5 }), top: fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 3 }), cap: fc.integer({ min: 1, max: 20 }), i: fc.integer({ min: 2, max: 12 }) }),
         async ({ seed, k, maxLen, top, cap, i }) => {
           const cfg = medusaConfig(base.config, k), V = cfg.vocab_size, D = cfg.hidden_size;
-          const w = randomMedusaWeights(cfg, seed);
+          const w = randomMedusaWeights(cfg, seed, base.frozen);
           const rng = new Rng(seed);
           for (const t of w.values()) for (let j = 0; j < t.data.length; j++) t.data[j] = 0.5 * rng.normal();
           const d = new MedusaDrafter(cfg, w, base.frozen, { topPerHead: top, maxCandidates: cap }, backend);
@@ -31,7 +31,7 @@ describe('MedusaDrafter', () => {
           const lp = Float32Array.from(d.headLogProbs());
 
           const tape = new Tape(backend);
-          const logits = tape.noGrad(() => medusaLogits(new HeadParams(backend, cfg, w), cfg, new FrozenVars(backend, base.frozen), makeBatch(set, [0], [[0, i]], k), tape));
+          const logits = tape.noGrad(() => medusaLogits(new HeadParams(backend, cfg, w), cfg, makeBatch(set, [0], [[0, i]], k), tape));
           for (let j = 0; j < k; j++) {
             const row = logits[j]!.data, m = Math.max(...row), lse = m + Math.log(row.reduce((a, x) => a + Math.exp(x - m), 0));
             for (let v = 0; v < V; v++) expect(Math.abs(lp[j * V + v]! - (row[v]! - lse))).toBeLessThan(1e-4);

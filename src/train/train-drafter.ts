@@ -14,7 +14,8 @@
  * steps and positions per step: the same budget.
  *
  * The base model is frozen: its hidden states come from the data, and its embedding / LM
- * head enter as constants (no gradient is computed for them).
+ * head enter the CTC head as constants (no gradient is computed for them). Medusa heads
+ * train LM-head copies of their own (see src/draft/medusa.ts for why).
  */
 import { CpuBackend, type CpuBuf } from '../backend/cpu/cpu.js';
 import { ctcPrefixBeamSearch } from '../decode/ctc-beam.js';
@@ -105,8 +106,9 @@ export class HeadParams {
     for (const [name, shape] of shapes) this.vars.set(name, param(backend, shape, weights.get(name)!.data));
   }
 
-  static random(backend: CpuBackend, config: HeadConfig, seed: number): HeadParams {
-    return new HeadParams(backend, config, config.kind === 'ctc' ? randomCtcHeadWeights(config, seed) : randomMedusaWeights(config, seed));
+  /** seeded initial weights (Medusa's LM heads start as copies of the base model's) */
+  static random(backend: CpuBackend, config: HeadConfig, seed: number, base: FrozenBase): HeadParams {
+    return new HeadParams(backend, config, config.kind === 'ctc' ? randomCtcHeadWeights(config, seed) : randomMedusaWeights(config, seed, base));
   }
 
   get(name: string): Var {
@@ -273,8 +275,8 @@ export function ctcHeadLogits(p: HeadParams, c: CtcHeadConfig, frozen: FrozenVar
   return concatCols(tape, ag.linear(tape, out, frozen.lmHead), ag.linear(tape, out, p.get('ctc.blank_row'))); // (M*S, V + 1)
 }
 
-/** The Medusa heads' logits (k, M, V) as k Vars of (M, V): head j from r_j = h + silu(W_j h + b_j). */
-export function medusaLogits(p: HeadParams, c: MedusaConfig, frozen: FrozenVars, batch: DraftBatch, tape: Tape): Var[] {
+/** The Medusa heads' logits (k, M, V) as k Vars of (M, V): head j = lm_head_j @ (h + silu(W_j h + b_j)). */
+export function medusaLogits(p: HeadParams, c: MedusaConfig, batch: DraftBatch, tape: Tape): Var[] {
   const D = c.hidden_size, M = batch.rows.length;
   const h = tape.input([M, D]);
   const hs = h.data;
@@ -282,7 +284,7 @@ export function medusaLogits(p: HeadParams, c: MedusaConfig, frozen: FrozenVars,
   const out: Var[] = [];
   for (let j = 0; j < c.heads; j++) {
     const pre = addRows(tape, ag.linear(tape, h, p.get(`medusa.${j}.linear.weight`)), p.get(`medusa.${j}.linear.bias`));
-    out.push(ag.linear(tape, ag.add(tape, h, silu(tape, pre)), frozen.lmHead));
+    out.push(ag.linear(tape, ag.add(tape, h, silu(tape, pre)), p.get(`medusa.${j}.lm_head.weight`)));
   }
   return out;
 }
@@ -291,7 +293,7 @@ export function medusaLogits(p: HeadParams, c: MedusaConfig, frozen: FrozenVars,
 export function headLoss(p: HeadParams, frozen: FrozenVars, batch: DraftBatch, tape: Tape): { loss: Var; logits: Var[] } {
   const c = p.config, M = batch.rows.length;
   if (c.kind === 'medusa') {
-    const logits = medusaLogits(p, c, frozen, batch, tape);
+    const logits = medusaLogits(p, c, batch, tape);
     const targets = new Int32Array(M);
     let total: Var | null = null;
     logits.forEach((lj, j) => {
@@ -381,7 +383,7 @@ export interface DrafterStep {
 }
 
 /** matrices decay; norms, slots, the blank row and biases do not */
-const decays = (name: string): boolean => name.endsWith('proj.weight') || name.endsWith('linear.weight');
+const decays = (name: string): boolean => name.endsWith('proj.weight') || name.endsWith('linear.weight') || name.endsWith('lm_head.weight');
 
 export class DrafterTrainer {
   readonly params: HeadParams;
@@ -405,7 +407,7 @@ export class DrafterTrainer {
     const h = hyper, backend = new CpuBackend(), L = draftLen(config);
     if (from && from.dataId !== data.id) throw new FormatError('checkpoint', `trained on data "${from.dataId}", but the data is "${data.id}"`);
     if (data.train.D !== config.hidden_size) throw new ShapeError(`distillation data has hidden size ${data.train.D}, the head ${config.hidden_size}`);
-    this.params = from ? new HeadParams(backend, config, from.params) : HeadParams.random(backend, config, h.seed);
+    this.params = from ? new HeadParams(backend, config, from.params) : HeadParams.random(backend, config, h.seed, base);
     this.frozen = new FrozenVars(backend, base);
     this.opt = new AdamW(this.params.vars, { beta1: h.beta1, beta2: h.beta2, eps: h.eps, weightDecay: h.weightDecay, decay: decays });
     if (from) this.opt.loadState(from.optimizer);
