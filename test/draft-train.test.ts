@@ -34,8 +34,8 @@ function checkConfig(raw: unknown): HeadConfig {
 }
 
 describe('drafter training', () => {
-  // measured (300 steps, 64 positions per step): ctc 4.11 -> 0.38, accepted 0.72 -> 2.28 of 3;
-  // ce 3.25 -> 0.18, 1.92 -> 2.32; medusa (lr 3e-2) 1.50 -> 0.81, 1.90 -> 2.02
+  // measured (300 steps, 64 positions per step): ctc 4.11 -> 0.38, accepted 0.72 -> 2.24 of 3;
+  // ce 3.24 -> 0.21, 1.90 -> 2.23; medusa (lr 3e-2) 1.50 -> 0.83, 1.90 -> 2.02
   it.each([
     ['ctc', 8, 1.0, 1e-2],
     ['ce', 8, 0.2, 1e-2],

@@ -13,9 +13,13 @@
  *             emitted (through the base's frozen embedding table, then a trained D x D
  *             projection that sets its scale against the residual stream) tells the
  *             frames what they continue, as EAGLE's token input does.
- *   frames    f[s] = z + slots[s], s < S; then one decoder block over the S frames in which
- *             every frame attends to every frame (no mask, no RoPE: the slot embeddings
- *             carry the order), so the frames are correlated; then a final RMSNorm
+ *   frames    f[s] = z + slots[s], s < S; then f += attention(rmsnorm(f)) over the S frames,
+ *             every frame attending to every frame (no mask, no RoPE: the slot embeddings
+ *             carry the order), so the frames are correlated; then a final RMSNorm.
+ *             No feed-forward block after it: measured on the base model at step 500
+ *             (300 steps, lr 3e-3), a SwiGLU there gave validation loss 3.15 vs 3.21 without
+ *             and the same drafts accepted (0.30 vs 0.31 tokens), at 1.33x the training time
+ *             and about a third more drafting work.
  *   logits    (S, V + 1) = frames @ [lm_head ; blank_row]^T: the base model's FROZEN LM head
  *             (the tied embedding) plus ONE trained row for BLANK, id V (never a real token)
  *
@@ -25,10 +29,10 @@
  *   ctc.layer.self_attn.k_proj.weight (KV, D)      ctc.frames.self_attn.k_proj.weight (KV, D)
  *   ctc.layer.self_attn.v_proj.weight (KV, D)      ctc.frames.self_attn.v_proj.weight (KV, D)
  *   ctc.layer.self_attn.o_proj.weight (D, D)       ctc.frames.self_attn.o_proj.weight (D, D)
- *   ctc.layer.post_attention_layernorm.weight (D)  ctc.frames.post_attention_layernorm.weight (D)
- *   ctc.layer.mlp.gate_proj.weight (F, D)          ctc.frames.mlp.gate_proj.weight (F, D)
- *   ctc.layer.mlp.up_proj.weight (F, D)            ctc.frames.mlp.up_proj.weight (F, D)
- *   ctc.layer.mlp.down_proj.weight (D, F)          ctc.frames.mlp.down_proj.weight (D, F)
+ *   ctc.layer.post_attention_layernorm.weight (D)
+ *   ctc.layer.mlp.gate_proj.weight (F, D)
+ *   ctc.layer.mlp.up_proj.weight (F, D)
+ *   ctc.layer.mlp.down_proj.weight (D, F)
  *   ctc.root_proj.weight (D, D)   ctc.slots (S, D)   ctc.norm.weight (D)   ctc.blank_row (1, D)
  *
  * Why the CPU backend: the head is one layer of width D over the prefix plus S frames (tens
@@ -54,7 +58,7 @@ export interface CtcHeadConfig {
   hidden_size: number; // D
   num_attention_heads: number; // H
   num_key_value_heads: number; // KVH
-  intermediate_size: number; // F, of both SwiGLU blocks
+  intermediate_size: number; // F, of the layer's SwiGLU
   vocab_size: number; // V; BLANK is id V
   max_position_embeddings: number; // longest prefix (the base context)
   rope_theta: number;
@@ -111,26 +115,25 @@ function fail(source: string, problem: string): never {
 
 // ---- weights -----------------------------------------------------------------------------
 
-/** the decoder-layer tensor suffixes and shapes, as in a base layer */
-function layerShapes(c: CtcHeadConfig): [string, number[]][] {
+/** the tensor suffixes and shapes of a decoder layer as in a base layer, or of its attention half only */
+function layerShapes(c: CtcHeadConfig, mlp: boolean): [string, number[]][] {
   const D = c.hidden_size, F = c.intermediate_size, KV = c.num_key_value_heads * (D / c.num_attention_heads);
-  return [
+  const attention: [string, number[]][] = [
     ['input_layernorm.weight', [D]],
     ['self_attn.q_proj.weight', [D, D]],
     ['self_attn.k_proj.weight', [KV, D]],
     ['self_attn.v_proj.weight', [KV, D]],
     ['self_attn.o_proj.weight', [D, D]],
-    ['post_attention_layernorm.weight', [D]],
-    ['mlp.gate_proj.weight', [F, D]],
-    ['mlp.up_proj.weight', [F, D]],
-    ['mlp.down_proj.weight', [D, F]],
   ];
+  if (!mlp) return attention;
+  return [...attention, ['post_attention_layernorm.weight', [D]], ['mlp.gate_proj.weight', [F, D]], ['mlp.up_proj.weight', [F, D]], ['mlp.down_proj.weight', [D, F]]];
 }
 
 /** every trained tensor of the head: name -> shape */
 export function ctcHeadShapes(c: CtcHeadConfig): Map<string, number[]> {
   const D = c.hidden_size, m = new Map<string, number[]>();
-  for (const block of ['layer', 'frames']) for (const [n, s] of layerShapes(c)) m.set(`ctc.${block}.${n}`, s);
+  for (const [n, s] of layerShapes(c, true)) m.set(`ctc.layer.${n}`, s);
+  for (const [n, s] of layerShapes(c, false)) m.set(`ctc.frames.${n}`, s);
   m.set('ctc.root_proj.weight', [D, D]);
   m.set('ctc.slots', [c.frames, D]);
   m.set('ctc.norm.weight', [D]);
@@ -195,12 +198,14 @@ interface LayerTensors {
   wk: Tensor; // (KV, D)
   wv: Tensor; // (KV, D)
   wo: Tensor; // (D, D)
-  ffnNorm: Tensor; // (D)
-  gate: Tensor; // (F, D)
-  up: Tensor; // (F, D)
-  down: Tensor; // (D, F)
   kCache: Tensor; // (slots, KVH, hd)
   vCache: Tensor; // (slots, KVH, hd)
+  mlp: {
+    ffnNorm: Tensor; // (D)
+    gate: Tensor; // (F, D)
+    up: Tensor; // (F, D)
+    down: Tensor; // (D, F)
+  } | null; // null for the frame block (attention only)
 }
 
 /** activation views for T rows */
@@ -264,17 +269,19 @@ export class CtcHeadDrafter implements Drafter {
     this.name = `ctc(S=${S}, L=${c.draft_len}, ${c.loss}, ${collapse ? candidates : 'no-collapse'})`;
 
     const w = (name: string): Tensor => Tensor.fromArray(backend, weights.get(name)!.shape, weights.get(name)!.data);
-    const layer = (block: string, slotsN: number): LayerTensors => {
+    const layer = (block: string, slotsN: number, mlp: boolean): LayerTensors => {
       const p = `ctc.${block}.`;
       return {
         attnNorm: w(p + 'input_layernorm.weight'), wq: w(p + 'self_attn.q_proj.weight'), wk: w(p + 'self_attn.k_proj.weight'),
-        wv: w(p + 'self_attn.v_proj.weight'), wo: w(p + 'self_attn.o_proj.weight'), ffnNorm: w(p + 'post_attention_layernorm.weight'),
-        gate: w(p + 'mlp.gate_proj.weight'), up: w(p + 'mlp.up_proj.weight'), down: w(p + 'mlp.down_proj.weight'),
+        wv: w(p + 'self_attn.v_proj.weight'), wo: w(p + 'self_attn.o_proj.weight'),
         kCache: Tensor.zeros(backend, [slotsN, KVH, hd]), vCache: Tensor.zeros(backend, [slotsN, KVH, hd]),
+        mlp: mlp
+          ? { ffnNorm: w(p + 'post_attention_layernorm.weight'), gate: w(p + 'mlp.gate_proj.weight'), up: w(p + 'mlp.up_proj.weight'), down: w(p + 'mlp.down_proj.weight') }
+          : null,
       };
     };
-    this.layer = layer('layer', c.max_position_embeddings);
-    this.frameBlock = layer('frames', S);
+    this.layer = layer('layer', c.max_position_embeddings, true);
+    this.frameBlock = layer('frames', S, false);
     this.rootProj = w('ctc.root_proj.weight');
     this.slots = w('ctc.slots');
     this.norm = w('ctc.norm.weight');
@@ -358,8 +365,9 @@ export class CtcHeadDrafter implements Drafter {
   }
 
   /**
-   * One decoder layer over T rows in s.x (in place), keys/values into cache slots
-   * [past, past + T); rope at `positions` unless null; mask null = causal.
+   * One decoder layer (or its attention half, when L.mlp is null) over T rows in s.x (in
+   * place), keys/values into cache slots [past, past + T); rope at `positions` unless null;
+   * mask null = causal.
    */
   private runLayer(L: LayerTensors, s: Scratch, T: number, past: number, positions: Int32Array | null, mask: Float32Array | null): void {
     const c = this.config, D = c.hidden_size, kvRow = c.num_key_value_heads * (D / c.num_attention_heads);
@@ -377,12 +385,14 @@ export class CtcHeadDrafter implements Drafter {
     op.attention(s.att, s.q, L.kCache, L.vCache, past, mask);
     op.matmul(s.proj, s.att.view([T, D]), L.wo);
     op.add(s.x, s.x, s.proj);
+    if (!L.mlp) return;
     // feed-forward: x += down @ (silu(gate @ norm(x)) * (up @ norm(x)))
-    op.rmsnorm(s.xb, s.x, L.ffnNorm, c.rms_norm_eps);
-    op.matmul(s.gate, s.xb, L.gate);
-    op.matmul(s.up, s.xb, L.up);
+    const f = L.mlp;
+    op.rmsnorm(s.xb, s.x, f.ffnNorm, c.rms_norm_eps);
+    op.matmul(s.gate, s.xb, f.gate);
+    op.matmul(s.up, s.xb, f.up);
     op.siluGate(s.hidden, s.gate, s.up);
-    op.matmul(s.proj, s.hidden, L.down);
+    op.matmul(s.proj, s.hidden, f.down);
     op.add(s.x, s.x, s.proj);
   }
 

@@ -229,12 +229,13 @@ export function validationDraftBatches(set: DistillSet, L: number, B: number, po
 
 /**
  * One decoder layer (as a base layer) over rows x (R, D): pre-norm attention, pre-norm
- * SwiGLU, both residual. `attend` is the attention pattern (causal over the prefix, or
- * full within groups of frames); `positions` the RoPE positions, or null for none.
+ * SwiGLU (unless mlp is false: the frame block), both residual. `attend` is the attention
+ * pattern (causal over the prefix, or full within groups of frames); `positions` the RoPE
+ * positions, or null for none.
  */
 function decoderLayer(
   tape: Tape, p: HeadParams, prefix: string, x: Var, c: CtcHeadConfig,
-  positions: Int32Array | null, attend: (q: Var, k: Var, v: Var) => Var,
+  positions: Int32Array | null, attend: (q: Var, k: Var, v: Var) => Var, mlp: boolean,
 ): Var {
   const R = x.shape[0]!, D = c.hidden_size, H = c.num_attention_heads, KVH = c.num_key_value_heads, hd = D / H;
   const w = (n: string) => p.get(prefix + n);
@@ -248,6 +249,7 @@ function decoderLayer(
   }
   const att = ag.reshape(tape, attend(q, k, v), [R, D]);
   x = ag.add(tape, x, ag.linear(tape, att, w('self_attn.o_proj.weight')));
+  if (!mlp) return x;
   h = ag.rmsnorm(tape, x, w('post_attention_layernorm.weight'), c.rms_norm_eps);
   const ff = ag.siluGate(tape, ag.linear(tape, h, w('mlp.gate_proj.weight')), ag.linear(tape, h, w('mlp.up_proj.weight')));
   return ag.add(tape, x, ag.linear(tape, ff, w('mlp.down_proj.weight')));
@@ -267,10 +269,10 @@ export function ctcHeadLogits(p: HeadParams, c: CtcHeadConfig, frozen: FrozenVar
   const pos = new Int32Array(B * T);
   for (let r = 0; r < B * T; r++) pos[r] = r % T;
   const x0 = tape.input([B * T, D], batch.hidden);
-  const x = decoderLayer(tape, p, 'ctc.layer.', x0, c, pos, (q, k, v) => ag.causalAttention(tape, q, k, v, B, T)); // (B*T, D)
+  const x = decoderLayer(tape, p, 'ctc.layer.', x0, c, pos, (q, k, v) => ag.causalAttention(tape, q, k, v, B, T), true); // (B*T, D)
   const z = ag.add(tape, gatherRows(tape, x, batch.rows), ag.linear(tape, rootEmbeddings(tape, frozen, batch.roots, D), p.get('ctc.root_proj.weight'))); // (M, D)
   let f = addRows(tape, repeatRows(tape, z, S), p.get('ctc.slots')); // (M*S, D): f[m, s] = z[m] + slots[s]
-  f = decoderLayer(tape, p, 'ctc.frames.', f, c, null, (q, k, v) => groupAttention(tape, q, k, v, M, S));
+  f = decoderLayer(tape, p, 'ctc.frames.', f, c, null, (q, k, v) => groupAttention(tape, q, k, v, M, S), false);
   const out = ag.rmsnorm(tape, f, p.get('ctc.norm.weight'), c.rms_norm_eps);
   return concatCols(tape, ag.linear(tape, out, frozen.lmHead), ag.linear(tape, out, p.get('ctc.blank_row'))); // (M*S, V + 1)
 }
