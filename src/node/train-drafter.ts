@@ -224,7 +224,7 @@ async function trainLoop(t: DrafterTrainer, o: TrainDrafterOptions, ckptPath: st
       },
       onEval: (step, r) => {
         valLoss = r.loss;
-        bar.log(`step ${step}: validation loss ${r.loss.toFixed(4)}, greedy draft accepts ${r.accept.toFixed(3)} tokens`);
+        bar.log(`step ${step}: validation loss ${r.loss.toFixed(4)}, top draft accepts ${r.accept.toFixed(3)} tokens`);
       },
       shouldStop: () => {
         if (o.timeBudgetMin !== undefined && performance.now() - t0 > o.timeBudgetMin * 60_000) stopReason ??= `time budget of ${o.timeBudgetMin} min`;
@@ -258,7 +258,7 @@ async function exportHead(t: DrafterTrainer, name: string, out: string, distill:
   };
   await writeFile(join(out, 'training.json'), JSON.stringify(record, null, 1) + '\n');
   await writeFile(join(out, 'README.md'), trainingCard(record));
-  log(`wrote ${out}: config.json, model.safetensors, loss.svg, README.md, training.json (val loss ${lastVal?.[1].toFixed(4)}, greedy draft accepts ${lastAcc?.[1].toFixed(3)} tokens)`);
+  log(`wrote ${out}: config.json, model.safetensors, loss.svg, README.md, training.json (val loss ${lastVal?.[1].toFixed(4)}, top draft accepts ${lastAcc?.[1].toFixed(3)} tokens)`);
 }
 
 function trainingCard(r: {
@@ -267,8 +267,8 @@ function trainingCard(r: {
 }): string {
   const c = r.config;
   const what = c.kind === 'medusa'
-    ? `${c.heads} Medusa heads (residual SiLU block each, frozen base LM head); head j predicts the j-th token after the root; cross-entropy.`
-    : `CTC draft head: one decoder layer over the base hidden states, ${c.frames} frames (slots + root embedding, a bidirectional frame block), vocab + BLANK through the frozen LM head; ${c.loss === 'ctc' ? `CTC loss against the next ${c.draft_len} greedy tokens` : `per-slot cross-entropy (frame s < ${c.draft_len}: token s+1, later frames: BLANK), the ablation of METHOD 5.7`}.`;
+    ? `${c.heads} Medusa heads (residual SiLU block and a trained copy of the LM head each); head j predicts the j-th token after the root; cross-entropy.`
+    : `CTC draft head: one decoder layer over the base hidden states, ${c.frames} frames (slots + root embedding, bidirectional self-attention among them), vocab + BLANK through the frozen LM head; ${c.loss === 'ctc' ? `CTC loss against the next ${c.draft_len} greedy tokens` : `per-slot cross-entropy (frame s < ${c.draft_len}: token s+1, later frames: BLANK), the ablation of METHOD 5.7`}.`;
   return `# ${r.name} draft head
 
 ${what}
@@ -282,7 +282,7 @@ Trained by self-distillation on the base model's own greedy continuations (${r.d
 | steps | ${r.steps} x ${r.hyper.positionsPerStep} positions (${r.positionsSeen} in all) |
 | final training loss (mean of the last 50 steps) | ${r.finalTrainLoss.toFixed(4)} |
 | final validation loss | ${r.finalValLoss?.toFixed(4)} |
-| greedy draft tokens accepted (validation, of ${c.kind === 'ctc' ? c.draft_len : c.heads}) | ${r.initialValAccept?.toFixed(3)} at init -> ${r.finalValAccept?.toFixed(3)} |
+| tokens of the top draft accepted by greedy verification (validation, of ${c.kind === 'ctc' ? c.draft_len : c.heads}; bonus not counted) | ${r.initialValAccept?.toFixed(3)} at init -> ${r.finalValAccept?.toFixed(3)} |
 | training time | ${formatDuration(r.elapsedSeconds)} (${r.positionsPerSecond.toFixed(0)} positions/s) on ${r.machine} |
 
 Command: \`${r.command}\`
