@@ -35,9 +35,12 @@
  *   ctc.layer.mlp.down_proj.weight (D, F)
  *   ctc.root_proj.weight (D, D)   ctc.slots (S, D)   ctc.norm.weight (D)   ctc.blank_row (1, D)
  *
- * Why the CPU backend: the head is one layer of width D over the prefix plus S frames (tens
- * of thousands of multiply-adds per drafted step at D = 128). A GPU dispatch and readback
- * costs more than that, and the candidates are searched on the host anyway.
+ * Why the CPU backend: the head is tiny. A proposal is about 1.5 million multiply-adds at
+ * D = 128, V = 1024 (the S x (V + 1) logits are most of it), measured 0.5 ms with the beam
+ * search (0.3 ms best path) and 0.45 ms to accept 3 rows, against 1.0 ms for one base
+ * decode step (2 shared cores, Node 20). A GPU dispatch and readback would cost more than
+ * that work, and the candidates are searched on the host anyway. The KV cache and every
+ * activation buffer are allocated once, in the constructor: a step allocates no buffers.
  */
 import { CpuBackend, type CpuBuf } from '../backend/cpu/cpu.js';
 import { FormatError } from '../io/errors.js';
