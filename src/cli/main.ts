@@ -10,7 +10,8 @@
  *                      [--checkpoint-dir DIR] [--time-budget-min M] [--corpus DIR]
  *   ctcspec train-drafter --kind ctc|medusa [--loss ctc|ce] [--base DIR] [--out DIR] [--steps N] [--resume] ...
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Llama } from '../model/llama.js';
 import { generate } from '../decode/generate.js';
@@ -21,11 +22,17 @@ import { writeLlama2cCheckpoint } from '../io/llama2c.js';
 import { BpeTokenizer, bpeToJson, StreamDecoder, writeLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { trainBase } from '../node/train-base.js';
 import { trainDrafter } from '../node/train-drafter.js';
+import { loadDrafter } from '../node/drafters.js';
+import { benchPrompts, benchSvg, benchTable, runSpecBench, writeBenchFiles } from '../node/bench-spec.js';
+import { generateSpeculative, type SpeculativeStats } from '../decode/speculative.js';
+import { AdaptiveBudget, measureVerifyCost } from '../decode/cost-model.js';
+import type { GenerationResult } from '../decode/generate.js';
 
 const HELP = `ctcspec: Llama-style models in TypeScript (CPU and WebGPU backends)
 
 Commands:
   generate   generate text from a prompt
+  bench      speculative decoding benchmark: beta, gamma, time shares per drafter and backend
   convert    convert between a Hugging Face model dir (safetensors) and a llama2.c .bin
   train-base train the base model from scratch on the Brown corpus (resumable)
   train-drafter  train a draft head (CTC or Medusa) on the base model's own greedy output
@@ -44,7 +51,21 @@ generate options:
   --random-init CONFIG   random weights: a preset (tiny, stories15M) or a config.json path; the
                          tokenizer is then byte-level (ids past 258 print as U+FFFD)
   --init-seed S          seed of --random-init (default 0)
-  --json                 print one JSON object {text, tokens, stats} instead of streaming text
+  --json                 print one JSON object {text, tokens, stats, drafter} instead of streaming text
+  --drafter NAME         none | lookup | ctc | ctc:best-path | ctc:no-collapse | ctc-ce | medusa
+                         (default: ctc when the model has drafters/ctc, else none)
+  --tree-budget N|auto   most draft nodes verified per step; auto (default) measures what
+                         verifying N nodes costs on this backend and picks the size with the
+                         best expected tokens/s, down to 0 (plain steps) when drafting does not pay
+  --max-draft-len N      longest draft per step (default 6)
+  --beam K               CTC drafter: candidates kept from the prefix beam search (default 4)
+
+bench options (speculative decoding on 50 held-out prompts, every drafter, every backend):
+  --model DIR            default weights/base
+  --backends LIST        default cpu,webgpu
+  --drafters LIST        default none,lookup,medusa,ctc,ctc:best-path,ctc:no-collapse,ctc-ce
+  --prompts N --max-new-tokens N --tree-budget N|auto --max-draft-len N
+  --out PREFIX           writes PREFIX.json, PREFIX.svg, PREFIX.md (default bench/results/spec)
 
 convert options:
   --out PATH             a directory (writes safetensors + config.json + tokenizer.json) or a
@@ -113,36 +134,92 @@ async function cmdGenerate(argv: string[]): Promise<void> {
       'random-init': { type: 'string' },
       'init-seed': { type: 'string' },
       json: { type: 'boolean', default: false },
+      drafter: { type: 'string' },
+      'tree-budget': { type: 'string', default: 'auto' },
+      'max-draft-len': { type: 'string' },
+      beam: { type: 'string' },
     },
   });
   const src: ModelSourceOptions = { model: values.model, tokenizer: values.tokenizer, randomInit: values['random-init'], initSeed: num(values['init-seed'], 'init-seed', 0) };
   const loaded = await loadModelSource(src);
+  const treeBudget = values['tree-budget'] === 'auto' ? 'auto' : num(values['tree-budget'], 'tree-budget', 16);
   const backend = await createBackend(values.backend!, { fallback: values['webgpu-fallback'] });
   const model = new Llama(backend, loaded.config, loaded.tensors);
   const tok = loaded.tokenizer;
   const prompt = tok.encode(values.prompt!, { bos: true });
   const stream = new StreamDecoder(tok);
   const unknown = '\uFFFD';
-  const result = await generate(model, prompt, {
+  // default drafter: the shipped CTC head when the model has one, otherwise none (said in the output)
+  const modelDir = loaded.dir;
+  const drafterName = values.drafter ?? (modelDir && existsSync(join(modelDir, 'drafters', 'ctc', 'config.json')) ? 'ctc' : 'none');
+  const factory = await loadDrafter(drafterName, modelDir, loaded, { beam: values.beam === undefined ? undefined : num(values.beam, 'beam', 4) });
+  const opts = {
     maxNewTokens: num(values['max-new-tokens'], 'max-new-tokens', 64),
     temperature: num(values.temperature, 'temperature', 0),
     topP: num(values['top-p'], 'top-p', 1),
     seed: num(values.seed, 'seed', 0),
     eosId: loaded.config.eos_token_id ?? tok.eosId,
-    onToken: values.json ? undefined : (id) => process.stdout.write(id < tok.vocabSize ? stream.push(id) : unknown),
-  });
+    onToken: values.json ? undefined : (id: number) => process.stdout.write(id < tok.vocabSize ? stream.push(id) : unknown),
+  };
+  let result: GenerationResult & { stats: Partial<SpeculativeStats> };
+  if (drafterName === 'none') {
+    result = await generate(model, prompt, opts); // the plain loop is the `none` baseline
+  } else {
+    const maxBudget = treeBudget === 'auto' ? 32 : treeBudget;
+    const budget = treeBudget === 'auto' ? new AdaptiveBudget(await measureVerifyCost(model, maxBudget + 1), { exploreEvery: 8 }) : undefined;
+    const maxDraftLen = values['max-draft-len'] === undefined ? undefined : num(values['max-draft-len'], 'max-draft-len', 6);
+    result = await generateSpeculative(model, prompt, factory.make(), { ...opts, treeBudget: maxBudget, maxDraftLen, budget });
+  }
   const text = tok.decode(displayable(tok, result.tokens));
+  const { newTokens, steps, tokensPerStep, wallMs, tokensPerSecond, draftMs = 0, verifyMs = 0 } = result.stats;
   if (values.json) {
-    const { newTokens, steps, tokensPerStep, wallMs, tokensPerSecond } = result.stats;
-    console.log(JSON.stringify({ text, tokens: result.tokens, stats: { newTokens, steps, tokensPerStep, wallMs, tokensPerSecond }, stopReason: result.stopReason }));
+    const stats = { newTokens, steps, tokensPerStep, wallMs, tokensPerSecond, draftMs, verifyMs };
+    console.log(JSON.stringify({ text, tokens: result.tokens, stats, drafter: drafterName, backend: backend.name, stopReason: result.stopReason }));
   } else {
     process.stdout.write(stream.flush() + '\n');
-    const s = result.stats;
     console.error(
-      `[${loaded.description}, ${backend.name}] ${s.newTokens} tokens in ${s.steps} steps (${s.tokensPerStep.toFixed(2)} tokens/step), ` +
-        `${s.wallMs.toFixed(0)} ms, ${s.tokensPerSecond.toFixed(1)} tokens/s, stop: ${result.stopReason}`,
+      `[${loaded.description}, ${backend.name}, drafter ${drafterName}] ${newTokens} tokens in ${steps} steps (${tokensPerStep.toFixed(2)} tokens/step), ` +
+        `${wallMs.toFixed(0)} ms, ${tokensPerSecond.toFixed(1)} tokens/s (draft ${draftMs.toFixed(0)} ms, verify ${verifyMs.toFixed(0)} ms), stop: ${result.stopReason}`,
     );
   }
+}
+
+async function cmdBench(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      backends: { type: 'string', default: 'cpu,webgpu' },
+      drafters: { type: 'string', default: 'none,lookup,medusa,ctc,ctc:best-path,ctc:no-collapse,ctc-ce' },
+      prompts: { type: 'string', default: '50' },
+      'max-new-tokens': { type: 'string', default: '64' },
+      'tree-budget': { type: 'string', default: 'auto' },
+      'max-draft-len': { type: 'string', default: '6' },
+      out: { type: 'string', default: 'bench/results/spec' },
+      'webgpu-fallback': { type: 'boolean', default: false },
+    },
+  });
+  const loaded = await loadModelSource({ model: values.model });
+  if (!loaded.dir) throw new UsageError('bench needs a model directory (with its drafters/)');
+  const prompts = await benchPrompts(loaded.tokenizer, num(values.prompts, 'prompts', 50));
+  const drafters = [];
+  for (const name of values.drafters!.split(',').filter(Boolean)) drafters.push(await loadDrafter(name, loaded.dir, loaded));
+  const backends = [];
+  for (const name of values.backends!.split(',').filter(Boolean)) backends.push({ name, backend: await createBackend(name, { fallback: values['webgpu-fallback'] }) });
+  const treeBudget = values['tree-budget'] === 'auto' ? 'auto' : num(values['tree-budget'], 'tree-budget', 16);
+  const log = (m: string) => process.stderr.write(m + '\n');
+  log(`bench: ${prompts.length} prompts x ${values['max-new-tokens']} new tokens, greedy, tree budget ${treeBudget}`);
+  const { runs, verifyCost } = await runSpecBench({
+    backends, config: loaded.config, tensors: loaded.tensors, prompts, maxNewTokens: num(values['max-new-tokens'], 'max-new-tokens', 64),
+    drafters: drafters.map((d) => ({ name: d.name, make: () => d.make() })), treeBudget, maxDraftLen: num(values['max-draft-len'], 'max-draft-len', 6), log,
+  });
+  const table = benchTable(runs);
+  console.log(table);
+  const command = ['npx ctcspec bench', ...argv].join(' ');
+  writeBenchFiles(`${values.out}.json`, `${values.out}.svg`, { date: new Date().toISOString(), command, model: loaded.description, prompts: prompts.length, maxNewTokens: values['max-new-tokens'], treeBudget, verifyCostMs: verifyCost, runs }, benchSvg(runs));
+  writeFileSync(`${values.out}.md`, `Command: \`${command}\`\n\n${table}\n`);
+  log(`wrote ${values.out}.json, ${values.out}.svg, ${values.out}.md`);
+  process.exit(0); // Dawn may keep the event loop alive
 }
 
 async function cmdConvert(argv: string[]): Promise<void> {
@@ -277,6 +354,7 @@ async function main(argv: string[]): Promise<void> {
   if (cmd === 'convert') return cmdConvert(rest);
   if (cmd === 'train-base') return cmdTrainBase(rest);
   if (cmd === 'train-drafter') return cmdTrainDrafter(rest);
+  if (cmd === 'bench') return cmdBench(rest);
   throw new UsageError(`unknown command "${cmd}" (try --help)`);
 }
 

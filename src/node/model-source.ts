@@ -29,6 +29,8 @@ export interface LoadedModel {
   tensors: TensorMap;
   tokenizer: Tokenizer;
   description: string;
+  /** the model directory (where its drafters/ live), when it came from one */
+  dir?: string;
 }
 
 function readTokenizerFile(path: string, vocabSize: number): Tokenizer {
@@ -62,7 +64,7 @@ export async function loadModelSource(o: ModelSourceOptions): Promise<LoadedMode
         ? bpeFromJson(dir.tokenizerJson, `${path}/tokenizer.json`)
         : undefined;
     if (!tokenizer) throw new Error(`${path} has no tokenizer.json: pass --tokenizer FILE`);
-    return { config: dir.config, tensors: dir.tensors, tokenizer, description: path };
+    return { config: dir.config, tensors: dir.tensors, tokenizer, description: path, dir: path };
   }
   const { config, tensors } = readLlama2cCheckpoint(readFileSync(path), path);
   if (!o.tokenizer) throw new Error(`${path} is a llama2.c checkpoint: pass --tokenizer tokenizer.bin`);
