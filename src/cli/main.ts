@@ -91,7 +91,7 @@ train-drafter options:
   --loss ctc|ce          CTC head only: CTC loss (default) or per-slot cross-entropy (ablation)
   --base DIR             the frozen base model (default weights/base)
   --out DIR              head directory (default <base>/drafters/ctc, ctc-ce or medusa)
-  --steps N              optimizer steps (default 1000)
+  --steps N              optimizer steps (default 2000)
   --positions N          example positions per step (default 256)
   --seqs N               sequences per step the positions are drawn from (default 4)
   --lr X                 peak learning rate (default 3e-3 for ctc, 1e-3 for medusa)

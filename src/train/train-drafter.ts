@@ -65,8 +65,14 @@ export interface DrafterHyper {
   seed: number; // initial weights and batch sampling
 }
 
+/**
+ * Defaults. Measured on weights/base (2 shared cores, Node 20): the CTC head trains at about
+ * 1100 positions/s (0.23 s per step of 256, ~8 min for 2000 steps), the CE ablation the same,
+ * Medusa heads at about 4150 positions/s (~2 min); 2000 x 256 positions are ~3.4 passes over
+ * the default distillation set.
+ */
 export const DRAFTER_HYPER: DrafterHyper = {
-  steps: 1000, seqsPerStep: 4, positionsPerStep: 256, lr: 1e-3, minLr: 1e-4, warmupSteps: 50, weightDecay: 0.01,
+  steps: 2000, seqsPerStep: 4, positionsPerStep: 256, lr: 1e-3, minLr: 1e-4, warmupSteps: 50, weightDecay: 0.01,
   beta1: 0.9, beta2: 0.99, eps: 1e-8, clipNorm: 1, evalEvery: 100, evalPositions: 1024, checkpointEvery: 50, seed: 7,
 };
 
