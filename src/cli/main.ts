@@ -166,7 +166,7 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     result = await generate(model, prompt, opts); // the plain loop is the `none` baseline
   } else {
     const maxBudget = treeBudget === 'auto' ? 32 : treeBudget;
-    const budget = treeBudget === 'auto' ? new AdaptiveBudget(await measureVerifyCost(model, maxBudget + 1), { exploreEvery: 8 }) : undefined;
+    const budget = treeBudget === 'auto' ? new AdaptiveBudget(await measureVerifyCost(model, maxBudget + 1), { exploreEvery: 16 }) : undefined;
     const maxDraftLen = values['max-draft-len'] === undefined ? undefined : num(values['max-draft-len'], 'max-draft-len', 6);
     result = await generateSpeculative(model, prompt, factory.make(), { ...opts, treeBudget: maxBudget, maxDraftLen, budget });
   }

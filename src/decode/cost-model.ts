@@ -11,7 +11,9 @@
  * estimated online from every verification. If no n beats plain decoding, the budget is 0:
  * the step is a plain decode step and the drafter is not even asked, which is how
  * speculative decoding stays no slower than plain decoding on every backend. Now and then
- * (every `exploreEvery` steps) the full budget is tried so the estimates keep up.
+ * (every `exploreEvery` steps) a tree is tried anyway, as large as costs at most about one
+ * extra plain step, so the estimates keep up. Drafting time includes the drafter catching
+ * up on the tokens it missed (see speculative.ts).
  */
 import type { Llama } from '../model/llama.js';
 import type { TokenTree } from './tree.js';
@@ -116,7 +118,7 @@ export class AdaptiveBudget implements BudgetPolicy {
   choose(maxBudget: number): number {
     const max = Math.min(maxBudget, this.verifyCost.length - 1);
     this.step++;
-    if (this.opts.exploreEvery && this.step % this.opts.exploreEvery === 0) return max;
+    if (this.opts.exploreEvery && this.step % this.opts.exploreEvery === 0) return Math.min(max, this.exploreSize());
     let best = 0, bestRate = this.rate(0);
     for (let n = 1; n <= max; n++) {
       const r = this.rate(n);
@@ -126,6 +128,13 @@ export class AdaptiveBudget implements BudgetPolicy {
       }
     }
     return best;
+  }
+
+  /** exploring costs at most about one extra plain step: the largest tree verified within 2 c(1) */
+  private exploreSize(): number {
+    let n = 1;
+    while (n + 1 < this.verifyCost.length && this.verifyCost[n + 1]! <= 2 * this.verifyCost[0]!) n++;
+    return n;
   }
 
   observe(tree: TokenTree, accepted: readonly number[], draftMs: number): void {

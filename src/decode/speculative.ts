@@ -10,13 +10,14 @@
  *   2. tree = buildTree(candidates, budget); forwardTree([root, nodes], past + depth, tree mask)
  *   3. verify -> accepted path + bonus; compact(keep = [0, ...accepted]): the accepted KV rows
  *      move into place, the rejected ones are simply overwritten later
- *   4. drafter.accept(kept tokens, their final hidden states); emit accepted tokens, then the
- *      bonus (the next root), stopping at EOS / maxNewTokens / a full context exactly where
+ *   4. the kept tokens and their final hidden states are queued for the drafter (it gets them,
+ *      in one drafter.accept call, right before it next proposes); emit accepted tokens, then
+ *      the bonus (the next root), stopping at EOS / maxNewTokens / a full context exactly where
  *      plain generation stops
  * Size limits per step: depth <= min(maxDraftLen, tokens left - 1) (the bonus is the last
  * token), nodes <= min(treeBudget, maxBatch - 1, maxSeq - past - 1).
  *
- * Scratch (mask, positions, hidden states) is allocated once per call for the largest tree.
+ * Scratch (mask, positions, hidden states, the drafter's queue) is allocated once per call.
  * The `hidden` array given to drafter.accept is that scratch: read or copy it during the call.
  *
  * Example:
@@ -76,6 +77,11 @@ export async function generateSpeculative(
   const positions = new Int32Array(maxT);
   const hidden = new Float32Array(maxT * D);
   const acceptedPerStep = new Array<number>(maxDraftLen + 1).fill(0);
+  // Tokens that entered the cache but not yet the drafter, with their hidden states. The
+  // drafter catches up in one batch right before it proposes, so steps without drafting (a
+  // budget of 0, or no room) cost it nothing, and a stateful drafter pays one batched pass.
+  const pendingTokens: number[] = [];
+  const pendingHidden = new Float32Array(model.maxSeq * D);
 
   const tokens: number[] = [];
   let stopReason: GenerationResult['stopReason'] = 'max-tokens';
@@ -119,6 +125,10 @@ export async function generateSpeculative(
       let stepDraftMs = 0;
       if (maxDepth > 0) {
         t = performance.now();
+        if (pendingTokens.length > 0) {
+          await drafter.accept(pendingTokens, pendingHidden.subarray(0, pendingTokens.length * D));
+          pendingTokens.length = 0;
+        }
         candidates = await drafter.propose(root, maxDepth);
         stepDraftMs = performance.now() - t;
         draftMs += stepDraftMs;
@@ -138,14 +148,11 @@ export async function generateSpeculative(
       acceptedPerStep[accepted.length]!++;
       opts.budget?.observe(tree, accepted, stepDraftMs);
 
-      // hidden rows of the kept nodes, moved to the front (keep is increasing: keep[i] >= i)
-      for (let i = 1; i < keep.length; i++) hidden.copyWithin(i * D, keep[i]! * D, (keep[i]! + 1) * D);
-      t = performance.now();
-      await drafter.accept(
-        keep.map((n) => tree.tokens[n]!),
-        hidden.subarray(0, keep.length * D),
-      );
-      draftMs += performance.now() - t;
+      // the kept nodes enter the drafter's queue: it catches up in one batch when next asked
+      for (const n of keep) {
+        pendingTokens.push(tree.tokens[n]!);
+        pendingHidden.set(hidden.subarray(n * D, (n + 1) * D), (pendingTokens.length - 1) * D);
+      }
 
       for (const n of accepted) if ((done = emit(tree.tokens[n]!))) break;
       if (!done) done = emit((root = bonus));

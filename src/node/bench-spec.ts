@@ -102,7 +102,7 @@ export async function runSpecBench(o: SpecBenchOptions): Promise<{ runs: Drafter
 
     for (const d of o.drafters) {
       const drafter = d.make(model);
-      const budget: BudgetPolicy = o.treeBudget === 'auto' ? new AdaptiveBudget(cost, { exploreEvery: 8 }) : fixedBudget(o.treeBudget);
+      const budget: BudgetPolicy = o.treeBudget === 'auto' ? new AdaptiveBudget(cost, { exploreEvery: 16 }) : fixedBudget(o.treeBudget);
       const opts = { maxNewTokens: o.maxNewTokens, treeBudget: maxBudget, maxDraftLen: o.maxDraftLen, budget };
       await generateSpeculative(model, o.prompts[0]!, drafter, { ...opts, maxNewTokens: 8 }); // warm-up (and budget learning)
       let tokens = 0, steps = 0, wall = 0, draft = 0, verify = 0, mismatches = 0;
