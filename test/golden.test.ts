@@ -14,6 +14,7 @@ import { generateSpeculative } from '../src/decode/speculative.js';
 import { readModelDir } from '../src/node/files.js';
 import { bpeFromJson } from '../src/tokenizer/index.js';
 import { loadDrafter } from '../src/node/drafters.js';
+import { benchPrompts } from '../src/node/bench-spec.js';
 
 const root = resolve(import.meta.dirname, '..');
 const modelDir = join(root, 'weights/base');
@@ -44,4 +45,22 @@ describe('shipped model (weights/base), greedy', async () => {
       }
     });
   }
+
+  it('on the 50 bench prompts, every shipped drafter (and each ablation) gives plain greedy output token for token', async () => {
+    const prompts = await benchPrompts(tokenizer, 50);
+    const maxNewTokens = 24;
+    const reference = [];
+    for (const p of prompts) reference.push((await generate(model, p, { maxNewTokens })).tokens);
+    for (const name of ['lookup', 'medusa', 'ctc', 'ctc:best-path', 'ctc:no-collapse', 'ctc-ce']) {
+      const drafter = (await loadDrafter(name, modelDir, { config, tensors })).make();
+      let drafted = 0;
+      for (let i = 0; i < prompts.length; i++) {
+        // a fixed budget, so every step really drafts and verifies a tree
+        const r = await generateSpeculative(model, prompts[i]!, drafter, { maxNewTokens, treeBudget: 8 });
+        expect(r.tokens, `${name}, prompt ${i}`).toEqual(reference[i]);
+        drafted += r.stats.newTokens - r.stats.steps;
+      }
+      if (name !== 'medusa') expect(drafted, `${name} accepted no draft at all`).toBeGreaterThan(0);
+    }
+  });
 });

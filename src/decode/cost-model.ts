@@ -10,9 +10,10 @@
  * where p_r is the chance that the r-th best draft node (by drafter score) is accepted,
  * estimated online from every verification. If no n beats plain decoding, the budget is 0:
  * the step is a plain decode step and the drafter is not even asked, which is how
- * speculative decoding stays no slower than plain decoding on every backend. Now and then
- * (every `exploreEvery` steps) a tree is tried anyway, as large as costs at most about one
- * extra plain step, so the estimates keep up. Drafting time includes the drafter catching
+ * speculative decoding stays (nearly) no slower than plain decoding on every backend. While
+ * the budget is 0, a tree is tried anyway after `exploreEvery` plain steps, then after twice
+ * as many, and so on (up to 1024), each as large as costs at most about one extra plain
+ * step, so the estimates can recover without taxing a drafter that never pays. Drafting time includes the drafter catching
  * up on the tokens it missed (see speculative.ts).
  */
 import type { Llama } from '../model/llama.js';
@@ -83,7 +84,8 @@ export class AdaptiveBudget implements BudgetPolicy {
   private accepted: Float64Array; // decayed counts: node of rank r accepted
   private seen: Float64Array; // decayed counts: node of rank r verified
   private draftMs = 0;
-  private step = 0;
+  private interval: number; // plain steps between explorations (doubles while exploring fails)
+  private sinceExplore = 0;
 
   /**
    * @param verifyCost  measureVerifyCost(...) of this model and backend
@@ -96,6 +98,7 @@ export class AdaptiveBudget implements BudgetPolicy {
     const n = verifyCost.length;
     this.accepted = new Float64Array(n);
     this.seen = new Float64Array(n);
+    this.interval = opts.exploreEvery ?? 0;
     const prior = opts.prior ?? 0.6;
     for (let r = 0; r < n; r++) {
       this.seen[r] = 1;
@@ -117,8 +120,6 @@ export class AdaptiveBudget implements BudgetPolicy {
 
   choose(maxBudget: number): number {
     const max = Math.min(maxBudget, this.verifyCost.length - 1);
-    this.step++;
-    if (this.opts.exploreEvery && this.step % this.opts.exploreEvery === 0) return Math.min(max, this.exploreSize());
     let best = 0, bestRate = this.rate(0);
     for (let n = 1; n <= max; n++) {
       const r = this.rate(n);
@@ -127,7 +128,17 @@ export class AdaptiveBudget implements BudgetPolicy {
         bestRate = r;
       }
     }
-    return best;
+    const every = this.opts.exploreEvery ?? 0;
+    if (best > 0 || every === 0) {
+      this.interval = every;
+      this.sinceExplore = 0;
+      return best;
+    }
+    // drafting does not pay: try a small tree now and then, less often each time it fails
+    if (++this.sinceExplore < this.interval) return 0;
+    this.sinceExplore = 0;
+    this.interval = Math.min(2 * this.interval, 1024);
+    return Math.min(max, this.exploreSize());
   }
 
   /** exploring costs at most about one extra plain step: the largest tree verified within 2 c(1) */

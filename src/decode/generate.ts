@@ -28,6 +28,19 @@ export interface GenerationResult {
   stats: GenerationStats;
 }
 
+/** The statistics every generation loop reports, from its start time `t0` (performance.now()). */
+export function generationStats(newTokens: number, steps: number, t0: number, prefillMs: number): GenerationStats {
+  const wallMs = performance.now() - t0;
+  return {
+    newTokens,
+    steps,
+    tokensPerStep: steps ? newTokens / steps : 0,
+    wallMs,
+    tokensPerSecond: wallMs > 0 ? (newTokens / wallMs) * 1000 : 0,
+    prefillMs,
+  };
+}
+
 export function checkPrompt(model: Llama, prompt: readonly number[]): void {
   if (prompt.length === 0) throw new RangeError('prompt is empty: give at least one token (for example BOS)');
   const V = model.config.vocab_size;
@@ -75,17 +88,5 @@ export async function generate(model: Llama, prompt: readonly number[], opts: Ge
       steps++;
     }
   }
-  const wallMs = performance.now() - t0;
-  return {
-    tokens,
-    stopReason,
-    stats: {
-      newTokens: tokens.length,
-      steps,
-      tokensPerStep: steps ? tokens.length / steps : 0,
-      wallMs,
-      tokensPerSecond: wallMs > 0 ? (tokens.length / wallMs) * 1000 : 0,
-      prefillMs,
-    },
-  };
+  return { tokens, stopReason, stats: generationStats(tokens.length, steps, t0, prefillMs) };
 }

@@ -26,7 +26,7 @@
  */
 import type { Llama } from '../model/llama.js';
 import type { DraftCandidate, Drafter } from '../draft/drafter.js';
-import { checkPrompt, type GenerateOptions, type GenerationResult, type GenerationStats } from './generate.js';
+import { checkPrompt, generationStats, type GenerateOptions, type GenerationResult, type GenerationStats } from './generate.js';
 import { Sampler } from './sampler.js';
 import { buildTree, treeAttentionMask, treePositions } from './tree.js';
 import { verifyGreedy, verifySampling } from './verify.js';
@@ -137,9 +137,11 @@ export async function generateSpeculative(
 
       t = performance.now();
       const tree = buildTree(candidates, room, { rootToken: root, maxDepth: Math.max(0, maxDepth) });
-      const treeLogits = await model.forwardTree(tree.tokens, treePositions(tree, past, positions), treeAttentionMask(tree, past, mask), {
-        hiddenOut: hidden,
-      });
+      // no drafts: a plain decode step (same numbers as a one-node tree, without the mask)
+      const treeLogits =
+        tree.size === 1
+          ? await model.forward(tree.tokens, { hiddenOut: hidden })
+          : await model.forwardTree(tree.tokens, treePositions(tree, past, positions), treeAttentionMask(tree, past, mask), { hiddenOut: hidden });
       steps++;
       const { accepted, bonus } = sampler.temperature === 0 ? verifyGreedy(tree, treeLogits, V) : verifySampling(tree, treeLogits, sampler);
       const keep = [0, ...accepted];
@@ -158,22 +160,7 @@ export async function generateSpeculative(
       if (!done) done = emit((root = bonus));
     }
   }
-  const wallMs = performance.now() - t0;
-  return {
-    tokens,
-    stopReason,
-    stats: {
-      newTokens: tokens.length,
-      steps,
-      tokensPerStep: steps ? tokens.length / steps : 0,
-      wallMs,
-      tokensPerSecond: wallMs > 0 ? (tokens.length / wallMs) * 1000 : 0,
-      prefillMs,
-      draftMs,
-      verifyMs,
-      acceptedPerStep,
-    },
-  };
+  return { tokens, stopReason, stats: { ...generationStats(tokens.length, steps, t0, prefillMs), draftMs, verifyMs, acceptedPerStep } };
 }
 
 /** A drafter bug (a token outside the vocabulary) fails loudly instead of being verified. */

@@ -42,6 +42,7 @@
  * that work, and the candidates are searched on the host anyway. The KV cache and every
  * activation buffer are allocated once, in the constructor: a step allocates no buffers.
  */
+import { Rng } from '../util/random.js';
 import { CpuBackend, type CpuBuf } from '../backend/cpu/cpu.js';
 import { FormatError } from '../io/errors.js';
 import type { LlamaConfig } from '../model/config.js';
@@ -163,17 +164,10 @@ export function randomCtcHeadWeights(c: CtcHeadConfig, seed: number): TensorMap 
   return out;
 }
 
-/** seeded standard normal samples (mulberry32 + Box-Muller) */
+/** seeded standard normal samples */
 export function normalRng(seed: number): () => number {
-  let a = seed >>> 0;
-  const u = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
+  const rng = new Rng(seed);
+  return () => rng.normal();
 }
 
 // ---- candidates --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import { weightShapes, type LlamaConfig } from '../model/config.js';
 import { numel, type TensorMap } from '../tensor/dtype.js';
 import { shapeString } from './bytes.js';
 import { FormatError } from './errors.js';
+import { Rng } from '../util/random.js';
 
 const MAX_LISTED = 8; // names listed per kind of problem before "... and N more"
 
@@ -55,30 +56,13 @@ export function checkWeights(config: LlamaConfig, tensors: TensorMap, source: st
   throw new FormatError(source, problem, culprits.length === 1 ? culprits[0] : undefined);
 }
 
-/** mulberry32: a tiny seeded PRNG with uniform output in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Standard normal samples from a uniform source (Box-Muller). */
-function gaussian(uniform: () => number): () => number {
-  return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
-}
-
 /**
  * Deterministic GPT-2-style initialisation: matrices ~ N(0, 0.02), the residual
  * projections (o_proj, down_proj) scaled by 1/sqrt(2 * layers) so the residual stream
  * does not grow with depth, RMSNorm weights all ones. Same seed, same weights.
  */
 export function randomWeights(config: LlamaConfig, seed: number): TensorMap {
-  const normal = gaussian(mulberry32(seed));
+  const rng = new Rng(seed);
   const residualStd = 0.02 / Math.sqrt(2 * config.num_hidden_layers);
   const tensors: TensorMap = new Map();
   for (const [name, shape] of weightShapes(config)) {
@@ -87,7 +71,7 @@ export function randomWeights(config: LlamaConfig, seed: number): TensorMap {
       data.fill(1);
     } else {
       const std = name.endsWith('o_proj.weight') || name.endsWith('down_proj.weight') ? residualStd : 0.02;
-      for (let i = 0; i < data.length; i++) data[i] = std * normal();
+      for (let i = 0; i < data.length; i++) data[i] = std * rng.normal();
     }
     tensors.set(name, { shape: [...shape], data });
   }

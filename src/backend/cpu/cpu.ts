@@ -11,6 +11,7 @@
  * buffers live in one WebAssembly.Memory (arena.ts) so that kernel reads them in place.
  * Every other kernel, and the plain matmul kept below as `reference`, reads `.data`.
  */
+import { ropeInvFreq } from '../rope.js';
 import type { AttentionParams, Backend, Buf } from '../backend.js';
 import { Arena } from './arena.js';
 import { instantiateMatmul, simdSupported, type WasmMatmul } from './wasm.js';
@@ -50,7 +51,6 @@ export class CpuBackend implements Backend {
   readonly arena: Arena | null;
   private readonly simdMatmul: WasmMatmul | null;
   private scores = new Float32Array(256); // attention scratch, one row of (past + T) slots
-  private invFreqCache = new Map<string, Float64Array>();
 
   constructor(opts: CpuBackendOptions = {}) {
     const simd = opts.simd ?? simdSupported();
@@ -118,7 +118,7 @@ export class CpuBackend implements Backend {
 
   rope(x: Buf, positions: Int32Array, T: number, nHeads: number, headDim: number, theta: number): void {
     const xs = d(x), half = headDim >> 1;
-    const invFreq = this.invFreq(headDim, theta);
+    const invFreq = ropeInvFreq(headDim, theta);
     for (let t = 0; t < T; t++) {
       const pos = positions[t]!;
       for (let i = 0; i < half; i++) {
@@ -134,17 +134,6 @@ export class CpuBackend implements Backend {
     }
   }
 
-  /** theta^(-2i/hd), computed and kept in f64 once per (hd, theta): in f32 the angle pos * invFreq is off by ~1e-4 rad at pos 5000 */
-  private invFreq(headDim: number, theta: number): Float64Array {
-    const key = `${headDim}:${theta}`;
-    let f = this.invFreqCache.get(key);
-    if (!f) {
-      f = new Float64Array(headDim >> 1);
-      for (let i = 0; i < f.length; i++) f[i] = Math.pow(theta, (-2 * i) / headDim);
-      this.invFreqCache.set(key, f);
-    }
-    return f;
-  }
 
   attention(out: Buf, q: Buf, kCache: Buf, vCache: Buf, p: AttentionParams): void {
     const { T, nHeads, nKvHeads, headDim: hd, past, mask } = p;

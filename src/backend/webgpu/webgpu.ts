@@ -17,6 +17,7 @@
  * Each kernel has one thin launcher below that owns its workgroup size, dispatch math and
  * parameter packing; the shaders are kernels/*.wgsl, embedded by scripts/embed-kernels.mjs.
  */
+import { ropeInvFreq } from '../rope.js';
 import type { AttentionParams, Backend, Buf } from '../backend.js';
 import { SHADERS } from './shaders.generated.js';
 
@@ -124,7 +125,6 @@ export class WebGPUBackend implements Backend {
   private modules = new Map<string, GPUShaderModule>();
   private pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
   private bindGroups = new Map<string, GPUBindGroup>();
-  private invFreqCache = new Map<string, Float64Array>();
 
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -294,7 +294,7 @@ export class WebGPUBackend implements Backend {
     if (positions.length < T) throw new Error(`webgpu rope: ${positions.length} positions for T = ${T}`);
     need(x, T * nHeads * headDim, 'rope x');
     // (cos, sin) per (t, i), angles in f64 exactly as the CPU reference computes them
-    const invFreq = this.invFreq(headDim, theta);
+    const invFreq = ropeInvFreq(headDim, theta);
     const off = this.reserve(T * half * 2);
     const tab = this.auxF32;
     for (let t = 0; t < T; t++) {
@@ -572,17 +572,6 @@ export class WebGPUBackend implements Backend {
     throw new Error(`webgpu (${this.description}): ${e}`);
   }
 
-  /** theta^(-2i/hd) in f64, as the CPU reference keeps it (in f32 the angle drifts at large positions) */
-  private invFreq(headDim: number, theta: number): Float64Array {
-    const key = `${headDim}:${theta}`;
-    let f = this.invFreqCache.get(key);
-    if (!f) {
-      f = new Float64Array(headDim >> 1);
-      for (let i = 0; i < f.length; i++) f[i] = Math.pow(theta, (-2 * i) / headDim);
-      this.invFreqCache.set(key, f);
-    }
-    return f;
-  }
 }
 
 function need(b: Buf, n: number, what: string): void {
