@@ -120,9 +120,11 @@ export class AdaptiveBudget implements BudgetPolicy {
 
   choose(maxBudget: number): number {
     const max = Math.min(maxBudget, this.verifyCost.length - 1);
-    let best = 0, bestRate = this.rate(0);
+    // rate(n) for every n in one pass: expected tokens is a running sum over ranks
+    let best = 0, bestRate = this.rate(0), tokens = 1;
     for (let n = 1; n <= max; n++) {
-      const r = this.rate(n);
+      tokens += this.acceptance(n - 1);
+      const r = tokens / (this.verifyCost[n]! + this.draftMs);
       if (r > bestRate) {
         best = n;
         bestRate = r;
