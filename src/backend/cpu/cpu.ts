@@ -140,8 +140,8 @@ export class CpuBackend implements Backend {
    * Each query's arithmetic is the same whatever else is in the batch (the mask only turns
    * slots off, and an off slot adds an exact 0), so a tree forward reproduces a step-by-step
    * decode bit for bit: greedy speculative decoding on this backend is exact.
-   * The dot products and the value sums keep four independent accumulators (4 lanes of
-   * head_dim), which is what makes this loop fast in JavaScript.
+   * The dot products keep four independent accumulators and the value sums eight lanes of
+   * head_dim per pass, which is what makes this loop fast in JavaScript.
    */
   attention(out: Buf, q: Buf, kCache: Buf, vCache: Buf, p: AttentionParams): void {
     const { T, nHeads, nKvHeads, headDim: hd, past, mask } = p;
@@ -183,21 +183,30 @@ export class CpuBackend implements Backend {
           sum += e;
         }
         const inv = 1 / sum;
-        // out[i] = sum_s e[s] v[s, i] / sum, four lanes of i at a time
+        // out[i] = sum_s e[s] v[s, i] / sum, eight lanes of i per pass over the slots
+        const hd8 = hd & ~7;
         let i = 0;
-        for (; i < hd4; i += 4) {
-          let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (; i < hd8; i += 8) {
+          let a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
           for (let s = 0, vo = kvo + i; s < visible; s++, vo += kvStride) {
             const w = sc[s]!;
             a0 += w * vs[vo]!;
             a1 += w * vs[vo + 1]!;
             a2 += w * vs[vo + 2]!;
             a3 += w * vs[vo + 3]!;
+            a4 += w * vs[vo + 4]!;
+            a5 += w * vs[vo + 5]!;
+            a6 += w * vs[vo + 6]!;
+            a7 += w * vs[vo + 7]!;
           }
           o[qo + i] = a0 * inv;
           o[qo + i + 1] = a1 * inv;
           o[qo + i + 2] = a2 * inv;
           o[qo + i + 3] = a3 * inv;
+          o[qo + i + 4] = a4 * inv;
+          o[qo + i + 5] = a5 * inv;
+          o[qo + i + 6] = a6 * inv;
+          o[qo + i + 7] = a7 * inv;
         }
         for (; i < hd; i++) {
           let a = 0;
