@@ -71,8 +71,8 @@ export async function measureVerifyCost(model: Llama, maxT: number, opts: { past
 export interface BudgetPolicy {
   /** drafts to verify this step (0 = a plain step: do not call the drafter) */
   choose(maxBudget: number): number;
-  /** after verification: which nodes of the tree were accepted, and the drafting time */
-  observe(tree: TokenTree, accepted: readonly number[], draftMs: number): void;
+  /** after verification: which nodes of the tree were accepted, the drafting and verifying time */
+  observe(tree: TokenTree, accepted: readonly number[], draftMs: number, verifyMs?: number): void;
 }
 
 /** A fixed budget (the `--tree-budget N` option). */
@@ -92,9 +92,10 @@ export class AdaptiveBudget implements BudgetPolicy {
    * @param prior       initial acceptance estimate of the best node, halved per rank
    */
   constructor(
-    readonly verifyCost: Float64Array,
+    readonly verifyCost: Float64Array, // copied: observe() refines it
     readonly opts: { decay?: number; exploreEvery?: number; prior?: number } = {},
   ) {
+    this.verifyCost = Float64Array.from(verifyCost);
     const n = verifyCost.length;
     this.accepted = new Float64Array(n);
     this.seen = new Float64Array(n);
@@ -150,8 +151,16 @@ export class AdaptiveBudget implements BudgetPolicy {
     return n;
   }
 
-  observe(tree: TokenTree, accepted: readonly number[], draftMs: number): void {
+  observe(tree: TokenTree, accepted: readonly number[], draftMs: number, verifyMs?: number): void {
     const decay = this.opts.decay ?? 0.98;
+    // the start-up calibration is a few samples on a possibly busy machine: keep correcting
+    // the cost of the tree sizes actually verified, and keep the curve non-decreasing
+    if (verifyMs !== undefined && verifyMs > 0 && tree.size <= this.verifyCost.length) {
+      const c = this.verifyCost;
+      c[tree.size - 1] = 0.9 * c[tree.size - 1]! + 0.1 * verifyMs;
+      for (let i = tree.size; i < c.length; i++) c[i] = Math.max(c[i]!, c[i - 1]!);
+      for (let i = tree.size - 2; i >= 0; i--) c[i] = Math.min(c[i]!, c[i + 1]!);
+    }
     // rank the tree's draft nodes by score, best first (node 0 is the root)
     const nodes = Array.from({ length: tree.size - 1 }, (_, i) => i + 1).sort((a, b) => tree.score[b]! - tree.score[a]! || a - b);
     const hit = new Set(accepted);

@@ -146,9 +146,10 @@ export async function generateSpeculative(
       const { accepted, bonus } = sampler.temperature === 0 ? verifyGreedy(tree, treeLogits, V) : verifySampling(tree, treeLogits, sampler);
       const keep = [0, ...accepted];
       model.compact(keep);
-      verifyMs += performance.now() - t;
+      const stepVerifyMs = performance.now() - t;
+      verifyMs += stepVerifyMs;
       acceptedPerStep[accepted.length]!++;
-      opts.budget?.observe(tree, accepted, stepDraftMs);
+      opts.budget?.observe(tree, accepted, stepDraftMs, stepVerifyMs);
 
       // the kept nodes enter the drafter's queue: it catches up in one batch when next asked
       for (const n of keep) {

@@ -82,7 +82,7 @@ export async function runSpecBench(o: SpecBenchOptions): Promise<{ runs: Drafter
   const maxBudget = o.treeBudget === 'auto' ? 32 : o.treeBudget;
   for (const { name: backendName, backend } of o.backends) {
     const model = new Llama(backend, o.config, o.tensors, { maxBatch: Math.max(64, maxBudget + 1) });
-    const cost = await measureVerifyCost(model, maxBudget + 1, { past: 64 });
+    const cost = await measureVerifyCost(model, maxBudget + 1, { past: 64, repeats: 7 });
     verifyCost[backendName] = Array.from(cost);
     o.log(`[${backendName}] verify cost relative to 1 token: ` + [1, 2, 4, 8, 16, 32].filter((t) => t <= cost.length).map((t) => `${t}: ${(cost[t - 1]! / cost[0]!).toFixed(2)}x`).join(', '));
 
