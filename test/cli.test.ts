@@ -75,4 +75,20 @@ describe('ctcspec CLI', () => {
     writeFileSync(join(dir, 'config.json'), '{"hidden_size": 30, "num_attention_heads": 4}');
     expect(await fails(['generate', '--model', dir])).toMatch(/config\.json/);
   });
+
+  it('the README command: speculative generation on the shipped model, same tokens as plain decoding', async () => {
+    const args = ['generate', '--prompt', 'The jury said', '--max-new-tokens', '24', '--json'];
+    const spec = JSON.parse((await run(args)).stdout);
+    expect(spec.drafter).toBe('ctc'); // the shipped CTC head is the default drafter
+    expect(spec.stats.newTokens).toBe(24);
+    expect(spec.stats.draftMs).toBeGreaterThanOrEqual(0);
+    expect(spec.stats.verifyMs).toBeGreaterThan(0);
+    const forced = JSON.parse((await run([...args, '--tree-budget', '16'])).stdout);
+    const plain = JSON.parse((await run([...args, '--drafter', 'none'])).stdout);
+    expect(plain.drafter).toBe('none');
+    expect(spec.tokens).toEqual(plain.tokens);
+    expect(forced.tokens).toEqual(plain.tokens);
+    expect(forced.stats.steps).toBeLessThan(plain.stats.steps); // drafts were accepted (19 steps for 24 tokens when pinned)
+    expect(await fails(['generate', '--drafter', 'oracle'])).toMatch(/unknown drafter "oracle"/);
+  });
 });
