@@ -9,7 +9,9 @@
  *
  * Per backend and drafter: beta = tokens emitted / base forwards (prefill counted, the bonus
  * token counted), gamma = tokens/s over plain `generate`'s tokens/s on the same prompts in the
- * same process, and the share of wall time spent drafting and verifying. Every greedy output
+ * same process (each speculative run is paired with a plain run of the same prompt just
+ * before it, so a machine whose speed drifts affects both alike), and the share of wall time
+ * spent drafting and verifying. Every greedy output
  * is compared token for token with plain decoding; mismatches are reported, not hidden.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -105,8 +107,13 @@ export async function runSpecBench(o: SpecBenchOptions): Promise<{ runs: Drafter
       const budget: BudgetPolicy = o.treeBudget === 'auto' ? new AdaptiveBudget(cost, { exploreEvery: 16 }) : fixedBudget(o.treeBudget);
       const opts = { maxNewTokens: o.maxNewTokens, treeBudget: maxBudget, maxDraftLen: o.maxDraftLen, budget };
       await generateSpeculative(model, o.prompts[0]!, drafter, { ...opts, maxNewTokens: 8 }); // warm-up (and budget learning)
-      let tokens = 0, steps = 0, wall = 0, draft = 0, verify = 0, mismatches = 0;
+      let tokens = 0, steps = 0, wall = 0, draft = 0, verify = 0, mismatches = 0, pairedTokens = 0, pairedMs = 0;
       for (let i = 0; i < o.prompts.length; i++) {
+        // plain decoding of the same prompt right before: a shared machine drifts, and
+        // alternating makes the drift hit both sides of the ratio alike
+        const plain = await generate(model, o.prompts[i]!, { maxNewTokens: o.maxNewTokens });
+        pairedTokens += plain.stats.newTokens;
+        pairedMs += plain.stats.wallMs;
         const r = await generateSpeculative(model, o.prompts[i]!, drafter, opts);
         tokens += r.stats.newTokens;
         steps += r.stats.steps;
@@ -118,7 +125,7 @@ export async function runSpecBench(o: SpecBenchOptions): Promise<{ runs: Drafter
       const tps = (tokens / wall) * 1000;
       const run: DrafterRun = {
         backend: backendName, drafter: d.name, prompts: o.prompts.length, tokens, steps, beta: tokens / steps,
-        tokensPerSecond: tps, gamma: tps / plainTps, draftShare: draft / wall, verifyShare: verify / wall, mismatches,
+        tokensPerSecond: tps, gamma: tps / ((pairedTokens / pairedMs) * 1000), draftShare: draft / wall, verifyShare: verify / wall, mismatches,
       };
       runs.push(run);
       o.log(`[${backendName}] ${d.name}: beta ${run.beta.toFixed(2)}, ${tps.toFixed(1)} tokens/s, gamma ${run.gamma.toFixed(2)}, mismatches ${mismatches}`);
