@@ -1,11 +1,11 @@
 /**
- * The WebAssembly SIMD matmul against the plain TypeScript reference and a naive f64
- * definition, and the wasm-memory arena the SIMD backend keeps its buffers in (growing
+ * The WebAssembly SIMD matmul and attention against the plain TypeScript reference and a
+ * naive f64 definition, and the wasm-memory arena the SIMD backend keeps its buffers in (growing
  * the memory detaches the old ArrayBuffer; buffers must survive that).
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Buf } from '../src/backend/backend.js';
+import type { AttentionParams, Buf } from '../src/backend/backend.js';
 import { CpuBackend, CpuBuf, reference } from '../src/backend/cpu/cpu.js';
 import { simdSupported } from '../src/backend/cpu/wasm.js';
 import { maxAbsDiff, tinyConfig, tinyModel } from './helpers.js';
@@ -137,6 +137,102 @@ describe('cpu SIMD matmul', () => {
       }),
       { numRuns: 30 },
     );
+  });
+});
+
+/** attention in f64, straight from the definition: softmax(q k^T / sqrt(hd) + mask) v */
+function naiveAttention(q: Float32Array, k: Float32Array, v: Float32Array, p: AttentionParams): Float64Array {
+  const { T, nHeads: H, nKvHeads: KVH, headDim: hd, past, mask } = p;
+  const slots = past + T, out = new Float64Array(T * H * hd);
+  for (let t = 0; t < T; t++) {
+    for (let h = 0; h < H; h++) {
+      const kvh = Math.floor(h / (H / KVH));
+      const sc: number[] = [];
+      for (let s = 0; s < slots; s++) {
+        const m = mask ? mask[t * slots + s]! : s <= past + t ? 0 : -Infinity;
+        let dot = 0;
+        for (let i = 0; i < hd; i++) dot += q[(t * H + h) * hd + i]! * k[(s * KVH + kvh) * hd + i]!;
+        sc.push(m === -Infinity ? -Infinity : dot / Math.sqrt(hd) + m);
+      }
+      const max = Math.max(...sc);
+      const e = sc.map((x) => (x === -Infinity ? 0 : Math.exp(x - max)));
+      const sum = e.reduce((a, b) => a + b, 0);
+      for (let i = 0; i < hd; i++) {
+        let a = 0;
+        for (let s = 0; s < slots; s++) a += (e[s]! / sum) * v[(s * KVH + kvh) * hd + i]!;
+        out[(t * H + h) * hd + i] = a;
+      }
+    }
+  }
+  return out;
+}
+
+describe('cpu SIMD attention', () => {
+  const simd = new CpuBackend({ simd: true });
+  /** shapes with every remainder of the kernels: hd % 4, hd vs 32, T % 4, grouped heads, no past */
+  const shapes = fc.record({
+    T: fc.integer({ min: 1, max: 9 }),
+    kvHeads: fc.integer({ min: 1, max: 3 }),
+    group: fc.constantFrom(1, 2, 3),
+    hd: fc.integer({ min: 1, max: 70 }),
+    past: fc.integer({ min: 0, max: 20 }),
+    masked: fc.boolean(),
+  });
+  const cases = shapes.chain((d) => {
+    const H = d.kvHeads * d.group, slots = d.past + d.T;
+    // a random additive mask: some slots off, each row keeps at least one (its own slot)
+    const mask = fc.array(fc.constantFrom(0, 0, -Infinity, -0.5), { minLength: d.T * slots, maxLength: d.T * slots });
+    return fc.tuple(fc.constant(d), f32(d.T * H * d.hd), f32(slots * d.kvHeads * d.hd), f32(slots * d.kvHeads * d.hd), mask);
+  });
+
+  it('equals the plain TS attention and the f64 definition (causal and masked, GQA, every head size)', async () => {
+    await fc.assert(
+      fc.asyncProperty(cases, async ([d, q, k, v, maskValues]) => {
+        const H = d.kvHeads * d.group, slots = d.past + d.T;
+        let mask: Float32Array | null = null;
+        if (d.masked) {
+          mask = Float32Array.from(maskValues);
+          for (let t = 0; t < d.T; t++) mask[t * slots + d.past + t] = 0;
+        }
+        const p: AttentionParams = { T: d.T, nHeads: H, nKvHeads: d.kvHeads, headDim: d.hd, past: d.past, mask };
+        const out = simd.alloc(d.T * H * d.hd);
+        simd.attention(out, upload(simd, q.map((x) => x / 2)), upload(simd, k), upload(simd, v), p);
+        const got = await download(simd, out);
+        const plain = new Float32Array(got.length);
+        reference.attention(plain, q.map((x) => x / 2), k, v, p, new Float32Array(slots));
+        const want = naiveAttention(q.map((x) => x / 2), k, v, p);
+        // outputs are convex combinations of values in [-4, 4]; the scores' f32 rounding
+        // (up to hd terms of size 8) moves the weights by about hd * 8 * 2^-24 relative
+        const tol = 1e-6 * (10 + 16 * d.hd);
+        for (let i = 0; i < want.length; i++) {
+          if (!(Math.abs(got[i]! - want[i]!) <= tol)) throw new Error(`simd index ${i}: got ${got[i]}, want ${want[i]}`);
+          if (!(Math.abs(plain[i]! - want[i]!) <= tol)) throw new Error(`plain index ${i}: got ${plain[i]}, want ${want[i]}`);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('a query row gives the same bits whatever else is in the batch and whatever the mask hides', async () => {
+    // query t of a causal batch vs the same query alone behind a mask that shows the same slots
+    const H = 4, KVH = 2, hd = 36, past = 11, T = 6, slots = past + T;
+    const rand = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + seed));
+    const q = rand(T * H * hd, 1), k = rand(slots * KVH * hd, 2), v = rand(slots * KVH * hd, 3);
+    const kb = upload(simd, k), vb = upload(simd, v);
+    const batch = simd.alloc(T * H * hd);
+    simd.attention(batch, upload(simd, q), kb, vb, { T, nHeads: H, nKvHeads: KVH, headDim: hd, past, mask: null });
+    const all = await download(simd, batch);
+    for (let t = 0; t < T; t++) {
+      // the same query as a batch of T with only row t meaningful: a tree mask that shows slots <= past + t
+      const mask = new Float32Array(T * slots).fill(-Infinity);
+      for (let r = 0; r < T; r++) mask.fill(0, r * slots, r * slots + past + Math.min(r, t) + 1);
+      const qt = new Float32Array(T * H * hd);
+      qt.set(q.subarray(t * H * hd, (t + 1) * H * hd), t * H * hd);
+      const out = simd.alloc(T * H * hd);
+      simd.attention(out, upload(simd, qt), kb, vb, { T, nHeads: H, nKvHeads: KVH, headDim: hd, past, mask });
+      const got = await download(simd, out);
+      expect(Array.from(got.subarray(t * H * hd, (t + 1) * H * hd))).toEqual(Array.from(all.subarray(t * H * hd, (t + 1) * H * hd)));
+    }
   });
 });
 

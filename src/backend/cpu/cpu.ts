@@ -14,7 +14,7 @@
 import { ropeInvFreq } from '../rope.js';
 import type { AttentionParams, Backend, Buf } from '../backend.js';
 import { Arena } from './arena.js';
-import { instantiateMatmul, simdSupported, type WasmMatmul } from './wasm.js';
+import { instantiateKernels, simdSupported, type WasmKernels } from './wasm.js';
 
 /**
  * `length` f32 values, zero-filled: in `arena` at `byteOffset` (SIMD backend), or in a
@@ -49,13 +49,14 @@ export class CpuBackend implements Backend {
   readonly name = 'cpu';
   /** the wasm memory holding every buffer, null for plain Float32Array buffers */
   readonly arena: Arena | null;
-  private readonly simdMatmul: WasmMatmul | null;
-  private scores = new Float32Array(256); // attention scratch, one row of (past + T) slots
+  private readonly wasm: WasmKernels | null;
+  private scores = new Float32Array(256); // reference attention scratch, one row of (past + T) slots
+  private scratch: CpuBuf | null = null; // SIMD attention scratch in the arena, (T, H, past + T) scores
 
   constructor(opts: CpuBackendOptions = {}) {
     const simd = opts.simd ?? simdSupported();
     this.arena = simd ? new Arena() : null;
-    this.simdMatmul = this.arena ? instantiateMatmul(this.arena.memory) : null;
+    this.wasm = this.arena ? instantiateKernels(this.arena.memory) : null;
   }
 
   alloc(length: number): Buf {
@@ -91,8 +92,8 @@ export class CpuBackend implements Backend {
   matmul(out: Buf, x: Buf, w: Buf, T: number, K: number, N: number): void {
     const o = out as CpuBuf, xb = x as CpuBuf, wb = w as CpuBuf;
     // the wasm kernel sees only its own memory: buffers of another backend take the plain path
-    if (this.simdMatmul && o.arena === this.arena && xb.arena === this.arena && wb.arena === this.arena) {
-      this.simdMatmul(o.byteOffset, xb.byteOffset, wb.byteOffset, T, K, N);
+    if (this.wasm && o.arena === this.arena && xb.arena === this.arena && wb.arena === this.arena) {
+      this.wasm.matmul(o.byteOffset, xb.byteOffset, wb.byteOffset, T, K, N, K, K, N);
     } else {
       reference.matmul(o.data, xb.data, wb.data, T, K, N);
     }
@@ -140,16 +141,120 @@ export class CpuBackend implements Backend {
    * Each query's arithmetic is the same whatever else is in the batch (the mask only turns
    * slots off, and an off slot adds an exact 0), so a tree forward reproduces a step-by-step
    * decode bit for bit: greedy speculative decoding on this backend is exact.
-   * The dot products keep four independent accumulators and the value sums eight lanes of
-   * head_dim per pass, which is what makes this loop fast in JavaScript.
+   * With SIMD the two inner loops run in wasm: the scores of one head for every query as a
+   * strided matmul (q rows against the cache rows of its kv head), then, after a softmax
+   * here, the weighted sum of value rows. Without it, `reference.attention`.
    */
   attention(out: Buf, q: Buf, kCache: Buf, vCache: Buf, p: AttentionParams): void {
+    const o = out as CpuBuf, qb = q as CpuBuf, kb = kCache as CpuBuf, vb = vCache as CpuBuf;
+    const wasm = this.wasm;
+    if (!wasm || o.arena !== this.arena || qb.arena !== this.arena || kb.arena !== this.arena || vb.arena !== this.arena) {
+      if (this.scores.length < p.past + p.T) this.scores = new Float32Array((p.past + p.T) * 2);
+      reference.attention(o.data, qb.data, kb.data, vb.data, p, this.scores);
+      return;
+    }
+    const { T, nHeads: H, nKvHeads: KVH, headDim: hd, past, mask } = p;
+    const slots = past + T, group = H / KVH, kvStride = KVH * hd, scale = 1 / Math.sqrt(hd);
+    const sc = this.attentionScratch(T * H * slots); // (T, H, slots)
+    // raw scores[t, h, s] = q[t, h, :] . k[s, h / group, :] for every slot (masked ones too)
+    for (let h = 0; h < H; h++) {
+      const kvh = Math.floor(h / group);
+      wasm.matmul(sc.byteOffset + h * slots * 4, qb.byteOffset + h * hd * 4, kb.byteOffset + kvh * hd * 4, T, hd, slots, H * hd, kvStride, H * slots);
+    }
+    const s = sc.data;
+    for (let t = 0; t < T; t++) {
+      const visible = mask ? slots : past + t + 1;
+      const mo = t * slots;
+      for (let h = 0; h < H; h++) {
+        const row = (t * H + h) * slots;
+        let max = -Infinity;
+        for (let j = 0; j < visible; j++) {
+          const v = s[row + j]! * scale + (mask ? mask[mo + j]! : 0);
+          s[row + j] = v;
+          if (v > max) max = v;
+        }
+        let sum = 0;
+        for (let j = 0; j < visible; j++) {
+          const e = s[row + j] === -Infinity ? 0 : Math.exp(s[row + j]! - max);
+          s[row + j] = e;
+          sum += e;
+        }
+        const inv = 1 / sum;
+        for (let j = 0; j < visible; j++) s[row + j]! *= inv;
+        const kvh = Math.floor(h / group);
+        wasm.weightedSum(o.byteOffset + (t * H + h) * hd * 4, sc.byteOffset + row * 4, vb.byteOffset + kvh * hd * 4, visible, hd, kvStride);
+      }
+    }
+  }
+
+  /** arena scratch of at least n floats, grown by doubling (so a growing context reallocates rarely) */
+  private attentionScratch(n: number): CpuBuf {
+    if (!this.scratch || this.scratch.length < n) {
+      if (this.scratch) this.free(this.scratch);
+      this.scratch = new CpuBuf(Math.max(n, 2 * (this.scratch?.length ?? 0), 1024), this.arena);
+    }
+    return this.scratch;
+  }
+
+  softmax(out: Buf, x: Buf, rows: number, cols: number): void {
+    const o = d(out), xs = d(x);
+    for (let r = 0; r < rows; r++) {
+      const base = r * cols;
+      let max = -Infinity;
+      for (let i = 0; i < cols; i++) if (xs[base + i]! > max) max = xs[base + i]!;
+      let sum = 0;
+      for (let i = 0; i < cols; i++) {
+        const e = max === -Infinity ? 0 : Math.exp(xs[base + i]! - max);
+        o[base + i] = e;
+        sum += e;
+      }
+      const inv = sum > 0 ? 1 / sum : 0;
+      for (let i = 0; i < cols; i++) o[base + i]! *= inv;
+    }
+  }
+
+  argmax(out: Buf, x: Buf, rows: number, cols: number): void {
+    const o = d(out), xs = d(x);
+    for (let r = 0; r < rows; r++) o[r] = argmaxRow(xs, r * cols, cols);
+  }
+
+  copy(dst: Buf, dstOffset: number, src: Buf, srcOffset: number, n: number): void {
+    d(dst).set(d(src).subarray(srcOffset, srcOffset + n), dstOffset);
+  }
+}
+
+/** index of the largest of xs[base .. base + n), the first one on ties (NaN never wins) */
+export function argmaxRow(xs: Float32Array, base: number, n: number): number {
+  let best = 0, bestV = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const v = xs[base + i]!;
+    if (v > bestV) {
+      bestV = v;
+      best = i;
+    }
+  }
+  return best;
+}
+
+/** The plain TypeScript kernels the SIMD ones are checked against. */
+export const reference = {
+  /** o (T, N) = x (T, K) @ w (N, K)^T: blocks of four tokens, then one token at a time */
+  matmul(o: Float32Array, x: Float32Array, w: Float32Array, T: number, K: number, N: number): void {
+    let t = 0;
+    for (; t + 4 <= T; t += 4) matmul4(o, x, w, t, K, N);
+    for (; t < T; t++) matvec(o, x, w, t, K, N);
+  },
+
+  /**
+   * Attention with one query row at a time in plain JS (dot products in f64, stored as f32):
+   * scores over the visible slots, softmax, weighted sum of values. The dot products keep
+   * four independent accumulators and the value sums eight lanes of head_dim per pass.
+   * `sc` is scratch of at least past + T floats.
+   */
+  attention(o: Float32Array, qs: Float32Array, ks: Float32Array, vs: Float32Array, p: AttentionParams, sc: Float32Array): void {
     const { T, nHeads, nKvHeads, headDim: hd, past, mask } = p;
-    const o = d(out), qs = d(q), ks = d(kCache), vs = d(vCache);
     const slots = past + T, group = nHeads / nKvHeads, kvStride = nKvHeads * hd;
     const scale = 1 / Math.sqrt(hd), hd4 = hd & ~3;
-    if (this.scores.length < slots) this.scores = new Float32Array(slots * 2);
-    const sc = this.scores;
     for (let t = 0; t < T; t++) {
       const visible = mask ? slots : past + t + 1;
       const mo = t * slots;
@@ -215,55 +320,6 @@ export class CpuBackend implements Backend {
         }
       }
     }
-  }
-
-  softmax(out: Buf, x: Buf, rows: number, cols: number): void {
-    const o = d(out), xs = d(x);
-    for (let r = 0; r < rows; r++) {
-      const base = r * cols;
-      let max = -Infinity;
-      for (let i = 0; i < cols; i++) if (xs[base + i]! > max) max = xs[base + i]!;
-      let sum = 0;
-      for (let i = 0; i < cols; i++) {
-        const e = max === -Infinity ? 0 : Math.exp(xs[base + i]! - max);
-        o[base + i] = e;
-        sum += e;
-      }
-      const inv = sum > 0 ? 1 / sum : 0;
-      for (let i = 0; i < cols; i++) o[base + i]! *= inv;
-    }
-  }
-
-  argmax(out: Buf, x: Buf, rows: number, cols: number): void {
-    const o = d(out), xs = d(x);
-    for (let r = 0; r < rows; r++) o[r] = argmaxRow(xs, r * cols, cols);
-  }
-
-  copy(dst: Buf, dstOffset: number, src: Buf, srcOffset: number, n: number): void {
-    d(dst).set(d(src).subarray(srcOffset, srcOffset + n), dstOffset);
-  }
-}
-
-/** index of the largest of xs[base .. base + n), the first one on ties (NaN never wins) */
-export function argmaxRow(xs: Float32Array, base: number, n: number): number {
-  let best = 0, bestV = -Infinity;
-  for (let i = 0; i < n; i++) {
-    const v = xs[base + i]!;
-    if (v > bestV) {
-      bestV = v;
-      best = i;
-    }
-  }
-  return best;
-}
-
-/** The plain TypeScript kernels the SIMD ones are checked against. */
-export const reference = {
-  /** o (T, N) = x (T, K) @ w (N, K)^T: blocks of four tokens, then one token at a time */
-  matmul(o: Float32Array, x: Float32Array, w: Float32Array, T: number, K: number, N: number): void {
-    let t = 0;
-    for (; t + 4 <= T; t += 4) matmul4(o, x, w, t, K, N);
-    for (; t < T; t++) matvec(o, x, w, t, K, N);
   },
 };
 

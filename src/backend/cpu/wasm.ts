@@ -1,5 +1,6 @@
 /**
- * A WebAssembly SIMD matmul for the CPU backend, assembled byte by byte right here.
+ * WebAssembly SIMD kernels for the CPU backend (the matmul, and the two inner loops of
+ * attention), assembled byte by byte right here.
  *
  * Plain JavaScript has no vector arithmetic, so the CPU matmul tops out near 3 GFLOP/s.
  * WebAssembly's SIMD128 (f32x4: four f32 lanes per instruction) runs in Node 20, Deno,
@@ -7,8 +8,9 @@
  * no .wasm file and no dependency: this file writes the binary format itself.
  *
  * Reading order: the binary encoding (LEB128, sections), the opcodes we use, a small
- * function builder, the matmul kernel (loop structure written out like a C kernel),
- * the module around it, and how to instantiate it over an arena's memory.
+ * function builder, the matmul kernel (loop structure written out like a C kernel), the
+ * weighted sum of attention, the module around them, and how to instantiate it over an
+ * arena's memory.
  *
  * The kernel uses only f32x4.mul + f32x4.add (relaxed-SIMD fma is not available
  * everywhere). It works on byte offsets into the memory the module imports, which is
@@ -83,12 +85,15 @@ const OP = {
   i32Shl: 0x74,
   f32Add: 0x92,
   f32Mul: 0x94,
+  f32ConvertI32S: 0xb2, // i32 -> f32 (how we write 0.0 without an f32.const encoder)
 } as const;
 
 const SIMD_PREFIX = 0xfd; // every SIMD opcode is this byte followed by a LEB128 u32
 const SIMD = {
   v128Load: 0x00, // v128.load <align> <offset>: pop address, push 16 bytes
+  v128Store: 0x0b, // v128.store <align> <offset>: pop address and value
   v128Const: 0x0c, // v128.const <16 bytes>
+  f32x4Splat: 0x13, // f32 -> the same value in all four lanes
   f32x4ExtractLane: 0x1f, // f32x4.extract_lane <lane>: v128 -> f32
   f32x4Add: 0xe4, // lane-wise a + b
   f32x4Mul: 0xe6, // lane-wise a * b
@@ -176,38 +181,48 @@ class FunctionBuilder {
  */
 const TOKENS_PER_BLOCK = 4; // U for the token blocks of a batch (T >= 4)
 const ROWS_PER_BATCH_TILE = 2; // R within those blocks
+const PAIR_ROWS = 4; // R for a pair of tokens left over (T % 4 >= 2): 2 tokens x 4 rows
 const ROWS_PER_TOKEN_TILE = 4; // R for single tokens (decode): 4 rows x 1 token
 
 /**
- * matmul(out, x, w, T, K, N): out (T, N) = x (T, K) @ w (N, K)^T, all f32, the three
- * arrays given as byte offsets into memory. As C:
+ * matmul(out, x, w, T, K, N, ldx, ldw, ldo): out (T, N) = x (T, K) @ w (N, K)^T, all f32,
+ * the three arrays given as byte offsets into memory and their row strides in elements
+ * (ldx = ldw = K and ldo = N for dense matrices; attention uses wider ones to read one
+ * head out of (T, H, hd) and (S, KVH, hd)). As C:
  *
  *   for (t = 0; t + 4 <= T; t += 4) {                        // blocks of 4 tokens
  *     for (n = 0; n + 2 <= N; n += 2) tile(4 tokens, 2 rows);
  *     for (; n < N; n++)              tile(4 tokens, 1 row);
  *   }
- *   for (; t < T; t++) {                                      // remaining tokens, one at a time
+ *   if (t + 2 <= T) {                                         // a pair left over
+ *     for (n = 0; n + 4 <= N; n += 4) tile(2 tokens, 4 rows);
+ *     for (; n < N; n++)              tile(2 tokens, 1 row);
+ *     t += 2;
+ *   }
+ *   for (; t < T; t++) {                                      // the last token, if any
  *     for (n = 0; n + 4 <= N; n += 4) tile(1 token, 4 rows);
  *     for (; n < N; n++)              tile(1 token, 1 row);
  *   }
  *
  *   tile(U tokens, R rows):      // acc[u][r]: f32x4, four partial sums of out[t+u, n+r]
  *     for (k = 0; k < K & ~3; k += 4) {
- *       xv[u] = x[t+u, k..k+3]                                     for each u
- *       wv = w[n+r, k..k+3];  acc[u][r] += xv[u] * wv              for each r, u
+ *       xv[u] = x[(t+u)*ldx + k..]                                     for each u
+ *       wv = w[(n+r)*ldw + k..];  acc[u][r] += xv[u] * wv              for each r, u
  *     }
  *     s[u][r] = (lane 0 + lane 1) + (lane 2 + lane 3) of acc[u][r]   horizontal sum
  *     for (; k < K; k++) s[u][r] += x[t+u, k] * w[n+r, k]         scalar tail, K % 4
  *     out[t+u, n+r] = s[u][r]
  */
 function matmulFunction(): FunctionBuilder {
-  const f = new FunctionBuilder([I32, I32, I32, I32, I32, I32]);
-  const [out, x, w, T, K, N] = [0, 1, 2, 3, 4, 5];
-  const maxU = TOKENS_PER_BLOCK, maxR = Math.max(ROWS_PER_BATCH_TILE, ROWS_PER_TOKEN_TILE);
+  const f = new FunctionBuilder([I32, I32, I32, I32, I32, I32, I32, I32, I32]);
+  const [out, x, w, T, K, N, ldx, ldw, ldo] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const maxU = TOKENS_PER_BLOCK, maxR = Math.max(ROWS_PER_BATCH_TILE, PAIR_ROWS, ROWS_PER_TOKEN_TILE);
   const L = {
-    Kb: f.local(I32), // K * 4: bytes per row of x and w
+    Kb: f.local(I32), // K * 4: bytes of a row's dot product
     K4b: f.local(I32), // (K & ~3) * 4: bytes covered by the vector loop
-    Nb: f.local(I32), // N * 4: bytes per row of out
+    xRow: f.local(I32), // ldx * 4: bytes from one row of x to the next
+    wRow: f.local(I32), // ldw * 4
+    oRow: f.local(I32), // ldo * 4
     t: f.local(I32),
     n: f.local(I32),
     k: f.local(I32), // byte offset within a row
@@ -229,8 +244,8 @@ function matmulFunction(): FunctionBuilder {
 
   /** one tile of U tokens x R rows at (t, n), then n += R */
   const tile = (U: number, R: number) => {
-    for (let u = 0; u < U; u++) f.get(L.xt).i32(u).get(L.Kb).op(OP.i32Mul, OP.i32Add).set(L.xp[u]!);
-    for (let r = 0; r < R; r++) f.get(L.wn).i32(r).get(L.Kb).op(OP.i32Mul, OP.i32Add).set(L.wp[r]!);
+    for (let u = 0; u < U; u++) f.get(L.xt).i32(u).get(L.xRow).op(OP.i32Mul, OP.i32Add).set(L.xp[u]!);
+    for (let r = 0; r < R; r++) f.get(L.wn).i32(r).get(L.wRow).op(OP.i32Mul, OP.i32Add).set(L.wp[r]!);
     f.simd(SIMD.v128Const, ...new Array<number>(16).fill(0)); // acc[..] = 0: tee down the chain, set the last
     for (let u = 0; u < U; u++) for (let r = 0; r < R; r++) (u === U - 1 && r === R - 1 ? f.set(acc(u, r)) : f.tee(acc(u, r)));
 
@@ -268,14 +283,14 @@ function matmulFunction(): FunctionBuilder {
       },
     );
 
-    // out[t+u, n+r] at on + u*Nb + 4r (the 4r as the store's constant offset)
+    // out[t+u, n+r] at on + u*oRow + 4r (the 4r as the store's constant offset)
     for (let u = 0; u < U; u++) {
       for (let r = 0; r < R; r++) {
-        f.get(L.on).i32(u).get(L.Nb).op(OP.i32Mul, OP.i32Add).get(sum(u, r)).op(OP.f32Store, ALIGN_F32, ...uleb(4 * r));
+        f.get(L.on).i32(u).get(L.oRow).op(OP.i32Mul, OP.i32Add).get(sum(u, r)).op(OP.f32Store, ALIGN_F32, ...uleb(4 * r));
       }
     }
     f.addTo(L.n, () => f.i32(R));
-    f.addTo(L.wn, () => f.i32(R).get(L.Kb).op(OP.i32Mul));
+    f.addTo(L.wn, () => f.i32(R).get(L.wRow).op(OP.i32Mul));
     f.addTo(L.on, () => f.i32(4 * R));
   };
 
@@ -285,16 +300,98 @@ function matmulFunction(): FunctionBuilder {
     f.whileLoop(() => f.get(L.n).i32(R).op(OP.i32Add).get(N).op(OP.i32LeU), () => tile(U, R));
     f.whileLoop(() => f.get(L.n).get(N).op(OP.i32LtU), () => tile(U, 1));
     f.addTo(L.t, () => f.i32(U));
-    f.addTo(L.xt, () => f.i32(U).get(L.Kb).op(OP.i32Mul));
-    f.addTo(L.ot, () => f.i32(U).get(L.Nb).op(OP.i32Mul));
+    f.addTo(L.xt, () => f.i32(U).get(L.xRow).op(OP.i32Mul));
+    f.addTo(L.ot, () => f.i32(U).get(L.oRow).op(OP.i32Mul));
   };
 
   f.get(K).i32(2).op(OP.i32Shl).set(L.Kb);
   f.get(K).i32(~3).op(OP.i32And).i32(2).op(OP.i32Shl).set(L.K4b);
-  f.get(N).i32(2).op(OP.i32Shl).set(L.Nb);
+  f.get(ldx).i32(2).op(OP.i32Shl).set(L.xRow);
+  f.get(ldw).i32(2).op(OP.i32Shl).set(L.wRow);
+  f.get(ldo).i32(2).op(OP.i32Shl).set(L.oRow);
   f.i32(0).set(L.t).get(x).set(L.xt).get(out).set(L.ot);
   f.whileLoop(() => f.get(L.t).i32(TOKENS_PER_BLOCK).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(TOKENS_PER_BLOCK, ROWS_PER_BATCH_TILE));
+  f.whileLoop(() => f.get(L.t).i32(2).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(2, PAIR_ROWS));
   f.whileLoop(() => f.get(L.t).get(T).op(OP.i32LtU), () => tokenBlock(1, ROWS_PER_TOKEN_TILE));
+  return f;
+}
+
+// ---- the attention kernel's weighted sum ---------------------------------------------------
+
+/**
+ * weightedSum(out, p, v, n, hd, ldv): out[i] = sum_{s < n} p[s] * v[s*ldv + i] for i < hd,
+ * offsets in bytes, strides in elements: one query head's attention output, the softmax
+ * weights p over n cache slots of one kv head. Each lane adds its slots in order s = 0, 1, ...
+ * whatever hd and n are, so a row's result does not depend on the rest of the batch. As C:
+ *
+ *   for (i = 0; i + 32 <= hd; i += 32)                       // eight f32x4 accumulators
+ *     acc[0..7] = 0; for (s < n) acc[c] += splat(p[s]) * v[s*ldv + i + 4c ..]; store
+ *   for (; i + 4 <= hd; i += 4)                              // one
+ *     acc = 0;       for (s < n) acc    += splat(p[s]) * v[s*ldv + i ..];      store
+ *   for (; i < hd; i++)                                      // scalar tail
+ *     a = 0;         for (s < n) a      += p[s] * v[s*ldv + i];                store
+ */
+const SUM_VECTORS = 8;
+
+function weightedSumFunction(): FunctionBuilder {
+  const f = new FunctionBuilder([I32, I32, I32, I32, I32, I32]);
+  const [out, p, v, n, hd, ldv] = [0, 1, 2, 3, 4, 5];
+  const L = {
+    i: f.local(I32), // byte offset within a row of v / out
+    s: f.local(I32),
+    pp: f.local(I32), // &p[s]
+    vp: f.local(I32), // &v[s*ldv + i]
+    vRow: f.local(I32), // ldv * 4
+    wideEnd: f.local(I32), // (hd & ~31) * 4
+    vecEnd: f.local(I32), // (hd & ~3) * 4
+    end: f.local(I32), // hd * 4
+    acc: f.locals(V128, SUM_VECTORS),
+    ps: f.local(V128),
+    a: f.local(F32),
+  };
+  f.get(ldv).i32(2).op(OP.i32Shl).set(L.vRow);
+  f.get(hd).i32(~(4 * SUM_VECTORS - 1)).op(OP.i32And).i32(2).op(OP.i32Shl).set(L.wideEnd);
+  f.get(hd).i32(~3).op(OP.i32And).i32(2).op(OP.i32Shl).set(L.vecEnd);
+  f.get(hd).i32(2).op(OP.i32Shl).set(L.end);
+  f.i32(0).set(L.i);
+
+  /** one pass over the slots for the C f32x4 vectors at lane offset i, then i += 16C */
+  const vectorPass = (C: number) => {
+    f.simd(SIMD.v128Const, ...new Array<number>(16).fill(0));
+    for (let c = 0; c < C; c++) (c === C - 1 ? f.set(L.acc[c]!) : f.tee(L.acc[c]!));
+    f.i32(0).set(L.s).get(p).set(L.pp).get(v).get(L.i).op(OP.i32Add).set(L.vp);
+    f.whileLoop(
+      () => f.get(L.s).get(n).op(OP.i32LtU),
+      () => {
+        f.get(L.pp).op(OP.f32Load, ALIGN_F32, 0).simd(SIMD.f32x4Splat).set(L.ps);
+        for (let c = 0; c < C; c++) {
+          f.get(L.acc[c]!).get(L.ps).get(L.vp).simd(SIMD.v128Load, ALIGN_F32, ...uleb(16 * c));
+          f.simd(SIMD.f32x4Mul).simd(SIMD.f32x4Add).set(L.acc[c]!);
+        }
+        f.addTo(L.s, () => f.i32(1)).addTo(L.pp, () => f.i32(4)).addTo(L.vp, () => f.get(L.vRow));
+      },
+    );
+    for (let c = 0; c < C; c++) f.get(out).get(L.i).op(OP.i32Add).get(L.acc[c]!).simd(SIMD.v128Store, ALIGN_F32, ...uleb(16 * c));
+    f.addTo(L.i, () => f.i32(16 * C));
+  };
+  f.whileLoop(() => f.get(L.i).get(L.wideEnd).op(OP.i32LtU), () => vectorPass(SUM_VECTORS));
+  f.whileLoop(() => f.get(L.i).get(L.vecEnd).op(OP.i32LtU), () => vectorPass(1));
+  f.whileLoop(
+    () => f.get(L.i).get(L.end).op(OP.i32LtU),
+    () => {
+      f.i32(0).op(OP.f32ConvertI32S).set(L.a);
+      f.i32(0).set(L.s).get(p).set(L.pp).get(v).get(L.i).op(OP.i32Add).set(L.vp);
+      f.whileLoop(
+        () => f.get(L.s).get(n).op(OP.i32LtU),
+        () => {
+          f.get(L.a).get(L.pp).op(OP.f32Load, ALIGN_F32, 0).get(L.vp).op(OP.f32Load, ALIGN_F32, 0).op(OP.f32Mul, OP.f32Add).set(L.a);
+          f.addTo(L.s, () => f.i32(1)).addTo(L.pp, () => f.i32(4)).addTo(L.vp, () => f.get(L.vRow));
+        },
+      );
+      f.get(out).get(L.i).op(OP.i32Add).get(L.a).op(OP.f32Store, ALIGN_F32, 0);
+      f.addTo(L.i, () => f.i32(4));
+    },
+  );
   return f;
 }
 
@@ -303,27 +400,36 @@ function matmulFunction(): FunctionBuilder {
 /**
  * (module
  *   (import "env" "memory" (memory 1))
- *   (func (export "matmul") (param out x w T K N i32) ...))
+ *   (func (export "matmul") (param out x w T K N ldx ldw ldo i32) ...)
+ *   (func (export "weightedSum") (param out p v n hd ldv i32) ...))
  */
-export function matmulModuleBytes(): Uint8Array<ArrayBuffer> {
-  const fn = matmulFunction();
-  const types = section(SEC.type, vec([[FUNC_TYPE, ...vec(fn.params.map((p) => [p])), ...vec([])]]));
+export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
+  const fns: [string, FunctionBuilder][] = [
+    ['matmul', matmulFunction()],
+    ['weightedSum', weightedSumFunction()],
+  ];
+  const types = section(SEC.type, vec(fns.map(([, fn]) => [FUNC_TYPE, ...vec(fn.params.map((p) => [p])), ...vec([])])));
   const imports = section(SEC.import, vec([[...utf8('env'), ...utf8('memory'), EXTERN_MEMORY, 0x00, ...uleb(1)]])); // limits: min 1 page, no max
-  const functions = section(SEC.function, vec([uleb(0)])); // function 0 has type 0
-  const exports = section(SEC.export, vec([[...utf8('matmul'), EXTERN_FUNC, ...uleb(0)]]));
-  const code = section(SEC.code, vec([fn.encode()]));
+  const functions = section(SEC.function, vec(fns.map((_, i) => uleb(i)))); // function i has type i
+  const exports = section(SEC.export, vec(fns.map(([name], i) => [...utf8(name), EXTERN_FUNC, ...uleb(i)])));
+  const code = section(SEC.code, vec(fns.map(([, fn]) => fn.encode())));
   return new Uint8Array([...MAGIC_VERSION, ...types, ...imports, ...functions, ...exports, ...code]);
 }
 
-/** out = x @ w^T on byte offsets into the memory the kernel was instantiated over */
-export type WasmMatmul = (out: number, x: number, w: number, T: number, K: number, N: number) => void;
+/** The kernels, on byte offsets into the memory they were instantiated over. */
+export interface WasmKernels {
+  /** out = x @ w^T, with row strides in elements (see matmulFunction) */
+  matmul(out: number, x: number, w: number, T: number, K: number, N: number, ldx: number, ldw: number, ldo: number): void;
+  /** out[i] = sum_{s < n} p[s] v[s*ldv + i], i < hd (see weightedSumFunction) */
+  weightedSum(out: number, p: number, v: number, n: number, hd: number, ldv: number): void;
+}
 
 let compiled: WebAssembly.Module | null | undefined; // undefined: not tried yet; null: no SIMD here
 
 /** The compiled module, or null when this runtime's WebAssembly rejects SIMD128 (compiled once). */
 function simdModule(): WebAssembly.Module | null {
   if (compiled === undefined) {
-    const bytes = matmulModuleBytes();
+    const bytes = kernelModuleBytes();
     // Synchronous compile keeps the backend constructor synchronous; the module is small.
     compiled = typeof WebAssembly === 'object' && WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
   }
@@ -335,10 +441,10 @@ export function simdSupported(): boolean {
   return simdModule() !== null;
 }
 
-/** the kernel over `memory`; throws when SIMD is not supported */
-export function instantiateMatmul(memory: WebAssembly.Memory): WasmMatmul {
+/** the kernels over `memory`; throws when SIMD is not supported */
+export function instantiateKernels(memory: WebAssembly.Memory): WasmKernels {
   const mod = simdModule();
   if (!mod) throw new Error('WebAssembly SIMD128 is not supported by this runtime');
   const instance = new WebAssembly.Instance(mod, { env: { memory } });
-  return instance.exports.matmul as WasmMatmul;
+  return instance.exports as unknown as WasmKernels;
 }
