@@ -8,6 +8,7 @@ import { CpuBackend } from '../src/backend/cpu/cpu.js';
 import { generate } from '../src/decode/generate.js';
 import { Sampler, type SamplerOptions } from '../src/decode/sampler.js';
 import { generateSpeculative } from '../src/decode/speculative.js';
+import { fixedBudget, type BudgetPolicy } from '../src/decode/cost-model.js';
 import { buildTree } from '../src/decode/tree.js';
 import { verifySampling } from '../src/decode/verify.js';
 import type { Drafter } from '../src/draft/drafter.js';
@@ -108,8 +109,26 @@ describe('speculative sampling has the base model law', () => {
         expect(accepted, `${name} never had a draft accepted`).toBeGreaterThan(N / 10);
         expectSameLaw(fast, law, name);
       }
+      // plain steps (budget 0: no tree, the drafter not asked) mixed with tree steps
+      let step = 0;
+      const alternating: BudgetPolicy = { choose: (max) => (step++ % 2 === 0 ? 0 : max), observe: () => {} };
+      const mixed = await empirical(async (seed) => {
+        const r = await generateSpeculative(model, prompt, garbageDrafter(V, seed + 3_000_003, 3), { ...opts, seed, maxNewTokens: 3, eosId: null, treeBudget: 12, maxDraftLen: 3, budget: alternating });
+        return r.tokens;
+      });
+      expectSameLaw(mixed, law, 'plain and tree steps alternating');
     });
   }
+
+  it('with every step plain (budget 0), the tokens are generate\'s, seed for seed', async () => {
+    for (let seed = 0; seed < 40; seed++) {
+      const opts = { temperature: 0.9, topP: 0.95, seed, maxNewTokens: 8, eosId: null };
+      const plain = await generate(model, prompt, opts);
+      const spec = await generateSpeculative(model, prompt, garbageDrafter(V, seed, 4), { ...opts, budget: fixedBudget(0) });
+      expect(spec.tokens).toEqual(plain.tokens);
+      expect(spec.stats.steps).toBe(plain.stats.steps);
+    }
+  });
 });
 
 describe('verifySampling', () => {

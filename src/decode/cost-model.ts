@@ -161,6 +161,7 @@ export class AdaptiveBudget implements BudgetPolicy {
       for (let i = tree.size; i < c.length; i++) c[i] = Math.max(c[i]!, c[i - 1]!);
       for (let i = tree.size - 2; i >= 0; i--) c[i] = Math.min(c[i]!, c[i + 1]!);
     }
+    if (tree.size === 1) return; // a plain step: nothing drafted, nothing to learn about drafts
     // rank the tree's draft nodes by score, best first (node 0 is the root)
     const nodes = Array.from({ length: tree.size - 1 }, (_, i) => i + 1).sort((a, b) => tree.score[b]! - tree.score[a]! || a - b);
     const hit = new Set(accepted);

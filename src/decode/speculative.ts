@@ -28,9 +28,13 @@ import type { Llama } from '../model/llama.js';
 import type { DraftCandidate, Drafter } from '../draft/drafter.js';
 import { checkPrompt, generationStats, type GenerateOptions, type GenerationResult, type GenerationStats } from './generate.js';
 import { Sampler } from './sampler.js';
-import { buildTree, treeAttentionMask, treePositions } from './tree.js';
+import { buildTree, treeAttentionMask, treePositions, type TokenTree } from './tree.js';
 import { verifyGreedy, verifySampling } from './verify.js';
 import type { BudgetPolicy } from './cost-model.js';
+
+/** the tree of a plain step: the root alone (never modified) */
+const SINGLE_NODE: TokenTree = { size: 1, tokens: [-1], parent: [-1], depth: [0], children: [[]], score: [Infinity] };
+const NONE_ACCEPTED: readonly number[] = [];
 
 export interface SpeculativeOptions extends GenerateOptions {
   /** most draft nodes in one verification tree, root excluded (default 16) */
@@ -82,6 +86,8 @@ export async function generateSpeculative(
   // budget of 0, or no room) cost it nothing, and a stateful drafter pays one batched pass.
   const pendingTokens: number[] = [];
   const pendingHidden = new Float32Array(model.maxSeq * D);
+  const one = [0]; // a plain step's input token
+  const withHidden = { hiddenOut: hidden };
 
   const tokens: number[] = [];
   let stopReason: GenerationResult['stopReason'] = 'max-tokens';
@@ -116,31 +122,46 @@ export async function generateSpeculative(
 
     let root = sampler.sample(logits);
     let done = emit(root);
+    // emit() ensured past < maxSeq, so a plain step always has room
     while (!done) {
       const past = model.cacheLength; // = prompt.length + tokens.length - 1: everything before root
       let room = Math.min(maxT, model.maxSeq - past) - 1; // nodes besides the root (emit ensured past < maxSeq)
       if (opts.budget) room = opts.budget.choose(room);
       const maxDepth = Math.min(maxDraftLen, maxNew - tokens.length - 1, room);
-      let candidates: DraftCandidate[] = [];
-      let stepDraftMs = 0;
-      if (maxDepth > 0) {
+      if (maxDepth <= 0) {
+        // A plain step, the common case when drafting does not pay: the same work as
+        // `generate` (one-token forward, sample), no tree, no drafter call, no allocation.
         t = performance.now();
-        if (pendingTokens.length > 0) {
-          await drafter.accept(pendingTokens, pendingHidden.subarray(0, pendingTokens.length * D));
-          pendingTokens.length = 0;
-        }
-        candidates = await drafter.propose(root, maxDepth);
-        stepDraftMs = performance.now() - t;
-        draftMs += stepDraftMs;
-        checkCandidates(drafter, candidates, V);
+        one[0] = root;
+        const logits = await model.forward(one, withHidden);
+        steps++;
+        const next = sampler.sample(logits); // as `generate` does: with a seed, the same draws
+        const stepVerifyMs = performance.now() - t;
+        verifyMs += stepVerifyMs;
+        acceptedPerStep[0]!++;
+        opts.budget?.observe(SINGLE_NODE, NONE_ACCEPTED, 0, stepVerifyMs);
+        pendingTokens.push(root);
+        pendingHidden.set(hidden.subarray(0, D), (pendingTokens.length - 1) * D);
+        done = emit((root = next));
+        continue;
       }
 
       t = performance.now();
-      const tree = buildTree(candidates, room, { rootToken: root, maxDepth: Math.max(0, maxDepth) });
+      if (pendingTokens.length > 0) {
+        await drafter.accept(pendingTokens, pendingHidden.subarray(0, pendingTokens.length * D));
+        pendingTokens.length = 0;
+      }
+      const candidates = await drafter.propose(root, maxDepth);
+      const stepDraftMs = performance.now() - t;
+      draftMs += stepDraftMs;
+      checkCandidates(drafter, candidates, V);
+
+      t = performance.now();
+      const tree = buildTree(candidates, room, { rootToken: root, maxDepth });
       // no drafts: a plain decode step (same numbers as a one-node tree, without the mask)
       const treeLogits =
         tree.size === 1
-          ? await model.forward(tree.tokens, { hiddenOut: hidden })
+          ? await model.forward(tree.tokens, withHidden)
           : await model.forwardTree(tree.tokens, treePositions(tree, past, positions), treeAttentionMask(tree, past, mask), { hiddenOut: hidden });
       steps++;
       const { accepted, bonus } = sampler.temperature === 0 ? verifyGreedy(tree, treeLogits, V) : verifySampling(tree, treeLogits, sampler);
