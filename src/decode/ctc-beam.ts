@@ -57,6 +57,7 @@ interface Beam {
   node: number; // trie node of the prefix (0 = empty prefix)
   pb: number; // log p(paths ending in blank)
   pnb: number; // log p(paths ending in the last token)
+  total: number; // log(e^pb + e^pnb), set once the frame is done
 }
 
 export function ctcPrefixBeamSearch(
@@ -97,28 +98,28 @@ export function ctcPrefixBeamSearch(
     return child;
   };
 
-  const row = new Float64Array(classes); // log-softmax of the current frame
-  const top = new Int32Array(perFrame); // its best non-blank classes
-  let beams: Beam[] = [{ node: 0, pb: 0, pnb: -Infinity }];
+  const top = new Int32Array(perFrame); // the frame's best non-blank classes
+  let beams: Beam[] = [{ node: 0, pb: 0, pnb: -Infinity, total: 0 }];
   const next = new Map<number, Beam>();
   const at = (node: number): Beam => {
     let b = next.get(node);
-    if (!b) next.set(node, (b = { node, pb: -Infinity, pnb: -Infinity }));
+    if (!b) next.set(node, (b = { node, pb: -Infinity, pnb: -Infinity, total: -Infinity }));
     return b;
   };
 
   for (let t = 0; t < frames; t++) {
-    logSoftmaxRow(row, logProbs, t * classes, classes, fn, t);
-    const nTop = topClasses(top, row, blank);
+    const off = t * classes;
+    const lse = frameLogSumExp(logProbs, off, classes, fn, t); // q_c = logProbs[off + c] - lse
+    const nTop = topClasses(top, logProbs, off, classes, blank);
+    const qBlank = logProbs[off + blank]! - lse;
     next.clear();
-    for (const { node, pb, pnb } of beams) {
-      const total = logAdd(pb, pnb);
+    for (const { node, pb, pnb, total } of beams) {
       const same = at(node);
-      same.pb = logAdd(same.pb, total + row[blank]!);
+      same.pb = logAdd(same.pb, total + qBlank);
       const last = trieToken[node]!;
       const canGrow = trieLen[node]! < maxLen;
       for (let k = 0; k < nTop; k++) {
-        const c = top[k]!, q = row[c]!;
+        const c = top[k]!, q = logProbs[off + c]! - lse;
         if (q === -Infinity) continue;
         if (c === last) {
           same.pnb = logAdd(same.pnb, pnb + q);
@@ -132,8 +133,12 @@ export function ctcPrefixBeamSearch(
         }
       }
     }
-    beams = [...next.values()].filter((b) => b.pb !== -Infinity || b.pnb !== -Infinity);
-    beams.sort((a, b) => logAdd(b.pb, b.pnb) - logAdd(a.pb, a.pnb) || a.node - b.node);
+    beams = [];
+    for (const b of next.values()) {
+      b.total = logAdd(b.pb, b.pnb); // once per prefix, not once per comparison
+      if (b.total !== -Infinity) beams.push(b);
+    }
+    beams.sort((a, b) => b.total - a.total || a.node - b.node);
     if (beams.length > beamWidth) beams.length = beamWidth;
   }
 
@@ -142,14 +147,14 @@ export function ctcPrefixBeamSearch(
     if (b.node === 0) continue; // the empty draft proposes nothing
     const tokens: number[] = [];
     for (let n = b.node; n > 0; n = trieParent[n]!) tokens.push(trieToken[n]!);
-    out.push({ tokens: tokens.reverse(), logProb: logAdd(b.pb, b.pnb) });
+    out.push({ tokens: tokens.reverse(), logProb: b.total });
     if (out.length === topK) break;
   }
   return out;
 }
 
-/** out = log-softmax of the frame at `offset` (f64). */
-function logSoftmaxRow(out: Float64Array, x: Float32Array, offset: number, classes: number, fn: string, t: number): void {
+/** log-sum-exp of the frame at `offset` (f64), rejecting NaN and +Infinity. */
+function frameLogSumExp(x: Float32Array, offset: number, classes: number, fn: string, t: number): number {
   let max = -Infinity;
   for (let c = 0; c < classes; c++) {
     const v = x[offset + c]!;
@@ -159,19 +164,18 @@ function logSoftmaxRow(out: Float64Array, x: Float32Array, offset: number, class
   if (max === -Infinity) throw new RangeError(`${fn}: logProbs[frame ${t}] is -Infinity for every class`);
   let sum = 0;
   for (let c = 0; c < classes; c++) sum += Math.exp(x[offset + c]! - max);
-  const lse = max + Math.log(sum);
-  for (let c = 0; c < classes; c++) out[c] = x[offset + c]! - lse;
+  return max + Math.log(sum);
 }
 
-/** The top.length most likely non-blank classes of `row`, best first (ties: lower id); returns the count. */
-function topClasses(top: Int32Array, row: Float64Array, blank: number): number {
+/** The top.length largest non-blank classes of the frame at `offset`, best first (ties: lower id); returns the count. */
+function topClasses(top: Int32Array, x: Float32Array, offset: number, classes: number, blank: number): number {
   let n = 0;
-  for (let c = 0; c < row.length; c++) {
+  for (let c = 0; c < classes; c++) {
     if (c === blank) continue;
-    const v = row[c]!;
-    if (n === top.length && v <= row[top[n - 1]!]!) continue;
+    const v = x[offset + c]!;
+    if (n === top.length && v <= x[offset + top[n - 1]!]!) continue;
     let i = n < top.length ? n++ : n - 1; // insertion sort into the kept set
-    while (i > 0 && row[top[i - 1]!]! < v) {
+    while (i > 0 && x[offset + top[i - 1]!]! < v) {
       top[i] = top[i - 1]!;
       i--;
     }

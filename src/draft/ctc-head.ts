@@ -315,7 +315,7 @@ export class CtcHeadDrafter implements Drafter {
 
   propose(root: number, maxLen: number): DraftCandidate[] {
     if (maxLen <= 0) return [];
-    this.frameLogProbs(root);
+    this.frameLogits(root);
     return this.candidates(maxLen);
   }
 
@@ -324,6 +324,16 @@ export class CtcHeadDrafter implements Drafter {
    * The array is reused by the next call.
    */
   frameLogProbs(root: number): Float32Array {
+    const out = this.frameLogits(root);
+    logSoftmaxRows(out, this.config.frames, this.config.vocab_size + 1);
+    return out;
+  }
+
+  /**
+   * The S frames' logits (S, V + 1), into the array frameLogProbs returns. Drafting reads
+   * these directly: each frame's normalisation is computed once, where it is needed.
+   */
+  private frameLogits(root: number): Float32Array {
     const c = this.config, { hidden_size: D, frames: S, vocab_size: V } = c;
     if (this.cacheLength === 0) throw new Error('CtcHeadDrafter: propose before begin');
     if (!(Number.isInteger(root) && root >= 0 && root < V)) throw new RangeError(`CtcHeadDrafter: root ${root} outside [0, ${V})`);
@@ -339,7 +349,6 @@ export class CtcHeadDrafter implements Drafter {
     op.matmul(this.logits, this.frameOut, this.headExt); // (S, V + 1)
     const out = this.logProbs;
     out.set((this.logits.buf as CpuBuf).data.subarray(0, out.length)); // the CPU backend's read, done synchronously
-    logSoftmaxRows(out, S, V + 1);
     return out;
   }
 
@@ -408,7 +417,7 @@ export class CtcHeadDrafter implements Drafter {
     return s;
   }
 
-  /** candidate drafts from this.logProbs: real tokens only, at most maxLen each, distinct, best first */
+  /** candidate drafts from the frame logits in this.logProbs: real tokens only, at most maxLen each, distinct, best first */
   private candidates(maxLen: number): DraftCandidate[] {
     const { frames: S } = this.config, C = this.blank + 1, lp = this.logProbs, ids = this.frameIds;
     if (this.opts.collapse && this.opts.candidates === 'beam') {
@@ -416,12 +425,12 @@ export class CtcHeadDrafter implements Drafter {
       const found = ctcPrefixBeamSearch(lp, S, C, this.blank, { beamWidth, topK, maxLen, tokensPerFrame });
       return distinct(found.map((f) => ({ tokens: f.tokens, score: f.logProb })), maxLen, this.blank);
     }
-    let score = 0;
+    let score = 0; // log-probability of the argmax path: sum over frames of logit - logsumexp
     for (let t = 0; t < S; t++) {
       let best = 0;
       for (let k = 1; k < C; k++) if (lp[t * C + k]! > lp[t * C + best]!) best = k;
       ids[t] = best;
-      score += lp[t * C + best]!;
+      score += lp[t * C + best]! - logSumExp(lp, t * C, C);
     }
     // collapse: merge repeats, drop blanks (best path); no collapse: drop blanks, keep repeats
     const tokens = this.opts.collapse ? ctcCollapse(ids, this.blank) : Array.from(ids).filter((id) => id !== this.blank);
@@ -442,15 +451,19 @@ export function distinct(cands: DraftCandidate[], maxLen: number, blank: number)
   return [...seen.values()].sort((a, b) => b.score - a.score);
 }
 
+/** log(sum_i e^x[o + i]) over i < n, in f64 */
+export function logSumExp(x: Float32Array, o: number, n: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) if (x[o + i]! > max) max = x[o + i]!;
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += Math.exp(x[o + i]! - max);
+  return max + Math.log(sum);
+}
+
 /** in place: each row of x (rows, cols) becomes x - logsumexp(x), accumulated in f64 */
 export function logSoftmaxRows(x: Float32Array, rows: number, cols: number): void {
   for (let r = 0; r < rows; r++) {
-    const o = r * cols;
-    let max = -Infinity;
-    for (let i = 0; i < cols; i++) if (x[o + i]! > max) max = x[o + i]!;
-    let sum = 0;
-    for (let i = 0; i < cols; i++) sum += Math.exp(x[o + i]! - max);
-    const lse = max + Math.log(sum);
+    const o = r * cols, lse = logSumExp(x, o, cols);
     for (let i = 0; i < cols; i++) x[o + i] = x[o + i]! - lse;
   }
 }
