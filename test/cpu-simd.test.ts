@@ -236,6 +236,38 @@ describe('cpu SIMD attention', () => {
   });
 });
 
+describe('cpu logSumExpRows (the vector exp in wasm)', () => {
+  const simd = new CpuBackend({ simd: true }), plain = new CpuBackend({ simd: false });
+  const rows = fc.record({ rows: fc.integer({ min: 1, max: 4 }), cols: fc.integer({ min: 1, max: 70 }) }).chain((d) =>
+    fc.tuple(fc.constant(d), fc.array(fc.oneof(fc.float({ min: -120, max: 60, noNaN: true }), fc.constant(-Infinity)), { minLength: d.rows * d.cols, maxLength: d.rows * d.cols })),
+  );
+
+  it('equals the f64 log-sum-exp within f32 rounding (spread rows, -Infinity entries, every cols % 4)', () => {
+    fc.assert(
+      fc.property(rows, ([{ rows: R, cols: C }, values]) => {
+        const x = Float32Array.from(values);
+        const got = new Float64Array(R), plainGot = new Float64Array(R);
+        simd.logSumExpRows(upload(simd, x), R, C, got);
+        plain.logSumExpRows(upload(plain, x), R, C, plainGot);
+        for (let r = 0; r < R; r++) {
+          const want = reference.logSumExp(x, r * C, C);
+          expect(plainGot[r]).toBe(want);
+          if (!(got[r] === want || Math.abs(got[r]! - want) <= 1e-6 * (1 + Math.abs(want)))) throw new Error(`row ${r}: got ${got[r]}, want ${want}`);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('a NaN in a row gives NaN for that row only', () => {
+    const x = Float32Array.from([0, 1, NaN, 2, 3, 4, 5, 6, 7, 8]);
+    const out = new Float64Array(2);
+    simd.logSumExpRows(upload(simd, x), 2, 5, out);
+    expect(out[0]).toBeNaN();
+    expect(out[1]).toBeCloseTo(reference.logSumExp(x, 5, 5), 5);
+  });
+});
+
 describe('cpu backend with simd: false', () => {
   it('keeps plain Float32Array buffers and the reference matmul, bit for bit', async () => {
     const be = new CpuBackend({ simd: false });

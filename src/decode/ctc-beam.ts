@@ -38,6 +38,11 @@ export interface CtcBeamOptions {
   maxLen?: number;
   /** expand only the most likely non-blank classes of each frame (default: all); the blank is always kept */
   tokensPerFrame?: number;
+  /**
+   * log(sum of exp) of each frame, when the caller has it already (a draft head computes it
+   * in wasm): the search then skips that pass over every class, and trusts the values.
+   */
+  frameLogNorm?: ArrayLike<number>;
 }
 
 export interface CtcCandidate {
@@ -81,6 +86,7 @@ export function ctcPrefixBeamSearch(
   if (!(Number.isInteger(topK) && topK >= 1)) throw new RangeError(`${fn}: topK must be an integer >= 1, got ${topK}`);
   if (!(Number.isInteger(maxLen) && maxLen >= 0)) throw new RangeError(`${fn}: maxLen must be an integer >= 0, got ${maxLen}`);
   if (!(Number.isInteger(perFrame) && perFrame >= 1)) throw new RangeError(`${fn}: tokensPerFrame must be an integer >= 1, got ${opts.tokensPerFrame}`);
+  if (opts.frameLogNorm && opts.frameLogNorm.length < frames) throw new RangeError(`${fn}: frameLogNorm has ${opts.frameLogNorm.length} values for ${frames} frames`);
 
   // The trie of every prefix ever created: node 0 is the empty prefix.
   const trieParent = [-1], trieToken = [-1], trieLen = [0];
@@ -109,7 +115,7 @@ export function ctcPrefixBeamSearch(
 
   for (let t = 0; t < frames; t++) {
     const off = t * classes;
-    const lse = frameLogSumExp(logProbs, off, classes, fn, t); // q_c = logProbs[off + c] - lse
+    const lse = opts.frameLogNorm ? opts.frameLogNorm[t]! : frameLogSumExp(logProbs, off, classes, fn, t); // q_c = logProbs[off + c] - lse
     const nTop = topClasses(top, logProbs, off, classes, blank);
     const qBlank = logProbs[off + blank]! - lse;
     next.clear();

@@ -243,6 +243,7 @@ export class CtcHeadDrafter implements Drafter {
   private readonly frameOut: Tensor; // (S, D)
   private readonly logits: Tensor; // (S, V + 1)
   private readonly logProbs: Float32Array; // (S, V + 1) host copy, log-softmaxed
+  private readonly frameLse: Float64Array; // (S) log-sum-exp of each frame's logits
   private readonly frameIds: Int32Array; // (S) argmax per frame
   private readonly frameMask: Float32Array; // (S, S) zeros: every frame sees every frame
   private readonly positions: Int32Array; // (maxBatch)
@@ -299,6 +300,7 @@ export class CtcHeadDrafter implements Drafter {
     this.frameOut = z([S, D]);
     this.logits = z([S, V + 1]);
     this.logProbs = new Float32Array(S * (V + 1));
+    this.frameLse = new Float64Array(S);
     this.frameIds = new Int32Array(S);
     this.frameMask = new Float32Array(S * S);
     this.positions = new Int32Array(this.maxBatch);
@@ -324,14 +326,17 @@ export class CtcHeadDrafter implements Drafter {
    * The array is reused by the next call.
    */
   frameLogProbs(root: number): Float32Array {
-    const out = this.frameLogits(root);
-    logSoftmaxRows(out, this.config.frames, this.config.vocab_size + 1);
+    const out = this.frameLogits(root), C = this.config.vocab_size + 1;
+    for (let t = 0; t < this.config.frames; t++) {
+      for (let i = t * C; i < (t + 1) * C; i++) out[i] = out[i]! - this.frameLse[t]!;
+    }
     return out;
   }
 
   /**
-   * The S frames' logits (S, V + 1), into the array frameLogProbs returns. Drafting reads
-   * these directly: each frame's normalisation is computed once, where it is needed.
+   * The S frames' logits (S, V + 1), into the array frameLogProbs returns, and each frame's
+   * log-sum-exp into this.frameLse (in wasm: one vector exp pass over the logits). Drafting
+   * reads these directly instead of normalising every entry.
    */
   private frameLogits(root: number): Float32Array {
     const c = this.config, { hidden_size: D, frames: S, vocab_size: V } = c;
@@ -349,6 +354,10 @@ export class CtcHeadDrafter implements Drafter {
     op.matmul(this.logits, this.frameOut, this.headExt); // (S, V + 1)
     const out = this.logProbs;
     out.set((this.logits.buf as CpuBuf).data.subarray(0, out.length)); // the CPU backend's read, done synchronously
+    this.backend.logSumExpRows(this.logits.buf, S, V + 1, this.frameLse);
+    for (let t = 0; t < S; t++) {
+      if (!Number.isFinite(this.frameLse[t]!)) throw new Error(`${this.name}: frame ${t} has non-finite logits (NaN or infinite weights?)`);
+    }
     return out;
   }
 
@@ -422,7 +431,7 @@ export class CtcHeadDrafter implements Drafter {
     const { frames: S } = this.config, C = this.blank + 1, lp = this.logProbs, ids = this.frameIds;
     if (this.opts.collapse && this.opts.candidates === 'beam') {
       const { beamWidth, topK, tokensPerFrame } = this.opts;
-      const found = ctcPrefixBeamSearch(lp, S, C, this.blank, { beamWidth, topK, maxLen, tokensPerFrame });
+      const found = ctcPrefixBeamSearch(lp, S, C, this.blank, { beamWidth, topK, maxLen, tokensPerFrame, frameLogNorm: this.frameLse });
       return distinct(found.map((f) => ({ tokens: f.tokens, score: f.logProb })), maxLen, this.blank);
     }
     let score = 0; // log-probability of the argmax path: sum over frames of logit - logsumexp
@@ -430,7 +439,7 @@ export class CtcHeadDrafter implements Drafter {
       let best = 0;
       for (let k = 1; k < C; k++) if (lp[t * C + k]! > lp[t * C + best]!) best = k;
       ids[t] = best;
-      score += lp[t * C + best]! - logSumExp(lp, t * C, C);
+      score += lp[t * C + best]! - this.frameLse[t]!;
     }
     // collapse: merge repeats, drop blanks (best path); no collapse: drop blanks, keep repeats
     const tokens = this.opts.collapse ? ctcCollapse(ids, this.blank) : Array.from(ids).filter((id) => id !== this.blank);
@@ -449,21 +458,4 @@ export function distinct(cands: DraftCandidate[], maxLen: number, blank: number)
     if (!prev || c.score > prev.score) seen.set(key, { tokens, score: c.score });
   }
   return [...seen.values()].sort((a, b) => b.score - a.score);
-}
-
-/** log(sum_i e^x[o + i]) over i < n, in f64 */
-export function logSumExp(x: Float32Array, o: number, n: number): number {
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) if (x[o + i]! > max) max = x[o + i]!;
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += Math.exp(x[o + i]! - max);
-  return max + Math.log(sum);
-}
-
-/** in place: each row of x (rows, cols) becomes x - logsumexp(x), accumulated in f64 */
-export function logSoftmaxRows(x: Float32Array, rows: number, cols: number): void {
-  for (let r = 0; r < rows; r++) {
-    const o = r * cols, lse = logSumExp(x, o, cols);
-    for (let i = 0; i < cols; i++) x[o + i] = x[o + i]! - lse;
-  }
 }

@@ -36,7 +36,7 @@ import type { LlamaConfig } from '../model/config.js';
 import type { TensorMap } from '../tensor/dtype.js';
 import * as op from '../tensor/tensor.js';
 import { Tensor } from '../tensor/tensor.js';
-import { logSoftmaxRows, normalRng } from './ctc-head.js';
+import { normalRng } from './ctc-head.js';
 import type { DraftCandidate, Drafter } from './drafter.js';
 import { checkHeadWeights, positiveInt, type FrozenBase } from './head-io.js';
 
@@ -103,6 +103,7 @@ export class MedusaDrafter implements Drafter {
   private readonly ones: Tensor; // (1, D) silu(x) = siluGate(x, 1)
   private readonly logits: Tensor[] = []; // (1, V) per head
   private readonly logProbs: Float32Array; // (k, V)
+  private readonly lse = new Float64Array(1); // one head's log-sum-exp
   private readonly top: number[];
   private readonly maxCandidates: number;
   private started = false;
@@ -150,8 +151,9 @@ export class MedusaDrafter implements Drafter {
       op.add(rj, rj, this.h); // r_j = h + silu(W_j h + b_j)
       op.matmul(this.logits[j]!, rj, this.lmHeads[j]!); // logits_j = lm_head_j @ r_j
       this.logProbs.set((this.logits[j]!.buf as CpuBuf).data.subarray(0, V), j * V); // the CPU backend's read, synchronous
+      this.backend.logSumExpRows(this.logits[j]!.buf, 1, V, this.lse); // in wasm: a vector exp pass
+      for (let i = j * V; i < (j + 1) * V; i++) this.logProbs[i] = this.logProbs[i]! - this.lse[0]!;
     }
-    logSoftmaxRows(this.logProbs, k, V);
     return this.logProbs;
   }
 

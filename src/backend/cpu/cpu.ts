@@ -52,6 +52,7 @@ export class CpuBackend implements Backend {
   private readonly wasm: WasmKernels | null;
   private scores = new Float32Array(256); // reference attention scratch, one row of (past + T) slots
   private scratch: CpuBuf | null = null; // SIMD attention scratch in the arena, (T, H, past + T) scores
+  private statsBuf: CpuBuf | null = null; // logSumExpRows: (max, sum) per row
 
   constructor(opts: CpuBackendOptions = {}) {
     const simd = opts.simd ?? simdSupported();
@@ -187,6 +188,26 @@ export class CpuBackend implements Backend {
     }
   }
 
+  /**
+   * out[r] = log(sum_c exp(x[r, c])) for the rows of x (rows, cols): with SIMD in wasm (f32
+   * vector exp, a few ulps; the log in JS), else in f64 JS. A NaN in a row gives NaN.
+   * CPU only (not part of Backend): the draft heads normalise their frames with it.
+   */
+  logSumExpRows(x: Buf, rows: number, cols: number, out: Float64Array): void {
+    const xb = x as CpuBuf;
+    if (!this.wasm || xb.arena !== this.arena) {
+      for (let r = 0; r < rows; r++) out[r] = reference.logSumExp(xb.data, r * cols, cols);
+      return;
+    }
+    if (!this.statsBuf || this.statsBuf.length < 2 * rows) {
+      if (this.statsBuf) this.free(this.statsBuf);
+      this.statsBuf = new CpuBuf(Math.max(2 * rows, 64), this.arena);
+    }
+    this.wasm.expSumRows(xb.byteOffset, rows, cols, this.statsBuf.byteOffset);
+    const st = this.statsBuf.data;
+    for (let r = 0; r < rows; r++) out[r] = st[2 * r] === -Infinity ? -Infinity : st[2 * r]! + Math.log(st[2 * r + 1]!);
+  }
+
   /** arena scratch of at least n floats, grown by doubling (so a growing context reallocates rarely) */
   private attentionScratch(n: number): CpuBuf {
     if (!this.scratch || this.scratch.length < n) {
@@ -238,6 +259,20 @@ export function argmaxRow(xs: Float32Array, base: number, n: number): number {
 
 /** The plain TypeScript kernels the SIMD ones are checked against. */
 export const reference = {
+  /** log(sum_i e^x[o + i]) over i < n, in f64 (NaN in, NaN out) */
+  logSumExp(x: Float32Array, o: number, n: number): number {
+    let max = -Infinity;
+    for (let i = 0; i < n; i++) {
+      const v = x[o + i]!;
+      if (v > max || Number.isNaN(v)) max = v;
+      if (Number.isNaN(v)) break;
+    }
+    if (max === -Infinity || Number.isNaN(max)) return max;
+    let sum = 0;
+    for (let i = 0; i < n; i++) sum += Math.exp(x[o + i]! - max);
+    return max + Math.log(sum);
+  },
+
   /** o (T, N) = x (T, K) @ w (N, K)^T: blocks of four tokens, then one token at a time */
   matmul(o: Float32Array, x: Float32Array, w: Float32Array, T: number, K: number, N: number): void {
     let t = 0;

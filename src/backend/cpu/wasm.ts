@@ -94,9 +94,16 @@ const SIMD = {
   v128Store: 0x0b, // v128.store <align> <offset>: pop address and value
   v128Const: 0x0c, // v128.const <16 bytes>
   f32x4Splat: 0x13, // f32 -> the same value in all four lanes
+  i8x16Shuffle: 0x0d, // i8x16.shuffle <16 lane indices into the 32 bytes of two operands>
   f32x4ExtractLane: 0x1f, // f32x4.extract_lane <lane>: v128 -> f32
+  f32x4Nearest: 0x6a, // round each lane to the nearest integer (ties to even)
+  i32x4Shl: 0xab, // shift each i32 lane left by an i32 count
+  i32x4Add: 0xae,
   f32x4Add: 0xe4, // lane-wise a + b
+  f32x4Sub: 0xe5,
   f32x4Mul: 0xe6, // lane-wise a * b
+  f32x4Max: 0xe9, // lane-wise max (NaN if either lane is NaN)
+  i32x4TruncSatF32x4S: 0xf8, // f32 lanes -> i32 lanes, toward zero
 } as const;
 
 /** memarg alignment hints (log2 bytes): buffers are 16-aligned but rows of odd K are not */
@@ -138,6 +145,16 @@ class FunctionBuilder {
   }
   i32(v: number): this {
     return this.op(OP.i32Const, ...sleb(v));
+  }
+  /** v128.const of one i32 in all four lanes */
+  i32x4(v: number): this {
+    const b = new Uint8Array(Int32Array.of(v, v, v, v).buffer);
+    return this.simd(SIMD.v128Const, ...b);
+  }
+  /** v128.const of one f32 in all four lanes (little-endian bytes) */
+  f32x4(v: number): this {
+    const b = new Uint8Array(Float32Array.of(v, v, v, v).buffer);
+    return this.simd(SIMD.v128Const, ...b);
   }
   /** local a = a + (value on the stack) */
   addTo(a: number, pushValue: () => void): this {
@@ -395,18 +412,142 @@ function weightedSumFunction(): FunctionBuilder {
   return f;
 }
 
+// ---- exp and the log-sum-exp of rows -------------------------------------------------------
+
+/**
+ * f32x4 exp for lanes in [-87, 0] (lower lanes are clamped to -87: e^-87 ~ 1.6e-38 instead of
+ * a smaller number or 0), pushed on the stack from the v128 in local `v`:
+ *   n = nearest(v / ln 2), r = v - n ln 2 (|r| <= ln2 / 2; ln 2 split in a part with 16
+ *   significant bits, so n * LN2_HI is exact, and the rest), e^r by its Taylor series to r^7
+ *   (truncation error < r^8 / 8! ~ 5e-9, below f32 rounding), times 2^n built from the
+ *   exponent bits ((n + 127) << 23). Relative error a few f32 ulps.
+ */
+const LN2_HI = 0.693145751953125;
+const LN2_LO = 1.428606765330187e-6;
+function emitExp(f: FunctionBuilder, v: number, n: number, r: number): void {
+  f.get(v).f32x4(-87).simd(SIMD.f32x4Max).tee(v);
+  f.f32x4(Math.LOG2E).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Nearest).set(n);
+  f.get(v).get(n).f32x4(LN2_HI).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Sub);
+  f.get(n).f32x4(LN2_LO).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Sub).set(r);
+  // Horner from the inside: acc = 1, then acc = 1 + (r / k) acc for k = 7 .. 1
+  f.f32x4(1);
+  for (let k = 7; k >= 1; k--) f.get(r).f32x4(1 / k).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Mul).f32x4(1).simd(SIMD.f32x4Add);
+  // times 2^n: the f32 whose exponent field is n + 127
+  f.get(n).simd(SIMD.i32x4TruncSatF32x4S).i32x4(127).simd(SIMD.i32x4Add).i32(23).simd(SIMD.i32x4Shl);
+  f.simd(SIMD.f32x4Mul);
+}
+
+/**
+ * expSumRows(x, rows, cols, out): for each row r of x (rows, cols), out[2r] = max_c x[r, c]
+ * and out[2r + 1] = sum_c exp(x[r, c] - max), so logsumexp = max + log(sum) (wasm has no
+ * log; the caller takes it). Four lanes of partial sums, then lane 0 + 1 + 2 + 3; the
+ * scalar tail goes through the same vector exp one value at a time. NaN anywhere in a row
+ * makes its max NaN.
+ */
+function expSumRowsFunction(): FunctionBuilder {
+  const f = new FunctionBuilder([I32, I32, I32, I32]);
+  const [x, rows, cols, out] = [0, 1, 2, 3];
+  const L = {
+    r: f.local(I32),
+    row: f.local(I32), // &x[r, 0]
+    c: f.local(I32), // byte offset in the row
+    vecEnd: f.local(I32), // (cols & ~3) * 4
+    end: f.local(I32), // cols * 4
+    mx: f.local(V128),
+    sum: f.local(V128),
+    v: f.local(V128),
+    n: f.local(V128),
+    e: f.local(V128),
+    m: f.local(F32),
+  };
+  f.get(cols).i32(~3).op(OP.i32And).i32(2).op(OP.i32Shl).set(L.vecEnd);
+  f.get(cols).i32(2).op(OP.i32Shl).set(L.end);
+  f.i32(0).set(L.r).get(x).set(L.row);
+  f.whileLoop(
+    () => f.get(L.r).get(rows).op(OP.i32LtU),
+    () => {
+      // max: lanes over the vector part, then the tail, then across lanes
+      f.f32x4(-Infinity).set(L.mx);
+      f.i32(0).set(L.c);
+      f.whileLoop(
+        () => f.get(L.c).get(L.vecEnd).op(OP.i32LtU),
+        () => {
+          f.get(L.mx).get(L.row).get(L.c).op(OP.i32Add).simd(SIMD.v128Load, ALIGN_F32, 0).simd(SIMD.f32x4Max).set(L.mx);
+          f.addTo(L.c, () => f.i32(16));
+        },
+      );
+      f.whileLoop(
+        () => f.get(L.c).get(L.end).op(OP.i32LtU),
+        () => {
+          f.get(L.mx).get(L.row).get(L.c).op(OP.i32Add).op(OP.f32Load, ALIGN_F32, 0).simd(SIMD.f32x4Splat).simd(SIMD.f32x4Max).set(L.mx);
+          f.addTo(L.c, () => f.i32(4));
+        },
+      );
+      for (let lane = 1; lane < 4; lane++) {
+        f.get(L.mx).get(L.mx).get(L.mx).simd(SIMD.i8x16Shuffle, ...laneBroadcast(lane)).simd(SIMD.f32x4Max).set(L.mx);
+      }
+      f.get(L.mx).simd(SIMD.f32x4ExtractLane, 0).set(L.m);
+      f.get(L.m).simd(SIMD.f32x4Splat).set(L.mx); // the row max in every lane
+      // sum of exp(x - max)
+      f.f32x4(0).set(L.sum);
+      f.i32(0).set(L.c);
+      f.whileLoop(
+        () => f.get(L.c).get(L.vecEnd).op(OP.i32LtU),
+        () => {
+          f.get(L.row).get(L.c).op(OP.i32Add).simd(SIMD.v128Load, ALIGN_F32, 0).get(L.mx).simd(SIMD.f32x4Sub).set(L.v);
+          f.get(L.sum);
+          emitExp(f, L.v, L.n, L.e);
+          f.simd(SIMD.f32x4Add).set(L.sum);
+          f.addTo(L.c, () => f.i32(16));
+        },
+      );
+      f.whileLoop(
+        () => f.get(L.c).get(L.end).op(OP.i32LtU),
+        () => {
+          // one value in all four lanes: add lane 0 of its exp only
+          f.get(L.row).get(L.c).op(OP.i32Add).op(OP.f32Load, ALIGN_F32, 0).simd(SIMD.f32x4Splat).get(L.mx).simd(SIMD.f32x4Sub).set(L.v);
+          f.get(L.sum);
+          emitExp(f, L.v, L.n, L.e);
+          f.f32x4(0).simd(SIMD.i8x16Shuffle, ...laneZeroOnly()).simd(SIMD.f32x4Add).set(L.sum);
+          f.addTo(L.c, () => f.i32(4));
+        },
+      );
+      // out[2r] = max, out[2r + 1] = (lane 0 + lane 1) + (lane 2 + lane 3)
+      f.get(out).get(L.r).i32(3).op(OP.i32Shl, OP.i32Add).get(L.m).op(OP.f32Store, ALIGN_F32, 0);
+      f.get(out).get(L.r).i32(3).op(OP.i32Shl, OP.i32Add);
+      f.get(L.sum).simd(SIMD.f32x4ExtractLane, 0).get(L.sum).simd(SIMD.f32x4ExtractLane, 1).op(OP.f32Add);
+      f.get(L.sum).simd(SIMD.f32x4ExtractLane, 2).get(L.sum).simd(SIMD.f32x4ExtractLane, 3).op(OP.f32Add);
+      f.op(OP.f32Add).op(OP.f32Store, ALIGN_F32, 4);
+      f.addTo(L.r, () => f.i32(1));
+      f.addTo(L.row, () => f.get(L.end));
+    },
+  );
+  return f;
+}
+
+/** i8x16.shuffle lane bytes putting f32 lane `lane` of the first operand in every lane */
+function laneBroadcast(lane: number): number[] {
+  return Array.from({ length: 16 }, (_, i) => 4 * lane + (i % 4));
+}
+/** shuffle bytes keeping lane 0 of the first operand and lanes 1..3 of the second (zeros) */
+function laneZeroOnly(): number[] {
+  return Array.from({ length: 16 }, (_, i) => (i < 4 ? i : 16 + i));
+}
+
 // ---- the module ---------------------------------------------------------------------------
 
 /**
  * (module
  *   (import "env" "memory" (memory 1))
  *   (func (export "matmul") (param out x w T K N ldx ldw ldo i32) ...)
- *   (func (export "weightedSum") (param out p v n hd ldv i32) ...))
+ *   (func (export "weightedSum") (param out p v n hd ldv i32) ...)
+ *   (func (export "expSumRows") (param x rows cols out i32) ...))
  */
 export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
   const fns: [string, FunctionBuilder][] = [
     ['matmul', matmulFunction()],
     ['weightedSum', weightedSumFunction()],
+    ['expSumRows', expSumRowsFunction()],
   ];
   const types = section(SEC.type, vec(fns.map(([, fn]) => [FUNC_TYPE, ...vec(fn.params.map((p) => [p])), ...vec([])])));
   const imports = section(SEC.import, vec([[...utf8('env'), ...utf8('memory'), EXTERN_MEMORY, 0x00, ...uleb(1)]])); // limits: min 1 page, no max
@@ -422,6 +563,8 @@ export interface WasmKernels {
   matmul(out: number, x: number, w: number, T: number, K: number, N: number, ldx: number, ldw: number, ldo: number): void;
   /** out[i] = sum_{s < n} p[s] v[s*ldv + i], i < hd (see weightedSumFunction) */
   weightedSum(out: number, p: number, v: number, n: number, hd: number, ldv: number): void;
+  /** out[2r] = max of row r of x (rows, cols), out[2r + 1] = sum of exp(x - max) (see expSumRowsFunction) */
+  expSumRows(x: number, rows: number, cols: number, out: number): void;
 }
 
 let compiled: WebAssembly.Module | null | undefined; // undefined: not tried yet; null: no SIMD here
