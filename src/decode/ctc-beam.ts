@@ -57,14 +57,6 @@ function logAdd(a: number, b: number): number {
   return a > b ? a + Math.log1p(Math.exp(b - a)) : b + Math.log1p(Math.exp(a - b));
 }
 
-/** A prefix in the search: its tokens live in a shared trie (parent pointer + last token). */
-interface Beam {
-  node: number; // trie node of the prefix (0 = empty prefix)
-  pb: number; // log p(paths ending in blank)
-  pnb: number; // log p(paths ending in the last token)
-  total: number; // log(e^pb + e^pnb), set once the frame is done
-}
-
 export function ctcPrefixBeamSearch(
   logProbs: Float32Array,
   frames: number,
@@ -72,91 +64,178 @@ export function ctcPrefixBeamSearch(
   blank: number,
   opts: CtcBeamOptions,
 ): CtcCandidate[] {
-  const fn = 'ctcPrefixBeamSearch';
-  if (!Number.isInteger(frames) || frames < 1) throw new RangeError(`${fn}: frames must be a positive integer, got ${frames}`);
-  if (!Number.isInteger(classes) || classes < 2) throw new RangeError(`${fn}: classes must be an integer >= 2, got ${classes}`);
-  if (!Number.isInteger(blank) || blank < 0 || blank >= classes) throw new RangeError(`${fn}: blank must be in [0, ${classes}), got ${blank}`);
-  if (logProbs.length !== frames * classes) {
-    throw new RangeError(`${fn}: logProbs has length ${logProbs.length}, expected ${frames} * ${classes}`);
-  }
-  const { beamWidth, topK } = opts;
-  const maxLen = opts.maxLen ?? frames;
-  const perFrame = Math.min(opts.tokensPerFrame ?? classes - 1, classes - 1);
-  if (!(Number.isInteger(beamWidth) && beamWidth >= 1)) throw new RangeError(`${fn}: beamWidth must be an integer >= 1, got ${beamWidth}`);
-  if (!(Number.isInteger(topK) && topK >= 1)) throw new RangeError(`${fn}: topK must be an integer >= 1, got ${topK}`);
-  if (!(Number.isInteger(maxLen) && maxLen >= 0)) throw new RangeError(`${fn}: maxLen must be an integer >= 0, got ${maxLen}`);
-  if (!(Number.isInteger(perFrame) && perFrame >= 1)) throw new RangeError(`${fn}: tokensPerFrame must be an integer >= 1, got ${opts.tokensPerFrame}`);
-  if (opts.frameLogNorm && opts.frameLogNorm.length < frames) throw new RangeError(`${fn}: frameLogNorm has ${opts.frameLogNorm.length} values for ${frames} frames`);
+  return new CtcBeamSearch().search(logProbs, frames, classes, blank, opts);
+}
 
-  // The trie of every prefix ever created: node 0 is the empty prefix.
-  const trieParent = [-1], trieToken = [-1], trieLen = [0];
-  const trieChild = new Map<number, number>(); // node * classes + token -> child node
-  const extend = (node: number, c: number): number => {
-    const key = node * classes + c;
-    let child = trieChild.get(key);
-    if (child === undefined) {
-      child = trieParent.length;
-      trieParent.push(node);
-      trieToken.push(c);
-      trieLen.push(trieLen[node]! + 1);
-      trieChild.set(key, child);
+/**
+ * The search with its scratch kept between calls (a draft head searches every step): flat
+ * typed arrays for the trie and the per-prefix sums, grown only when a bigger search comes.
+ * Prefixes live in a trie (parent pointer + last token; children as a sibling list), and
+ * the sums of the frame being built sit on the trie nodes, reset lazily by a frame stamp.
+ */
+export class CtcBeamSearch {
+  private cap = 0;
+  // the trie, node 0 = the empty prefix
+  private parent = new Int32Array(0);
+  private token = new Int32Array(0);
+  private len = new Int32Array(0);
+  private firstChild = new Int32Array(0);
+  private nextSibling = new Int32Array(0);
+  private nodes = 0;
+  // the next frame's sums per node, valid where stamp == the frame
+  private pb = new Float64Array(0);
+  private pnb = new Float64Array(0);
+  private stamp = new Int32Array(0);
+  private touched = new Int32Array(0);
+  private nTouched = 0;
+  // the kept prefixes (beams) of the last frame, best first
+  private bNode = new Int32Array(0);
+  private bPb = new Float64Array(0);
+  private bPnb = new Float64Array(0);
+  private bTotal = new Float64Array(0);
+  private top = new Int32Array(0);
+
+  search(logProbs: Float32Array, frames: number, classes: number, blank: number, opts: CtcBeamOptions): CtcCandidate[] {
+    const fn = 'ctcPrefixBeamSearch';
+    if (!Number.isInteger(frames) || frames < 1) throw new RangeError(`${fn}: frames must be a positive integer, got ${frames}`);
+    if (!Number.isInteger(classes) || classes < 2) throw new RangeError(`${fn}: classes must be an integer >= 2, got ${classes}`);
+    if (!Number.isInteger(blank) || blank < 0 || blank >= classes) throw new RangeError(`${fn}: blank must be in [0, ${classes}), got ${blank}`);
+    if (logProbs.length !== frames * classes) {
+      throw new RangeError(`${fn}: logProbs has length ${logProbs.length}, expected ${frames} * ${classes}`);
     }
-    return child;
-  };
+    const { beamWidth, topK } = opts;
+    const maxLen = opts.maxLen ?? frames;
+    const perFrame = Math.min(opts.tokensPerFrame ?? classes - 1, classes - 1);
+    if (!(Number.isInteger(beamWidth) && beamWidth >= 1)) throw new RangeError(`${fn}: beamWidth must be an integer >= 1, got ${beamWidth}`);
+    if (!(Number.isInteger(topK) && topK >= 1)) throw new RangeError(`${fn}: topK must be an integer >= 1, got ${topK}`);
+    if (!(Number.isInteger(maxLen) && maxLen >= 0)) throw new RangeError(`${fn}: maxLen must be an integer >= 0, got ${maxLen}`);
+    if (!(Number.isInteger(perFrame) && perFrame >= 1)) throw new RangeError(`${fn}: tokensPerFrame must be an integer >= 1, got ${opts.tokensPerFrame}`);
+    if (opts.frameLogNorm && opts.frameLogNorm.length < frames) throw new RangeError(`${fn}: frameLogNorm has ${opts.frameLogNorm.length} values for ${frames} frames`);
 
-  const top = new Int32Array(perFrame); // the frame's best non-blank classes
-  let beams: Beam[] = [{ node: 0, pb: 0, pnb: -Infinity, total: 0 }];
-  const next = new Map<number, Beam>();
-  const at = (node: number): Beam => {
-    let b = next.get(node);
-    if (!b) next.set(node, (b = { node, pb: -Infinity, pnb: -Infinity, total: -Infinity }));
-    return b;
-  };
+    // each kept prefix grows at most perFrame children per frame
+    this.reserve(1 + frames * beamWidth * perFrame, beamWidth * (perFrame + 1), beamWidth, perFrame);
+    const { parent, token, len, firstChild, nextSibling, pb, pnb, stamp, touched, bNode, bPb, bPnb, bTotal, top } = this;
+    this.nodes = 1;
+    parent[0] = -1;
+    token[0] = -1;
+    len[0] = 0;
+    firstChild[0] = -1;
+    stamp.fill(-1, 0, 1);
+    let nBeams = 1;
+    bNode[0] = 0;
+    bPb[0] = 0;
+    bPnb[0] = -Infinity;
+    bTotal[0] = 0;
 
-  for (let t = 0; t < frames; t++) {
-    const off = t * classes;
-    const lse = opts.frameLogNorm ? opts.frameLogNorm[t]! : frameLogSumExp(logProbs, off, classes, fn, t); // q_c = logProbs[off + c] - lse
-    const nTop = topClasses(top, logProbs, off, classes, blank);
-    const qBlank = logProbs[off + blank]! - lse;
-    next.clear();
-    for (const { node, pb, pnb, total } of beams) {
-      const same = at(node);
-      same.pb = logAdd(same.pb, total + qBlank);
-      const last = trieToken[node]!;
-      const canGrow = trieLen[node]! < maxLen;
-      for (let k = 0; k < nTop; k++) {
-        const c = top[k]!, q = logProbs[off + c]! - lse;
-        if (q === -Infinity) continue;
-        if (c === last) {
-          same.pnb = logAdd(same.pnb, pnb + q);
-          if (canGrow && pb !== -Infinity) {
-            const grown = at(extend(node, c));
-            grown.pnb = logAdd(grown.pnb, pb + q);
+    for (let t = 0; t < frames; t++) {
+      const off = t * classes;
+      const lse = opts.frameLogNorm ? opts.frameLogNorm[t]! : frameLogSumExp(logProbs, off, classes, fn, t); // q_c = logProbs[off + c] - lse
+      const nTop = topClasses(top, perFrame, logProbs, off, classes, blank);
+      const qBlank = logProbs[off + blank]! - lse;
+      this.nTouched = 0;
+      for (let i = 0; i < nBeams; i++) {
+        const node = bNode[i]!, beamPb = bPb[i]!, beamPnb = bPnb[i]!, total = bTotal[i]!;
+        this.touch(node, t);
+        pb[node] = logAdd(pb[node]!, total + qBlank);
+        const last = token[node]!;
+        const canGrow = len[node]! < maxLen;
+        for (let k = 0; k < nTop; k++) {
+          const c = top[k]!, q = logProbs[off + c]! - lse;
+          if (q === -Infinity) continue;
+          if (c === last) {
+            pnb[node] = logAdd(pnb[node]!, beamPnb + q);
+            if (canGrow && beamPb !== -Infinity) {
+              const grown = this.touch(this.child(node, c), t);
+              pnb[grown] = logAdd(pnb[grown]!, beamPb + q);
+            }
+          } else if (canGrow) {
+            const grown = this.touch(this.child(node, c), t);
+            pnb[grown] = logAdd(pnb[grown]!, total + q);
           }
-        } else if (canGrow) {
-          const grown = at(extend(node, c));
-          grown.pnb = logAdd(grown.pnb, total + q);
         }
       }
+      // keep the beamWidth best touched prefixes: by total, then by node id (creation order)
+      nBeams = 0;
+      for (let j = 0; j < this.nTouched; j++) {
+        const node = touched[j]!, tot = logAdd(pb[node]!, pnb[node]!);
+        if (tot === -Infinity) continue;
+        if (nBeams === beamWidth && !better(tot, node, bTotal[nBeams - 1]!, bNode[nBeams - 1]!)) continue;
+        let i = nBeams < beamWidth ? nBeams++ : nBeams - 1; // insertion into the sorted kept set
+        while (i > 0 && better(tot, node, bTotal[i - 1]!, bNode[i - 1]!)) {
+          bNode[i] = bNode[i - 1]!;
+          bPb[i] = bPb[i - 1]!;
+          bPnb[i] = bPnb[i - 1]!;
+          bTotal[i] = bTotal[i - 1]!;
+          i--;
+        }
+        bNode[i] = node;
+        bPb[i] = pb[node]!;
+        bPnb[i] = pnb[node]!;
+        bTotal[i] = tot;
+      }
     }
-    beams = [];
-    for (const b of next.values()) {
-      b.total = logAdd(b.pb, b.pnb); // once per prefix, not once per comparison
-      if (b.total !== -Infinity) beams.push(b);
+
+    const out: CtcCandidate[] = [];
+    for (let i = 0; i < nBeams && out.length < topK; i++) {
+      if (bNode[i] === 0) continue; // the empty draft proposes nothing
+      const tokens = new Array<number>(len[bNode[i]!]!);
+      for (let n = bNode[i]!, j = tokens.length - 1; n > 0; n = parent[n]!, j--) tokens[j] = token[n]!;
+      out.push({ tokens, logProb: bTotal[i]! });
     }
-    beams.sort((a, b) => b.total - a.total || a.node - b.node);
-    if (beams.length > beamWidth) beams.length = beamWidth;
+    return out;
   }
 
-  const out: CtcCandidate[] = [];
-  for (const b of beams) {
-    if (b.node === 0) continue; // the empty draft proposes nothing
-    const tokens: number[] = [];
-    for (let n = b.node; n > 0; n = trieParent[n]!) tokens.push(trieToken[n]!);
-    out.push({ tokens: tokens.reverse(), logProb: b.total });
-    if (out.length === topK) break;
+  /** mark `node` as part of frame t's next set (its sums start at log 0); returns node */
+  private touch(node: number, t: number): number {
+    if (this.stamp[node] !== t) {
+      this.stamp[node] = t;
+      this.pb[node] = -Infinity;
+      this.pnb[node] = -Infinity;
+      this.touched[this.nTouched++] = node;
+    }
+    return node;
   }
-  return out;
+
+  /** the trie child of `node` for token c, created if new */
+  private child(node: number, c: number): number {
+    for (let ch = this.firstChild[node]!; ch >= 0; ch = this.nextSibling[ch]!) if (this.token[ch] === c) return ch;
+    const ch = this.nodes++;
+    this.parent[ch] = node;
+    this.token[ch] = c;
+    this.len[ch] = this.len[node]! + 1;
+    this.firstChild[ch] = -1;
+    this.nextSibling[ch] = this.firstChild[node]!;
+    this.firstChild[node] = ch;
+    this.stamp[ch] = -1;
+    return ch;
+  }
+
+  private reserve(nodes: number, touched: number, beams: number, perFrame: number): void {
+    if (nodes > this.cap) {
+      this.cap = nodes;
+      this.parent = new Int32Array(nodes);
+      this.token = new Int32Array(nodes);
+      this.len = new Int32Array(nodes);
+      this.firstChild = new Int32Array(nodes);
+      this.nextSibling = new Int32Array(nodes);
+      this.pb = new Float64Array(nodes);
+      this.pnb = new Float64Array(nodes);
+      this.stamp = new Int32Array(nodes);
+    }
+    if (touched > this.touched.length) this.touched = new Int32Array(touched);
+    if (beams > this.bNode.length) {
+      this.bNode = new Int32Array(beams);
+      this.bPb = new Float64Array(beams);
+      this.bPnb = new Float64Array(beams);
+      this.bTotal = new Float64Array(beams);
+    }
+    if (perFrame > this.top.length) this.top = new Int32Array(perFrame);
+  }
+}
+
+/** prefix (total a, node na) ranks before (b, nb): higher total, then the older node */
+function better(a: number, na: number, b: number, nb: number): boolean {
+  return a > b || (a === b && na < nb);
 }
 
 /** log-sum-exp of the frame at `offset` (f64), rejecting NaN and +Infinity. */
@@ -173,14 +252,14 @@ function frameLogSumExp(x: Float32Array, offset: number, classes: number, fn: st
   return max + Math.log(sum);
 }
 
-/** The top.length largest non-blank classes of the frame at `offset`, best first (ties: lower id); returns the count. */
-function topClasses(top: Int32Array, x: Float32Array, offset: number, classes: number, blank: number): number {
+/** The k largest non-blank classes of the frame at `offset` into top, best first (ties: lower id); returns the count. */
+function topClasses(top: Int32Array, k: number, x: Float32Array, offset: number, classes: number, blank: number): number {
   let n = 0;
   for (let c = 0; c < classes; c++) {
     if (c === blank) continue;
     const v = x[offset + c]!;
-    if (n === top.length && v <= x[offset + top[n - 1]!]!) continue;
-    let i = n < top.length ? n++ : n - 1; // insertion sort into the kept set
+    if (n === k && v <= x[offset + top[n - 1]!]!) continue;
+    let i = n < k ? n++ : n - 1; // insertion sort into the kept set
     while (i > 0 && x[offset + top[i - 1]!]! < v) {
       top[i] = top[i - 1]!;
       i--;

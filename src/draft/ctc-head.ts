@@ -49,7 +49,7 @@ import type { LlamaConfig } from '../model/config.js';
 import { numel, type TensorMap } from '../tensor/dtype.js';
 import * as op from '../tensor/tensor.js';
 import { Tensor } from '../tensor/tensor.js';
-import { ctcPrefixBeamSearch } from '../decode/ctc-beam.js';
+import { CtcBeamSearch } from '../decode/ctc-beam.js';
 import { ctcCollapse } from '../train/ctc.js';
 import type { DraftCandidate, Drafter } from './drafter.js';
 import { checkHeadWeights, positiveInt, positiveNum, type FrozenBase } from './head-io.js';
@@ -244,6 +244,7 @@ export class CtcHeadDrafter implements Drafter {
   private readonly logits: Tensor; // (S, V + 1)
   private readonly logProbs: Float32Array; // (S, V + 1) host copy, log-softmaxed
   private readonly frameLse: Float64Array; // (S) log-sum-exp of each frame's logits
+  private readonly beamSearch = new CtcBeamSearch(); // keeps its scratch between steps
   private readonly frameIds: Int32Array; // (S) argmax per frame
   private readonly frameMask: Float32Array; // (S, S) zeros: every frame sees every frame
   private readonly positions: Int32Array; // (maxBatch)
@@ -431,7 +432,7 @@ export class CtcHeadDrafter implements Drafter {
     const { frames: S } = this.config, C = this.blank + 1, lp = this.logProbs, ids = this.frameIds;
     if (this.opts.collapse && this.opts.candidates === 'beam') {
       const { beamWidth, topK, tokensPerFrame } = this.opts;
-      const found = ctcPrefixBeamSearch(lp, S, C, this.blank, { beamWidth, topK, maxLen, tokensPerFrame, frameLogNorm: this.frameLse });
+      const found = this.beamSearch.search(lp, S, C, this.blank, { beamWidth, topK, maxLen, tokensPerFrame, frameLogNorm: this.frameLse });
       return distinct(found.map((f) => ({ tokens: f.tokens, score: f.logProb })), maxLen, this.blank);
     }
     let score = 0; // log-probability of the argmax path: sum over frames of logit - logsumexp
