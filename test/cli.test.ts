@@ -91,4 +91,25 @@ describe('ctcspec CLI', () => {
     expect(forced.stats.steps).toBeLessThan(plain.stats.steps); // drafts were accepted (19 steps for 24 tokens when pinned)
     expect(await fails(['generate', '--drafter', 'oracle'])).toMatch(/unknown drafter "oracle"/);
   });
+
+  it('bench, greedy and sampling: a table, JSON and SVG; greedy outputs compared with plain, sampled ones not', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctcspec-bench-'));
+    const common = ['bench', '--backends', 'cpu', '--drafters', 'none,lookup', '--prompts', '2', '--max-new-tokens', '8', '--tree-budget', '4'];
+    const greedy = await run([...common, '--out', join(dir, 'greedy')]);
+    expect(greedy.stdout).toMatch(/\| cpu \| lookup \| .* \| yes \(2\/2\) \|/);
+    const g = JSON.parse(readFileSync(join(dir, 'greedy.json'), 'utf8'));
+    expect(g.sampling).toBeNull();
+    expect(g.runs.map((r: { drafter: string }) => r.drafter)).toEqual(['plain', 'none', 'lookup']);
+    for (const r of g.runs) expect(r.mismatches).toBe(0);
+    const sampled = await run([...common, '--temperature', '0.8', '--seed', '3', '--out', join(dir, 'sampled')]);
+    expect(sampled.stderr).toMatch(/sampling at temperature 0\.8/);
+    const s = JSON.parse(readFileSync(join(dir, 'sampled.json'), 'utf8'));
+    expect(s.sampling).toEqual({ temperature: 0.8, seed: 3 });
+    for (const r of s.runs) {
+      expect(r.mismatches).toBeNull();
+      expect(r.tokens).toBe(16); // 2 prompts x 8 tokens (no EOS that early at these seeds)
+    }
+    expect(readFileSync(join(dir, 'sampled.svg'), 'utf8')).toMatch(/temperature 0\.8/);
+    expect(await fails(['bench', '--temperature=-1'])).toMatch(/--temperature must be >= 0/);
+  });
 });

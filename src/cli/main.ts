@@ -66,6 +66,8 @@ bench options (speculative decoding on 50 held-out prompts, every drafter, every
   --drafters LIST        default none,lookup,medusa,ctc,ctc:best-path,ctc:no-collapse,ctc-ce
   --prompts N --max-new-tokens N --tree-budget N|auto --max-draft-len N
   --out PREFIX           writes PREFIX.json, PREFIX.svg, PREFIX.md (default bench/results/spec)
+  --temperature X [--top-p P] [--seed N]   sampling instead of greedy (prompt i uses seed N + i);
+                         outputs then differ from plain runs by chance, so no token comparison
 
 convert options:
   --out PATH             a directory (writes safetensors + config.json + tokenizer.json) or a
@@ -197,8 +199,16 @@ async function cmdBench(argv: string[]): Promise<void> {
       'max-draft-len': { type: 'string', default: '6' },
       out: { type: 'string', default: 'bench/results/spec' },
       'webgpu-fallback': { type: 'boolean', default: false },
+      temperature: { type: 'string', default: '0' },
+      'top-p': { type: 'string' },
+      seed: { type: 'string', default: '0' },
     },
   });
+  const temperature = num(values.temperature, 'temperature', 0);
+  if (!(temperature >= 0)) throw new UsageError(`--temperature must be >= 0, got ${values.temperature}`);
+  const topP = values['top-p'] === undefined ? undefined : num(values['top-p'], 'top-p', 1);
+  if (topP !== undefined && !(topP > 0 && topP <= 1)) throw new UsageError(`--top-p must be in (0, 1], got ${values['top-p']}`);
+  const sampling = temperature > 0 ? { temperature, topP, seed: num(values.seed, 'seed', 0) } : undefined;
   const loaded = await loadModelSource({ model: values.model });
   if (!loaded.dir) throw new UsageError('bench needs a model directory (with its drafters/)');
   const prompts = await benchPrompts(loaded.tokenizer, num(values.prompts, 'prompts', 50));
@@ -208,15 +218,16 @@ async function cmdBench(argv: string[]): Promise<void> {
   for (const name of values.backends!.split(',').filter(Boolean)) backends.push({ name, backend: await createBackend(name, { fallback: values['webgpu-fallback'] }) });
   const treeBudget = values['tree-budget'] === 'auto' ? 'auto' : num(values['tree-budget'], 'tree-budget', 16);
   const log = (m: string) => process.stderr.write(m + '\n');
-  log(`bench: ${prompts.length} prompts x ${values['max-new-tokens']} new tokens, greedy, tree budget ${treeBudget}`);
+  const mode = sampling ? `sampling at temperature ${temperature}${topP === undefined ? '' : `, top-p ${topP}`} (prompt i: seed ${sampling.seed} + i)` : 'greedy';
+  log(`bench: ${prompts.length} prompts x ${values['max-new-tokens']} new tokens, ${mode}, tree budget ${treeBudget}`);
   const { runs, verifyCost } = await runSpecBench({
     backends, config: loaded.config, tensors: loaded.tensors, prompts, maxNewTokens: num(values['max-new-tokens'], 'max-new-tokens', 64),
-    drafters: drafters.map((d) => ({ name: d.name, make: () => d.make() })), treeBudget, maxDraftLen: num(values['max-draft-len'], 'max-draft-len', 6), log,
+    drafters: drafters.map((d) => ({ name: d.name, make: () => d.make() })), treeBudget, maxDraftLen: num(values['max-draft-len'], 'max-draft-len', 6), sampling, log,
   });
   const table = benchTable(runs);
   console.log(table);
   const command = ['npx ctcspec bench', ...argv].join(' ');
-  writeBenchFiles(`${values.out}.json`, `${values.out}.svg`, { date: new Date().toISOString(), command, model: loaded.description, prompts: prompts.length, maxNewTokens: values['max-new-tokens'], treeBudget, verifyCostMs: verifyCost, runs }, benchSvg(runs));
+  writeBenchFiles(`${values.out}.json`, `${values.out}.svg`, { date: new Date().toISOString(), command, model: loaded.description, prompts: prompts.length, maxNewTokens: values['max-new-tokens'], treeBudget, sampling: sampling ?? null, verifyCostMs: verifyCost, runs }, benchSvg(runs, sampling ? `temperature ${temperature}${topP === undefined ? '' : `, top-p ${topP}`}` : 'greedy'));
   writeFileSync(`${values.out}.md`, `Command: \`${command}\`\n\n${table}\n`);
   log(`wrote ${values.out}.json, ${values.out}.svg, ${values.out}.md`);
   process.exit(0); // Dawn may keep the event loop alive

@@ -25,30 +25,32 @@ export async function measureVerifyCost(model: Llama, maxT: number, opts: { past
   const past = Math.min(opts.past ?? 64, model.maxSeq - maxT);
   const repeats = opts.repeats ?? 3;
   const sizes = [...new Set([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, maxT].filter((t) => t <= maxT))].sort((a, b) => a - b);
-  const S = past + maxT;
-  const mask = new Float32Array(maxT * S);
   const tokens = new Int32Array(maxT).fill(1);
   const positions = new Int32Array(maxT);
   model.reset();
   if (past > 0) await model.forward(new Int32Array(past).fill(1));
-  const measured = new Map<number, number>();
+  const masks = new Map<number, Float32Array>();
   for (const T of sizes) {
     // a chain: each node sees the cache and the nodes before it
-    const m = mask.subarray(0, T * (past + T)).fill(-Infinity);
-    for (let i = 0; i < T; i++) {
-      m.fill(0, i * (past + T), i * (past + T) + past + i + 1);
-      positions[i] = past + i;
-    }
-    const times: number[] = [];
-    for (let r = 0; r < repeats + 1; r++) {
-      const t0 = performance.now();
-      await model.forwardTree(tokens.subarray(0, T), positions.subarray(0, T), m);
-      times.push(performance.now() - t0);
-      model.compact([]); // drop the batch again
-    }
-    times.shift(); // the first run warms up pipelines and caches
-    measured.set(T, times.sort((a, b) => a - b)[times.length >> 1]!);
+    const m = new Float32Array(T * (past + T)).fill(-Infinity);
+    for (let i = 0; i < T; i++) m.fill(0, i * (past + T), i * (past + T) + past + i + 1);
+    masks.set(T, m);
   }
+  for (let i = 0; i < maxT; i++) positions[i] = past + i;
+  // Round-robin over the sizes, the first round only warming up (JIT, caches, pipelines):
+  // drift on a shared machine then hits every size alike instead of whichever came first.
+  const times = new Map<number, number[]>(sizes.map((T) => [T, []]));
+  for (let r = 0; r < repeats + 1; r++) {
+    for (const T of sizes) {
+      const t0 = performance.now();
+      await model.forwardTree(tokens.subarray(0, T), positions.subarray(0, T), masks.get(T)!);
+      const ms = performance.now() - t0;
+      model.compact([]); // drop the batch again
+      if (r > 0) times.get(T)!.push(ms);
+    }
+  }
+  const measured = new Map<number, number>();
+  for (const [T, ts] of times) measured.set(T, ts.sort((a, b) => a - b)[ts.length >> 1]!);
   model.reset();
   // linear interpolation between measured sizes, and a non-decreasing cost
   const cost = new Float64Array(maxT);

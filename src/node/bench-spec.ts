@@ -61,7 +61,8 @@ export interface DrafterRun {
   gamma: number; // tokensPerSecond / plain tokensPerSecond
   draftShare: number; // drafting time / wall time
   verifyShare: number; // verification time / wall time
-  mismatches: number; // prompts whose output differs from plain greedy decoding
+  /** greedy: prompts whose output differs from plain greedy decoding; sampling: null (outputs are random; the law is tested in test/speculative-sampling.test.ts) */
+  mismatches: number | null;
   meanTreeBudget?: string;
 }
 
@@ -75,6 +76,8 @@ export interface SpecBenchOptions {
   drafters: { name: string; make: (model: Llama) => Drafter }[];
   treeBudget: number | 'auto';
   maxDraftLen: number;
+  /** sampling instead of greedy decoding: temperature > 0, optional top-p; prompt i uses seed + i */
+  sampling?: { temperature: number; topP?: number; seed: number };
   log: (msg: string) => void;
 }
 
@@ -89,17 +92,18 @@ export async function runSpecBench(o: SpecBenchOptions): Promise<{ runs: Drafter
     o.log(`[${backendName}] verify cost relative to 1 token: ` + [1, 2, 4, 8, 16, 32].filter((t) => t <= cost.length).map((t) => `${t}: ${(cost[t - 1]! / cost[0]!).toFixed(2)}x`).join(', '));
 
     // plain decoding: the reference tokens and the baseline speed
+    const sampler = (i: number) => (o.sampling ? { temperature: o.sampling.temperature, topP: o.sampling.topP, seed: o.sampling.seed + i } : {});
     await generate(model, o.prompts[0]!, { maxNewTokens: 8 }); // warm-up
     const reference: number[][] = [];
     let plainTokens = 0, plainMs = 0;
-    for (const p of o.prompts) {
-      const r = await generate(model, p, { maxNewTokens: o.maxNewTokens });
+    for (const [i, p] of o.prompts.entries()) {
+      const r = await generate(model, p, { ...sampler(i), maxNewTokens: o.maxNewTokens });
       reference.push(r.tokens);
       plainTokens += r.stats.newTokens;
       plainMs += r.stats.wallMs;
     }
     const plainTps = (plainTokens / plainMs) * 1000;
-    runs.push({ backend: backendName, drafter: 'plain', prompts: o.prompts.length, tokens: plainTokens, steps: plainTokens, beta: 1, tokensPerSecond: plainTps, gamma: 1, draftShare: 0, verifyShare: 1, mismatches: 0 });
+    runs.push({ backend: backendName, drafter: 'plain', prompts: o.prompts.length, tokens: plainTokens, steps: plainTokens, beta: 1, tokensPerSecond: plainTps, gamma: 1, draftShare: 0, verifyShare: 1, mismatches: o.sampling ? null : 0 });
     o.log(`[${backendName}] plain: ${plainTps.toFixed(1)} tokens/s`);
 
     for (const d of o.drafters) {
@@ -111,10 +115,10 @@ export async function runSpecBench(o: SpecBenchOptions): Promise<{ runs: Drafter
       for (let i = 0; i < o.prompts.length; i++) {
         // plain decoding of the same prompt right before: a shared machine drifts, and
         // alternating makes the drift hit both sides of the ratio alike
-        const plain = await generate(model, o.prompts[i]!, { maxNewTokens: o.maxNewTokens });
+        const plain = await generate(model, o.prompts[i]!, { ...sampler(i), maxNewTokens: o.maxNewTokens });
         pairedTokens += plain.stats.newTokens;
         pairedMs += plain.stats.wallMs;
-        const r = await generateSpeculative(model, o.prompts[i]!, drafter, opts);
+        const r = await generateSpeculative(model, o.prompts[i]!, drafter, { ...opts, ...sampler(i) });
         tokens += r.stats.newTokens;
         steps += r.stats.steps;
         wall += r.stats.wallMs;
@@ -125,29 +129,30 @@ export async function runSpecBench(o: SpecBenchOptions): Promise<{ runs: Drafter
       const tps = (tokens / wall) * 1000;
       const run: DrafterRun = {
         backend: backendName, drafter: d.name, prompts: o.prompts.length, tokens, steps, beta: tokens / steps,
-        tokensPerSecond: tps, gamma: tps / ((pairedTokens / pairedMs) * 1000), draftShare: draft / wall, verifyShare: verify / wall, mismatches,
+        tokensPerSecond: tps, gamma: tps / ((pairedTokens / pairedMs) * 1000), draftShare: draft / wall, verifyShare: verify / wall, mismatches: o.sampling ? null : mismatches,
       };
       runs.push(run);
-      o.log(`[${backendName}] ${d.name}: beta ${run.beta.toFixed(2)}, ${tps.toFixed(1)} tokens/s, gamma ${run.gamma.toFixed(2)}, mismatches ${mismatches}`);
+      o.log(`[${backendName}] ${d.name}: beta ${run.beta.toFixed(2)}, ${tps.toFixed(1)} tokens/s, gamma ${run.gamma.toFixed(2)}${o.sampling ? '' : `, mismatches ${mismatches}`}`);
     }
   }
   return { runs, verifyCost };
 }
 
 export function benchTable(runs: readonly DrafterRun[]): string {
+  const sampled = runs.some((r) => r.mismatches === null);
   const lines = [
-    '| backend | drafter | beta (tokens/step) | tokens/s | gamma (vs plain) | draft % | verify % | output = plain greedy |',
+    `| backend | drafter | beta (tokens/step) | tokens/s | gamma (vs plain) | draft % | verify % | ${sampled ? 'output' : 'output = plain greedy'} |`,
     '|---|---|---|---|---|---|---|---|',
   ];
   for (const r of runs) {
     lines.push(
-      `| ${r.backend} | ${r.drafter} | ${r.beta.toFixed(2)} | ${r.tokensPerSecond.toFixed(1)} | ${r.gamma.toFixed(2)} | ${(100 * r.draftShare).toFixed(1)} | ${(100 * r.verifyShare).toFixed(1)} | ${r.mismatches === 0 ? `yes (${r.prompts}/${r.prompts})` : `NO: ${r.mismatches} differ`} |`,
+      `| ${r.backend} | ${r.drafter} | ${r.beta.toFixed(2)} | ${r.tokensPerSecond.toFixed(1)} | ${r.gamma.toFixed(2)} | ${(100 * r.draftShare).toFixed(1)} | ${(100 * r.verifyShare).toFixed(1)} | ${r.mismatches === null ? 'sampled (same law: tested)' : r.mismatches === 0 ? `yes (${r.prompts}/${r.prompts})` : `NO: ${r.mismatches} differ`} |`,
     );
   }
   return lines.join('\n');
 }
 
-export function benchSvg(runs: readonly DrafterRun[]): string {
+export function benchSvg(runs: readonly DrafterRun[], mode = 'greedy'): string {
   const shown = runs.filter((r) => r.drafter !== 'plain');
   return barChartSvg(
     shown.map((r) => ({ label: `${r.drafter} (${r.backend})`, values: [r.beta, r.gamma] })),
@@ -155,7 +160,7 @@ export function benchSvg(runs: readonly DrafterRun[]): string {
       { name: 'beta: tokens per step', color: '#4477aa' },
       { name: 'gamma: speedup vs plain', color: '#ee6677' },
     ],
-    { title: 'Speculative decoding on the held-out Brown prompts (greedy)', xLabel: 'drafter (backend)', yLabel: 'ratio', width: Math.max(720, 110 * shown.length), reference: 1 },
+    { title: `Speculative decoding on the held-out Brown prompts (${mode})`, xLabel: 'drafter (backend)', yLabel: 'ratio', width: Math.max(720, 110 * shown.length), reference: 1 },
   );
 }
 
