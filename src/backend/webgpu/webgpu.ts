@@ -72,8 +72,8 @@ export interface MatvecTuning {
   LANES: number;
 }
 const MATVEC_ROWS_PER_THREAD = 2;
-/** largest T that takes the matrix-vector kernel; beyond it the tiled kernel reuses weights */
-const MATVEC_MAX_T = 4;
+/** default largest T that takes the matrix-vector kernel; beyond it the tiled kernel reuses weights */
+const MATVEC_MAX_T = 64;
 
 export interface WebGPUStats {
   buffersCreated: number; // GPUBuffers of any kind (storage, staging, arenas)
@@ -86,6 +86,12 @@ export interface WebGPUStats {
 export interface WebGPUBackendOptions {
   /** matmul_vec tuning; default picked from `cpuLike` */
   matvec?: MatvecTuning;
+  /**
+   * largest T that takes matmul_vec (default 4). Its rows are computed the same way for any
+   * T, so a value >= the largest verification tree makes tree forwards bit-identical to
+   * one-token decoding (see the `batchInvariant` notes in the README).
+   */
+  matvecMaxT?: number;
   /** the adapter is a CPU rasteriser (llvmpipe, SwiftShader): prefer kernels without barriers */
   cpuLike?: boolean;
   /** a line naming the adapter, for messages */
@@ -118,6 +124,7 @@ export class WebGPUBackend implements Backend {
   readonly stats: WebGPUStats = { buffersCreated: 0, pipelinesCreated: 0, bindGroupsCreated: 0, submits: 0, dispatches: 0 };
   readonly description: string;
   readonly matvec: MatvecTuning;
+  readonly matvecMaxT: number;
 
   private nextId = 1;
   private pool = new Map<number, Mem[]>(); // free storage buffers by byte size
@@ -155,6 +162,7 @@ export class WebGPUBackend implements Backend {
     this.description = opts.description ?? 'WebGPU device';
     this.keepAlive = opts.keepAlive ?? [];
     this.matvec = opts.matvec ?? (opts.cpuLike ? { WG: 32, LANES: 1 } : { WG: 128, LANES: 64 });
+    this.matvecMaxT = opts.matvecMaxT ?? MATVEC_MAX_T;
     this.maxGroupsPerDim = device.limits.maxComputeWorkgroupsPerDimension;
     const align = device.limits.minUniformBufferOffsetAlignment;
     this.slotBytes = Math.ceil(PARAM_BYTES / align) * align;
@@ -265,7 +273,7 @@ export class WebGPUBackend implements Backend {
     if (T === 0 || N === 0) return;
     need(out, T * N, 'matmul out'), need(x, T * K, 'matmul x'), need(w, N * K, 'matmul w');
     this.unaliased(out, [x, w], ([xs, ws]) => {
-      if (K % 4 === 0 && K > 0 && T <= MATVEC_MAX_T) {
+      if (K % 4 === 0 && K > 0 && T <= this.matvecMaxT) {
         const rowsPerGroup = (this.matvec.WG / this.matvec.LANES) * MATVEC_ROWS_PER_THREAD;
         const grid: Grid = [Math.ceil(N / rowsPerGroup), T];
         this.launch('matmul_vec', [out, xs!, ws!], 'uuu', [T, K, N], this.checkGrid(grid), this.matvecConstants());
