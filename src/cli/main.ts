@@ -58,7 +58,8 @@ generate options:
                          verifying N nodes costs on this backend and picks the size with the
                          best expected tokens/s, down to 0 (plain steps) when drafting does not pay
   --max-draft-len N      longest draft per step (default 6)
-  --beam K               CTC drafter: candidates kept from the prefix beam search (default 4)
+  --beam K               CTC drafter: candidates kept from the prefix beam search (default 4;
+                         the beam keeps max(8, 2K) prefixes per frame)
 
 bench options (speculative decoding on 50 held-out prompts, every drafter, every backend):
   --model DIR            default weights/base
@@ -66,6 +67,7 @@ bench options (speculative decoding on 50 held-out prompts, every drafter, every
   --drafters LIST        default none,lookup,medusa,ctc,ctc:best-path,ctc:no-collapse,ctc-ce
   --prompts N --max-new-tokens N --tree-budget N|auto --max-draft-len N
   --out PREFIX           writes PREFIX.json, PREFIX.svg, PREFIX.md (default bench/results/spec)
+  --beam K               CTC drafters: candidates kept from the prefix beam search (default 4)
   --temperature X [--top-p P] [--seed N]   sampling instead of greedy (prompt i uses seed N + i);
                          outputs then differ from plain runs by chance, so no token comparison
 
@@ -93,12 +95,12 @@ train-drafter options:
   --loss ctc|ce          CTC head only: CTC loss (default) or per-slot cross-entropy (ablation)
   --base DIR             the frozen base model (default weights/base)
   --out DIR              head directory (default <base>/drafters/ctc, ctc-ce or medusa)
-  --steps N              optimizer steps (default 2000)
+  --steps N              optimizer steps (default 6000)
   --positions N          example positions per step (default 256)
   --seqs N               sequences per step the positions are drawn from (default 4)
-  --lr X                 peak learning rate (default 3e-3 for ctc, 1e-3 for medusa)
+  --lr X                 peak learning rate (default 3e-3 for ctc, 1e-4 for medusa)
   --frames S             CTC frames (default 8); --draft-len L: target tokens / Medusa heads (default 4)
-  --distill-seqs N       self-distillation sequences (default 1200, the last 48 held out)
+  --distill-seqs N       self-distillation sequences (default 4800, the last 48 held out)
   --distill-len N        tokens per sequence, prompt + greedy continuation (default 192)
   --checkpoint-dir DIR   checkpoints and the distillation cache (default checkpoints/train-drafter)
   --data-dir DIR         the base trainer's token cache (default checkpoints/train-base/data)
@@ -202,6 +204,7 @@ async function cmdBench(argv: string[]): Promise<void> {
       temperature: { type: 'string', default: '0' },
       'top-p': { type: 'string' },
       seed: { type: 'string', default: '0' },
+      beam: { type: 'string' },
     },
   });
   const temperature = num(values.temperature, 'temperature', 0);
@@ -213,7 +216,8 @@ async function cmdBench(argv: string[]): Promise<void> {
   if (!loaded.dir) throw new UsageError('bench needs a model directory (with its drafters/)');
   const prompts = await benchPrompts(loaded.tokenizer, num(values.prompts, 'prompts', 50));
   const drafters = [];
-  for (const name of values.drafters!.split(',').filter(Boolean)) drafters.push(await loadDrafter(name, loaded.dir, loaded));
+  const beam = values.beam === undefined ? undefined : num(values.beam, 'beam', 4);
+  for (const name of values.drafters!.split(',').filter(Boolean)) drafters.push(await loadDrafter(name, loaded.dir, loaded, { beam }));
   const backends = [];
   for (const name of values.backends!.split(',').filter(Boolean)) backends.push({ name, backend: await createBackend(name, { fallback: values['webgpu-fallback'] }) });
   const treeBudget = values['tree-budget'] === 'auto' ? 'auto' : num(values['tree-budget'], 'tree-budget', 16);

@@ -50,7 +50,11 @@ export async function loadDrafter(
   const frozen = frozenBase(base.config, base.tensors);
   if (config.kind === 'medusa') return { name, make: () => new MedusaDrafter(config as MedusaConfig, tensors, frozen) };
   const o: CtcDraftOptions = {};
-  if (opts.beam !== undefined) o.topK = opts.beam;
+  if (opts.beam !== undefined) {
+    if (!(Number.isInteger(opts.beam) && opts.beam >= 1)) throw new Error(`--beam must be an integer >= 1, got ${opts.beam}`);
+    o.topK = opts.beam;
+    o.beamWidth = Math.max(8, 2 * opts.beam); // prefixes kept per frame: room for K distinct results
+  }
   if (variant === 'best-path') o.candidates = 'best-path';
   if (variant === 'no-collapse') o.collapse = false;
   return { name, make: () => new CtcHeadDrafter(config as CtcHeadConfig, tensors, frozen, o) };

@@ -38,7 +38,7 @@ import { brownCorpusDir, CHECKPOINT_FILE, loadKeptFile, prepareData, writeFileKe
 /** bump when distill.ts changes what a cached set holds */
 export const DISTILL_VERSION = 1;
 
-export const DISTILL_DEFAULTS: DistillOptions = { sequences: 1200, seqLen: 192, promptMin: 16, promptMax: 96, seed: 1 };
+export const DISTILL_DEFAULTS: DistillOptions = { sequences: 4800, seqLen: 192, promptMin: 16, promptMax: 96, seed: 1 };
 export const VAL_SEQUENCES = 48; // the last sequences of the set are held out
 
 export interface TrainDrafterOptions {
