@@ -268,6 +268,27 @@ describe('cpu logSumExpRows (the vector exp in wasm)', () => {
   });
 });
 
+describe('cpu SIMD siluGate', () => {
+  it('equals silu(g) * u in f64 within a few f32 ulps (every n % 4, large |g|)', async () => {
+    const simd = new CpuBackend({ simd: true });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 70 }).chain((n) => fc.tuple(fc.float32Array({ minLength: n, maxLength: n, noNaN: true, min: -200, max: 200 }), f32(n))),
+        async ([g, u]) => {
+          const out = simd.alloc(g.length);
+          simd.siluGate(out, upload(simd, g), upload(simd, u), g.length);
+          const got = await download(simd, out);
+          for (let i = 0; i < g.length; i++) {
+            const want = (g[i]! / (1 + Math.exp(-g[i]!))) * u[i]!;
+            if (!(Math.abs(got[i]! - want) <= 1e-6 * Math.abs(want) + 1e-30)) throw new Error(`index ${i}: silu(${g[i]}) * ${u[i]}: got ${got[i]}, want ${want}`);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
+
 describe('cpu backend with simd: false', () => {
   it('keeps plain Float32Array buffers and the reference matmul, bit for bit', async () => {
     const be = new CpuBackend({ simd: false });

@@ -111,6 +111,11 @@ export class CpuBackend implements Backend {
   }
 
   siluGate(out: Buf, gate: Buf, up: Buf, n: number): void {
+    const ob = out as CpuBuf, gb = gate as CpuBuf, ub = up as CpuBuf;
+    if (this.wasm && ob.arena === this.arena && gb.arena === this.arena && ub.arena === this.arena) {
+      this.wasm.siluGate(ob.byteOffset, gb.byteOffset, ub.byteOffset, n); // f32x4 exp (a few ulps)
+      return;
+    }
     const o = d(out), g = d(gate), u = d(up);
     for (let i = 0; i < n; i++) {
       const v = g[i]!;

@@ -102,6 +102,8 @@ const SIMD = {
   f32x4Add: 0xe4, // lane-wise a + b
   f32x4Sub: 0xe5,
   f32x4Mul: 0xe6, // lane-wise a * b
+  f32x4Div: 0xe7,
+  f32x4Min: 0xe8, // lane-wise min (NaN if either lane is NaN)
   f32x4Max: 0xe9, // lane-wise max (NaN if either lane is NaN)
   i32x4TruncSatF32x4S: 0xf8, // f32 lanes -> i32 lanes, toward zero
 } as const;
@@ -415,8 +417,8 @@ function weightedSumFunction(): FunctionBuilder {
 // ---- exp and the log-sum-exp of rows -------------------------------------------------------
 
 /**
- * f32x4 exp for lanes in [-87, 0] (lower lanes are clamped to -87: e^-87 ~ 1.6e-38 instead of
- * a smaller number or 0), pushed on the stack from the v128 in local `v`:
+ * f32x4 exp, lanes clamped to [-87, 88] (e^-87 ~ 1.6e-38 stands in for anything smaller,
+ * e^88 ~ 1.7e38 for anything larger), pushed on the stack from the v128 in local `v`:
  *   n = nearest(v / ln 2), r = v - n ln 2 (|r| <= ln2 / 2; ln 2 split in a part with 16
  *   significant bits, so n * LN2_HI is exact, and the rest), e^r by its Taylor series to r^7
  *   (truncation error < r^8 / 8! ~ 5e-9, below f32 rounding), times 2^n built from the
@@ -425,7 +427,7 @@ function weightedSumFunction(): FunctionBuilder {
 const LN2_HI = 0.693145751953125;
 const LN2_LO = 1.428606765330187e-6;
 function emitExp(f: FunctionBuilder, v: number, n: number, r: number): void {
-  f.get(v).f32x4(-87).simd(SIMD.f32x4Max).tee(v);
+  f.get(v).f32x4(-87).simd(SIMD.f32x4Max).f32x4(88).simd(SIMD.f32x4Min).tee(v);
   f.f32x4(Math.LOG2E).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Nearest).set(n);
   f.get(v).get(n).f32x4(LN2_HI).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Sub);
   f.get(n).f32x4(LN2_LO).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Sub).set(r);
@@ -525,6 +527,50 @@ function expSumRowsFunction(): FunctionBuilder {
   return f;
 }
 
+/**
+ * siluGate(out, gate, up, n): out[i] = silu(gate[i]) * up[i] = gate / (1 + exp(-gate)) * up,
+ * f32x4 over the first n & ~3 values, then the rest one at a time through the same vector
+ * code (so every element gets the same arithmetic wherever it sits).
+ */
+function siluGateFunction(): FunctionBuilder {
+  const f = new FunctionBuilder([I32, I32, I32, I32]);
+  const [out, gate, up, n] = [0, 1, 2, 3];
+  const L = { i: f.local(I32), vecEnd: f.local(I32), end: f.local(I32), g: f.local(V128), v: f.local(V128), k: f.local(V128), r: f.local(V128) };
+  f.get(n).i32(~3).op(OP.i32And).i32(2).op(OP.i32Shl).set(L.vecEnd);
+  f.get(n).i32(2).op(OP.i32Shl).set(L.end);
+  /** silu(g) * u for the v128 in L.g, u pushed by `pushUp`, result on the stack */
+  const body = (pushUp: () => void) => {
+    f.f32x4(0).get(L.g).simd(SIMD.f32x4Sub).set(L.v); // v = -g
+    f.get(L.g);
+    emitExp(f, L.v, L.k, L.r);
+    f.f32x4(1).simd(SIMD.f32x4Add).simd(SIMD.f32x4Div); // g / (1 + e^-g)
+    pushUp();
+    f.simd(SIMD.f32x4Mul);
+  };
+  f.i32(0).set(L.i);
+  f.whileLoop(
+    () => f.get(L.i).get(L.vecEnd).op(OP.i32LtU),
+    () => {
+      f.get(gate).get(L.i).op(OP.i32Add).simd(SIMD.v128Load, ALIGN_F32, 0).set(L.g);
+      f.get(out).get(L.i).op(OP.i32Add);
+      body(() => f.get(up).get(L.i).op(OP.i32Add).simd(SIMD.v128Load, ALIGN_F32, 0));
+      f.simd(SIMD.v128Store, ALIGN_F32, 0);
+      f.addTo(L.i, () => f.i32(16));
+    },
+  );
+  f.whileLoop(
+    () => f.get(L.i).get(L.end).op(OP.i32LtU),
+    () => {
+      f.get(gate).get(L.i).op(OP.i32Add).op(OP.f32Load, ALIGN_F32, 0).simd(SIMD.f32x4Splat).set(L.g);
+      f.get(out).get(L.i).op(OP.i32Add);
+      body(() => f.get(up).get(L.i).op(OP.i32Add).op(OP.f32Load, ALIGN_F32, 0).simd(SIMD.f32x4Splat));
+      f.simd(SIMD.f32x4ExtractLane, 0).op(OP.f32Store, ALIGN_F32, 0);
+      f.addTo(L.i, () => f.i32(4));
+    },
+  );
+  return f;
+}
+
 /** i8x16.shuffle lane bytes putting f32 lane `lane` of the first operand in every lane */
 function laneBroadcast(lane: number): number[] {
   return Array.from({ length: 16 }, (_, i) => 4 * lane + (i % 4));
@@ -541,13 +587,15 @@ function laneZeroOnly(): number[] {
  *   (import "env" "memory" (memory 1))
  *   (func (export "matmul") (param out x w T K N ldx ldw ldo i32) ...)
  *   (func (export "weightedSum") (param out p v n hd ldv i32) ...)
- *   (func (export "expSumRows") (param x rows cols out i32) ...))
+ *   (func (export "expSumRows") (param x rows cols out i32) ...)
+ *   (func (export "siluGate") (param out gate up n i32) ...))
  */
 export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
   const fns: [string, FunctionBuilder][] = [
     ['matmul', matmulFunction()],
     ['weightedSum', weightedSumFunction()],
     ['expSumRows', expSumRowsFunction()],
+    ['siluGate', siluGateFunction()],
   ];
   const types = section(SEC.type, vec(fns.map(([, fn]) => [FUNC_TYPE, ...vec(fn.params.map((p) => [p])), ...vec([])])));
   const imports = section(SEC.import, vec([[...utf8('env'), ...utf8('memory'), EXTERN_MEMORY, 0x00, ...uleb(1)]])); // limits: min 1 page, no max
@@ -565,6 +613,8 @@ export interface WasmKernels {
   weightedSum(out: number, p: number, v: number, n: number, hd: number, ldv: number): void;
   /** out[2r] = max of row r of x (rows, cols), out[2r + 1] = sum of exp(x - max) (see expSumRowsFunction) */
   expSumRows(x: number, rows: number, cols: number, out: number): void;
+  /** out[i] = gate[i] / (1 + exp(-gate[i])) * up[i], i < n (see siluGateFunction) */
+  siluGate(out: number, gate: number, up: number, n: number): void;
 }
 
 let compiled: WebAssembly.Module | null | undefined; // undefined: not tried yet; null: no SIMD here
