@@ -147,9 +147,10 @@ export class CpuBackend implements Backend {
    * Each query's arithmetic is the same whatever else is in the batch (the mask only turns
    * slots off, and an off slot adds an exact 0), so a tree forward reproduces a step-by-step
    * decode bit for bit: greedy speculative decoding on this backend is exact.
-   * With SIMD the two inner loops run in wasm: the scores of one head for every query as a
-   * strided matmul (q rows against the cache rows of its kv head), then, after a softmax
-   * here, the weighted sum of value rows. Without it, `reference.attention`.
+   * With SIMD the heavy parts run in wasm: the scores of one head for every query as a
+   * strided matmul (q rows against the cache rows of its kv head), the softmax's exp (scale,
+   * mask, max and the sum in slot order stay here), and the weighted sum of value rows.
+   * Without it, `reference.attention`.
    */
   attention(out: Buf, q: Buf, kCache: Buf, vCache: Buf, p: AttentionParams): void {
     const o = out as CpuBuf, qb = q as CpuBuf, kb = kCache as CpuBuf, vb = vCache as CpuBuf;
@@ -161,30 +162,31 @@ export class CpuBackend implements Backend {
     }
     const { T, nHeads: H, nKvHeads: KVH, headDim: hd, past, mask } = p;
     const slots = past + T, group = H / KVH, kvStride = KVH * hd, scale = 1 / Math.sqrt(hd);
-    const sc = this.attentionScratch(T * H * slots); // (T, H, slots)
+    const row4 = (slots + 3) & ~3; // score rows padded to whole f32x4 vectors
+    const sc = this.attentionScratch(T * H * row4); // (T, H, row4)
     // raw scores[t, h, s] = q[t, h, :] . k[s, h / group, :] for every slot (masked ones too)
     for (let h = 0; h < H; h++) {
       const kvh = Math.floor(h / group);
-      wasm.matmul(sc.byteOffset + h * slots * 4, qb.byteOffset + h * hd * 4, kb.byteOffset + kvh * hd * 4, T, hd, slots, H * hd, kvStride, H * slots);
+      wasm.matmul(sc.byteOffset + h * row4 * 4, qb.byteOffset + h * hd * 4, kb.byteOffset + kvh * hd * 4, T, hd, slots, H * hd, kvStride, H * row4);
     }
     const s = sc.data;
     for (let t = 0; t < T; t++) {
-      const visible = mask ? slots : past + t + 1;
+      const visible = mask ? slots : past + t + 1, visible4 = (visible + 3) & ~3;
       const mo = t * slots;
       for (let h = 0; h < H; h++) {
-        const row = (t * H + h) * slots;
+        const row = (t * H + h) * row4;
+        // scaled and masked scores, -Infinity up to the vector boundary, then softmax in wasm
         let max = -Infinity;
         for (let j = 0; j < visible; j++) {
           const v = s[row + j]! * scale + (mask ? mask[mo + j]! : 0);
           s[row + j] = v;
           if (v > max) max = v;
         }
+        s.fill(-Infinity, row + visible, row + visible4);
+        wasm.expShift(sc.byteOffset + row * 4, visible4, Math.fround(max)); // e = exp(score - max), masked -> 0
+        // the sum in slot order (masked zeros add nothing, wherever they fall), then normalise
         let sum = 0;
-        for (let j = 0; j < visible; j++) {
-          const e = s[row + j] === -Infinity ? 0 : Math.exp(s[row + j]! - max);
-          s[row + j] = e;
-          sum += e;
-        }
+        for (let j = 0; j < visible; j++) sum += s[row + j]!;
         const inv = 1 / sum;
         for (let j = 0; j < visible; j++) s[row + j]! *= inv;
         const kvh = Math.floor(h / group);

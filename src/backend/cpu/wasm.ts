@@ -96,6 +96,8 @@ const SIMD = {
   f32x4Splat: 0x13, // f32 -> the same value in all four lanes
   i8x16Shuffle: 0x0d, // i8x16.shuffle <16 lane indices into the 32 bytes of two operands>
   f32x4ExtractLane: 0x1f, // f32x4.extract_lane <lane>: v128 -> f32
+  f32x4Eq: 0x41, // lane-wise a == b: all ones or all zeros
+  v128AndNot: 0x4f, // a & ~b
   f32x4Nearest: 0x6a, // round each lane to the nearest integer (ties to even)
   i32x4Shl: 0xab, // shift each i32 lane left by an i32 count
   i32x4Add: 0xae,
@@ -571,6 +573,33 @@ function siluGateFunction(): FunctionBuilder {
   return f;
 }
 
+/**
+ * expShift(x, n, max): x[j] = exp(x[j] - max) in place, j < n, n a multiple of 4 (attention
+ * pads its score rows); -Infinity entries become exactly 0. The caller sums the row: a
+ * lane-wise sum here would add a node's entries in an order that depends on where the
+ * masked gaps of a tree fall, and attention must not depend on them.
+ */
+function expShiftFunction(): FunctionBuilder {
+  const f = new FunctionBuilder([I32, I32, F32]);
+  const [x, n, max] = [0, 1, 2];
+  const L = { i: f.local(I32), end: f.local(I32), mx: f.local(V128), xv: f.local(V128), v: f.local(V128), k: f.local(V128), r: f.local(V128) };
+  f.get(n).i32(2).op(OP.i32Shl).set(L.end);
+  f.get(max).simd(SIMD.f32x4Splat).set(L.mx);
+  f.i32(0).set(L.i);
+  f.whileLoop(
+    () => f.get(L.i).get(L.end).op(OP.i32LtU),
+    () => {
+      f.get(x).get(L.i).op(OP.i32Add).simd(SIMD.v128Load, ALIGN_F32, 0).tee(L.xv).get(L.mx).simd(SIMD.f32x4Sub).set(L.v);
+      f.get(x).get(L.i).op(OP.i32Add); // store address, under the value
+      emitExp(f, L.v, L.k, L.r);
+      f.get(L.xv).f32x4(-Infinity).simd(SIMD.f32x4Eq).simd(SIMD.v128AndNot); // -Infinity -> exactly 0
+      f.simd(SIMD.v128Store, ALIGN_F32, 0);
+      f.addTo(L.i, () => f.i32(16));
+    },
+  );
+  return f;
+}
+
 /** i8x16.shuffle lane bytes putting f32 lane `lane` of the first operand in every lane */
 function laneBroadcast(lane: number): number[] {
   return Array.from({ length: 16 }, (_, i) => 4 * lane + (i % 4));
@@ -588,7 +617,8 @@ function laneZeroOnly(): number[] {
  *   (func (export "matmul") (param out x w T K N ldx ldw ldo i32) ...)
  *   (func (export "weightedSum") (param out p v n hd ldv i32) ...)
  *   (func (export "expSumRows") (param x rows cols out i32) ...)
- *   (func (export "siluGate") (param out gate up n i32) ...))
+ *   (func (export "siluGate") (param out gate up n i32) ...)
+ *   (func (export "expShift") (param x n i32) (param max f32) ...))
  */
 export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
   const fns: [string, FunctionBuilder][] = [
@@ -596,6 +626,7 @@ export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
     ['weightedSum', weightedSumFunction()],
     ['expSumRows', expSumRowsFunction()],
     ['siluGate', siluGateFunction()],
+    ['expShift', expShiftFunction()],
   ];
   const types = section(SEC.type, vec(fns.map(([, fn]) => [FUNC_TYPE, ...vec(fn.params.map((p) => [p])), ...vec([])])));
   const imports = section(SEC.import, vec([[...utf8('env'), ...utf8('memory'), EXTERN_MEMORY, 0x00, ...uleb(1)]])); // limits: min 1 page, no max
@@ -615,6 +646,8 @@ export interface WasmKernels {
   expSumRows(x: number, rows: number, cols: number, out: number): void;
   /** out[i] = gate[i] / (1 + exp(-gate[i])) * up[i], i < n (see siluGateFunction) */
   siluGate(out: number, gate: number, up: number, n: number): void;
+  /** x[j] = exp(x[j] - max) in place, j < n, n % 4 == 0, -Infinity -> 0 (see expShiftFunction) */
+  expShift(x: number, n: number, max: number): void;
 }
 
 let compiled: WebAssembly.Module | null | undefined; // undefined: not tried yet; null: no SIMD here
