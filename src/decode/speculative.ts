@@ -87,7 +87,7 @@ export async function generateSpeculative(
   const pendingTokens: number[] = [];
   const pendingHidden = new Float32Array(model.maxSeq * D);
   const one = [0]; // a plain step's input token
-  const withHidden = { hiddenOut: hidden };
+  const withHidden = drafter.usesHidden === false ? {} : { hiddenOut: hidden }; // zeros for a drafter that ignores them
 
   const tokens: number[] = [];
   let stopReason: GenerationResult['stopReason'] = 'max-tokens';
@@ -113,7 +113,7 @@ export async function generateSpeculative(
   model.reset();
   if (maxNew > 0) {
     const promptHidden = new Float32Array(prompt.length * D);
-    const logits = await model.forward(prompt, { hiddenOut: promptHidden });
+    const logits = await model.forward(prompt, drafter.usesHidden === false ? {} : { hiddenOut: promptHidden });
     steps++;
     prefillMs = performance.now() - t0;
     let t = performance.now();
@@ -141,7 +141,7 @@ export async function generateSpeculative(
         acceptedPerStep[0]!++;
         opts.budget?.observe(SINGLE_NODE, NONE_ACCEPTED, 0, stepVerifyMs);
         pendingTokens.push(root);
-        pendingHidden.set(hidden.subarray(0, D), (pendingTokens.length - 1) * D);
+        if (drafter.usesHidden !== false) pendingHidden.set(hidden.subarray(0, D), (pendingTokens.length - 1) * D);
         done = emit((root = next));
         continue;
       }

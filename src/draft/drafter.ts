@@ -24,6 +24,11 @@ export interface DraftCandidate {
 
 export interface Drafter {
   readonly name: string;
+  /**
+   * false: the drafter never reads `hidden` (prompt lookup, none), so the loop skips reading
+   * the base model's hidden states back and passes zeros. Default true.
+   */
+  readonly usesHidden?: boolean;
   /** Start a new sequence: `prompt` is in the base KV cache, with hidden states (prompt.length, D). */
   begin(prompt: readonly number[], hidden: Float32Array): Promise<void> | void;
   /**

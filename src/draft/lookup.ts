@@ -23,6 +23,7 @@ export interface PromptLookupOptions {
 
 export class PromptLookupDrafter implements Drafter {
   readonly name = 'lookup';
+  readonly usesHidden = false;
   readonly maxNgram: number;
   readonly minNgram: number;
   readonly maxCandidates: number;

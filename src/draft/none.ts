@@ -7,6 +7,7 @@ import type { DraftCandidate, Drafter } from './drafter.js';
 
 export class NoDrafter implements Drafter {
   readonly name = 'none';
+  readonly usesHidden = false;
   begin(): void {}
   propose(): DraftCandidate[] {
     return [];
