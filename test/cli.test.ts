@@ -89,7 +89,11 @@ describe('ctcspec CLI', () => {
     expect(spec.tokens).toEqual(plain.tokens);
     expect(forced.tokens).toEqual(plain.tokens);
     expect(forced.stats.steps).toBeLessThan(plain.stats.steps); // drafts were accepted (19 steps for 24 tokens when pinned)
-    expect(await fails(['generate', '--drafter', 'oracle'])).toMatch(/unknown drafter "oracle"/);
+    const unknown = await fails(['generate', '--drafter', 'oracle']);
+    expect(unknown).toMatch(/unknown drafter "oracle"/);
+    expect(unknown).toMatch(/heads there: .*ctc.*medusa/); // names what is there
+    expect(await fails(['generate', '--drafter', 'medusa:best-path'])).toMatch(/applies to CTC heads/);
+    expect(await fails(['generate', '--drafter', 'ctc:beam:x'])).toMatch(/unknown drafter/);
   });
 
   it('bench, greedy and sampling: a table, JSON and SVG; greedy outputs compared with plain, sampled ones not', async () => {

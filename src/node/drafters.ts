@@ -2,13 +2,14 @@
  * Node adapter: drafters by name, for the CLI and the bench.
  *   none                 no drafts (the loop is plain decoding)
  *   lookup               prompt lookup (n-gram copy from the prompt and the output)
- *   ctc                  the CTC draft head in <model>/drafters/ctc (beam search candidates)
- *   ctc:best-path        the same head, one draft: argmax per frame, collapsed
- *   ctc:no-collapse      the same head, one draft: argmax per frame, blanks dropped, repeats kept
- *   ctc-ce               the same module trained with per-slot cross-entropy (<model>/drafters/ctc-ce)
- *   medusa               Medusa heads in <model>/drafters/medusa
+ *   NAME                 the trained head in <model>/drafters/NAME (its config.json says CTC or
+ *                        Medusa); shipped: ctc (the CTC draft head), ctc-ce (the same module
+ *                        trained with per-slot cross-entropy), medusa (Medusa heads)
+ *   NAME:best-path       a CTC head, one draft: argmax per frame, collapsed
+ *   NAME:no-collapse     a CTC head, one draft: argmax per frame, blanks dropped, repeats kept
+ * A CTC head trained with the CTC loss proposes the top drafts of a prefix beam search.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaConfig } from '../model/config.js';
 import type { TensorMap } from '../tensor/dtype.js';
@@ -20,6 +21,7 @@ import { MedusaDrafter, type MedusaConfig } from '../draft/medusa.js';
 import { frozenBase } from '../draft/head-io.js';
 import { readDraftHead } from './train-drafter.js';
 
+/** the drafters the bench runs by default (every shipped head and the ablation variants) */
 export const DRAFTER_NAMES = ['none', 'lookup', 'ctc', 'ctc:best-path', 'ctc:no-collapse', 'ctc-ce', 'medusa'] as const;
 
 export interface LoadedDrafterFactory {
@@ -37,18 +39,27 @@ export async function loadDrafter(
 ): Promise<LoadedDrafterFactory> {
   if (name === 'none') return { name, make: () => new NoDrafter() };
   if (name === 'lookup') return { name, make: () => new PromptLookupDrafter() };
-  const [head, variant] = name.split(':') as [string, string | undefined];
-  if (!['ctc', 'ctc-ce', 'medusa'].includes(head) || (variant && !(head === 'ctc' && ['best-path', 'no-collapse'].includes(variant)))) {
-    throw new Error(`unknown drafter "${name}": expected one of ${DRAFTER_NAMES.join(', ')}`);
+  const [head, variant, ...rest] = name.split(':') as [string, string | undefined];
+  const known = (dir: string | undefined) => (dir && existsSync(join(dir, 'drafters')) ? readdirSync(join(dir, 'drafters')).filter((d) => existsSync(join(dir, 'drafters', d, 'config.json'))) : []);
+  if (!/^[\w.-]+$/.test(head) || rest.length > 0 || (variant !== undefined && !['best-path', 'no-collapse'].includes(variant))) {
+    throw new Error(`unknown drafter "${name}": expected none, lookup, or a head in <model>/drafters/ (optionally NAME:best-path or NAME:no-collapse)${known(modelDir).length ? `; found: ${known(modelDir).join(', ')}` : ''}`);
   }
   if (!modelDir) throw new Error(`drafter "${name}" needs a trained head: pass --model DIR with DIR/drafters/${head}`);
   const dir = join(modelDir, 'drafters', head);
   if (!existsSync(join(dir, 'config.json'))) {
-    throw new Error(`drafter "${name}": no trained head at ${dir} (train one with: npx ctcspec train-drafter --kind ${head === 'medusa' ? 'medusa' : 'ctc'}${head === 'ctc-ce' ? ' --loss ce' : ''})`);
+    const found = known(modelDir);
+    throw new Error(
+      `unknown drafter "${name}": no trained head at ${dir}` +
+        (found.length ? ` (heads there: ${found.join(', ')})` : '') +
+        ` (train one with: npx ctcspec train-drafter --kind ${head === 'medusa' ? 'medusa' : 'ctc'}${head === 'ctc-ce' ? ' --loss ce' : ''}${['ctc', 'ctc-ce', 'medusa'].includes(head) ? '' : ` --out ${dir}`})`,
+    );
   }
   const { config, tensors } = await readDraftHead(dir);
   const frozen = frozenBase(base.config, base.tensors);
-  if (config.kind === 'medusa') return { name, make: () => new MedusaDrafter(config as MedusaConfig, tensors, frozen) };
+  if (config.kind === 'medusa') {
+    if (variant) throw new Error(`drafter "${name}": ${variant} applies to CTC heads; ${head} holds Medusa heads`);
+    return { name, make: () => new MedusaDrafter(config as MedusaConfig, tensors, frozen) };
+  }
   const o: CtcDraftOptions = {};
   if (opts.beam !== undefined) {
     if (!(Number.isInteger(opts.beam) && opts.beam >= 1)) throw new Error(`--beam must be an integer >= 1, got ${opts.beam}`);
