@@ -13,8 +13,12 @@
  * speculative decoding stays (nearly) no slower than plain decoding on every backend. While
  * the budget is 0, a tree is tried anyway after `exploreEvery` plain steps, then after twice
  * as many, and so on (up to 1024), each as large as costs at most about one extra plain
- * step, so the estimates can recover without taxing a drafter that never pays. Drafting time includes the drafter catching
- * up on the tokens it missed (see speculative.ts).
+ * step, so the estimates can recover without taxing a drafter that never pays. The drafting
+ * time is the steady-state cost of a step: propose, plus catching up on one step's tokens
+ * (a catch-up after many plain steps is scaled down; see speculative.ts). Costs are corrected
+ * online from every step, with outliers capped. Last, a guard on what the model leaves out:
+ * the wall time actually spent per emitted token is tracked for plain and for drafting steps,
+ * and while drafting steps have been slower, the budget is 0 whatever the model says.
  */
 import type { Llama } from '../model/llama.js';
 import type { TokenTree } from './tree.js';
@@ -73,8 +77,12 @@ export async function measureVerifyCost(model: Llama, maxT: number, opts: { past
 export interface BudgetPolicy {
   /** drafts to verify this step (0 = a plain step: do not call the drafter) */
   choose(maxBudget: number): number;
-  /** after verification: which nodes of the tree were accepted, the drafting and verifying time */
-  observe(tree: TokenTree, accepted: readonly number[], draftMs: number, verifyMs?: number): void;
+  /**
+   * After verification: which nodes of the tree were accepted, the drafting and verifying
+   * time, and how many draft nodes the step allowed (`asked`: 0 for a plain step; default
+   * the tree's draft nodes). Allowed nodes the drafter did not propose count as rejected.
+   */
+  observe(tree: TokenTree, accepted: readonly number[], draftMs: number, verifyMs?: number, asked?: number): void;
 }
 
 /** A fixed budget (the `--tree-budget N` option). */
@@ -86,6 +94,13 @@ export class AdaptiveBudget implements BudgetPolicy {
   private accepted: Float64Array; // decayed counts: node of rank r accepted
   private seen: Float64Array; // decayed counts: node of rank r verified
   private draftMs = 0;
+  private draftSamples = 0;
+  // realized speed, [plain steps, drafting steps]: ms per emitted token, and sample counts
+  private realizedMsPerToken = new Float64Array(2);
+  private realizedSamples = new Float64Array(2);
+  private lastChooseAt = 0;
+  private lastChoice = -1; // -1: nothing to attribute yet
+  private lastTokens = 0;
   private interval: number; // plain steps between explorations (doubles while exploring fails)
   private sinceExplore = 0;
 
@@ -122,6 +137,7 @@ export class AdaptiveBudget implements BudgetPolicy {
   }
 
   choose(maxBudget: number): number {
+    this.recordRealized();
     const max = Math.min(maxBudget, this.verifyCost.length - 1);
     // rate(n) for every n in one pass: expected tokens is a running sum over ranks
     let best = 0, bestRate = this.rate(0), tokens = 1;
@@ -133,17 +149,42 @@ export class AdaptiveBudget implements BudgetPolicy {
         bestRate = r;
       }
     }
+    // The guard: the model above leaves out whatever it does not measure (drafter and base
+    // model evicting each other's weights from the caches, bookkeeping, timer noise). What the
+    // steps really took is known: if drafting steps have been emitting tokens more slowly than
+    // plain steps, believe that over the model and go plain (exploration still re-tests it).
+    if (best > 0 && this.realizedSamples[1] >= 8 && this.realizedMsPerToken[1] > this.plainMsPerToken()) best = 0;
     const every = this.opts.exploreEvery ?? 0;
     if (best > 0 || every === 0) {
       this.interval = every;
       this.sinceExplore = 0;
-      return best;
+      return (this.lastChoice = best);
     }
     // drafting does not pay: try a small tree now and then, less often each time it fails
-    if (++this.sinceExplore < this.interval) return 0;
+    if (++this.sinceExplore < this.interval) return (this.lastChoice = 0);
     this.sinceExplore = 0;
     this.interval = Math.min(2 * this.interval, 1024);
-    return Math.min(max, this.exploreSize());
+    return (this.lastChoice = Math.min(max, this.exploreSize()));
+  }
+
+  /** wall time since the last choice, per token that step emitted, into the plain or drafting average */
+  private recordRealized(): void {
+    const now = performance.now();
+    if (this.lastChoice >= 0 && this.lastTokens > 0) {
+      const k = this.lastChoice > 0 ? 1 : 0, ms = (now - this.lastChooseAt) / this.lastTokens;
+      // outliers (a pause between generations) capped as for the costs
+      const prev = this.realizedMsPerToken[k]!;
+      this.realizedMsPerToken[k] = this.realizedSamples[k] === 0 ? ms : 0.95 * prev + 0.05 * Math.min(ms, 1.5 * prev);
+      this.realizedSamples[k]!++;
+    }
+    this.lastChooseAt = now;
+    this.lastChoice = -1;
+    this.lastTokens = 0;
+  }
+
+  /** plain decoding's realized milliseconds per token, or the measured c(1) before there are enough plain steps */
+  private plainMsPerToken(): number {
+    return this.realizedSamples[0]! >= 8 ? this.realizedMsPerToken[0]! : this.verifyCost[0]!;
   }
 
   /** exploring costs at most about one extra plain step: the largest tree verified within 2 c(1) */
@@ -153,24 +194,33 @@ export class AdaptiveBudget implements BudgetPolicy {
     return n;
   }
 
-  observe(tree: TokenTree, accepted: readonly number[], draftMs: number, verifyMs?: number): void {
+  observe(tree: TokenTree, accepted: readonly number[], draftMs: number, verifyMs?: number, asked?: number): void {
     const decay = this.opts.decay ?? 0.98;
     // the start-up calibration is a few samples on a possibly busy machine: keep correcting
     // the cost of the tree sizes actually verified, and keep the curve non-decreasing
     if (verifyMs !== undefined && verifyMs > 0 && tree.size <= this.verifyCost.length) {
-      const c = this.verifyCost;
-      c[tree.size - 1] = 0.9 * c[tree.size - 1]! + 0.1 * verifyMs;
+      const c = this.verifyCost, i = tree.size - 1;
+      // a sample far above the estimate is usually a pause (GC, another process), not a new
+      // cost: cap its pull, so one outlier cannot lift every larger size through the max below
+      c[i] = 0.9 * c[i]! + 0.1 * Math.min(verifyMs, 1.5 * c[i]!);
       for (let i = tree.size; i < c.length; i++) c[i] = Math.max(c[i]!, c[i - 1]!);
       for (let i = tree.size - 2; i >= 0; i--) c[i] = Math.min(c[i]!, c[i + 1]!);
     }
-    if (tree.size === 1) return; // a plain step: nothing drafted, nothing to learn about drafts
-    // rank the tree's draft nodes by score, best first (node 0 is the root)
+    this.lastTokens = 1 + accepted.length;
+    asked ??= tree.size - 1;
+    if (asked === 0) return; // a plain step: nothing drafted, nothing to learn about drafts
+    // rank the tree's draft nodes by score, best first (node 0 is the root); ranks the drafter
+    // left empty (it proposed fewer nodes than allowed, or none) are misses: the acceptance
+    // per rank is then per step that asked for it, which is what the expected tokens need
     const nodes = Array.from({ length: tree.size - 1 }, (_, i) => i + 1).sort((a, b) => tree.score[b]! - tree.score[a]! || a - b);
     const hit = new Set(accepted);
-    for (let r = 0; r < nodes.length && r < this.seen.length; r++) {
+    for (let r = 0; r < Math.max(nodes.length, asked) && r < this.seen.length; r++) {
       this.seen[r] = this.seen[r]! * decay + 1;
-      this.accepted[r] = this.accepted[r]! * decay + (hit.has(nodes[r]!) ? 1 : 0);
+      this.accepted[r] = this.accepted[r]! * decay + (r < nodes.length && hit.has(nodes[r]!) ? 1 : 0);
     }
-    if (nodes.length > 0) this.draftMs = this.draftMs === 0 ? draftMs : 0.9 * this.draftMs + 0.1 * draftMs;
+    // the first drafting step of a run is a cold start (JIT, caches): skip it, and cap the
+    // pull of outliers as for the verify cost, since declined drafting is re-measured rarely
+    if (++this.draftSamples === 1) return;
+    this.draftMs = this.draftMs === 0 ? draftMs : 0.9 * this.draftMs + 0.1 * Math.min(draftMs, 1.5 * this.draftMs);
   }
 }

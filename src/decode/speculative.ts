@@ -11,7 +11,8 @@
  *   3. verify -> accepted path + bonus; compact(keep = [0, ...accepted]): the accepted KV rows
  *      move into place, the rejected ones are simply overwritten later
  *   4. the kept tokens and their final hidden states are queued for the drafter (it gets them,
- *      in one drafter.accept call, right before it next proposes); emit accepted tokens, then
+ *      in one drafter.accept call, right before it next proposes; the prompt too, through
+ *      drafter.begin at the first drafting step); emit accepted tokens, then
  *      the bonus (the next root), stopping at EOS / maxNewTokens / a full context exactly where
  *      plain generation stops
  * Size limits per step: depth <= min(maxDraftLen, tokens left - 1) (the bonus is the last
@@ -50,7 +51,7 @@ export interface SpeculativeOptions extends GenerateOptions {
 }
 
 export interface SpeculativeStats extends GenerationStats {
-  draftMs: number; // in drafter.begin / propose / accept
+  draftMs: number; // in drafter.begin / propose / accept (begin runs at the first drafting step)
   verifyMs: number; // tree building, the tree forward, verification, KV compaction
   /** acceptedPerStep[k] = verification steps that accepted k drafted tokens (the prefill is not one) */
   acceptedPerStep: number[];
@@ -81,9 +82,10 @@ export async function generateSpeculative(
   const positions = new Int32Array(maxT);
   const hidden = new Float32Array(maxT * D);
   const acceptedPerStep = new Array<number>(maxDraftLen + 1).fill(0);
-  // Tokens that entered the cache but not yet the drafter, with their hidden states. The
-  // drafter catches up in one batch right before it proposes, so steps without drafting (a
-  // budget of 0, or no room) cost it nothing, and a stateful drafter pays one batched pass.
+  // Tokens that entered the cache but not yet the drafter, with their hidden states, starting
+  // with the prompt. The drafter catches up in one batch right before it proposes (begin() with
+  // everything so far the first time), so steps without drafting (a budget of 0, or no room)
+  // cost it nothing, and a generation that never drafts never runs the drafter at all.
   const pendingTokens: number[] = [];
   const pendingHidden = new Float32Array(model.maxSeq * D);
   const one = [0]; // a plain step's input token
@@ -112,13 +114,11 @@ export async function generateSpeculative(
   const t0 = performance.now();
   model.reset();
   if (maxNew > 0) {
-    const promptHidden = new Float32Array(prompt.length * D);
-    const logits = await model.forward(prompt, drafter.usesHidden === false ? {} : { hiddenOut: promptHidden });
+    const logits = await model.forward(prompt, drafter.usesHidden === false ? {} : { hiddenOut: pendingHidden.subarray(0, prompt.length * D) });
     steps++;
     prefillMs = performance.now() - t0;
-    let t = performance.now();
-    await drafter.begin(prompt, promptHidden);
-    draftMs += performance.now() - t;
+    pendingTokens.push(...prompt);
+    let begun = false, t = 0;
 
     let root = sampler.sample(logits);
     let done = emit(root);
@@ -139,7 +139,7 @@ export async function generateSpeculative(
         const stepVerifyMs = performance.now() - t;
         verifyMs += stepVerifyMs;
         acceptedPerStep[0]!++;
-        opts.budget?.observe(SINGLE_NODE, NONE_ACCEPTED, 0, stepVerifyMs);
+        opts.budget?.observe(SINGLE_NODE, NONE_ACCEPTED, 0, stepVerifyMs, 0);
         pendingTokens.push(root);
         if (drafter.usesHidden !== false) pendingHidden.set(hidden.subarray(0, D), (pendingTokens.length - 1) * D);
         done = emit((root = next));
@@ -147,13 +147,15 @@ export async function generateSpeculative(
       }
 
       t = performance.now();
-      if (pendingTokens.length > 0) {
-        await drafter.accept(pendingTokens, pendingHidden.subarray(0, pendingTokens.length * D));
-        pendingTokens.length = 0;
-      }
+      const caughtUp = pendingTokens.length;
+      if (!begun) await drafter.begin(pendingTokens, pendingHidden.subarray(0, caughtUp * D));
+      else if (caughtUp > 0) await drafter.accept(pendingTokens, pendingHidden.subarray(0, caughtUp * D));
+      begun = true;
+      pendingTokens.length = 0;
+      const t1 = performance.now();
       const candidates = await drafter.propose(root, maxDepth);
-      const stepDraftMs = performance.now() - t;
-      draftMs += stepDraftMs;
+      const proposeMs = performance.now() - t1, catchUpMs = t1 - t;
+      draftMs += proposeMs + catchUpMs;
       checkCandidates(drafter, candidates, V);
 
       t = performance.now();
@@ -162,7 +164,7 @@ export async function generateSpeculative(
       const treeLogits =
         tree.size === 1
           ? await model.forward(tree.tokens, withHidden)
-          : await model.forwardTree(tree.tokens, treePositions(tree, past, positions), treeAttentionMask(tree, past, mask), { hiddenOut: hidden });
+          : await model.forwardTree(tree.tokens, treePositions(tree, past, positions), treeAttentionMask(tree, past, mask), withHidden);
       steps++;
       const { accepted, bonus } = sampler.temperature === 0 ? verifyGreedy(tree, treeLogits, V) : verifySampling(tree, treeLogits, sampler);
       const keep = [0, ...accepted];
@@ -170,12 +172,15 @@ export async function generateSpeculative(
       const stepVerifyMs = performance.now() - t;
       verifyMs += stepVerifyMs;
       acceptedPerStep[accepted.length]!++;
-      opts.budget?.observe(tree, accepted, stepDraftMs, stepVerifyMs);
+      // what drafting costs per step once it runs every step: propose, and catching up on the
+      // tokens one step adds (a catch-up after many plain steps is not what the next step costs)
+      const steadyDraftMs = proposeMs + (caughtUp > 0 ? (catchUpMs * keep.length) / caughtUp : 0);
+      opts.budget?.observe(tree, accepted, steadyDraftMs, stepVerifyMs, room);
 
       // the kept nodes enter the drafter's queue: it catches up in one batch when next asked
       for (const n of keep) {
         pendingTokens.push(tree.tokens[n]!);
-        pendingHidden.set(hidden.subarray(n * D, (n + 1) * D), (pendingTokens.length - 1) * D);
+        if (drafter.usesHidden !== false) pendingHidden.set(hidden.subarray(n * D, (n + 1) * D), (pendingTokens.length - 1) * D);
       }
 
       for (const n of accepted) if ((done = emit(tree.tokens[n]!))) break;

@@ -29,7 +29,11 @@ export interface Drafter {
    * the base model's hidden states back and passes zeros. Default true.
    */
   readonly usesHidden?: boolean;
-  /** Start a new sequence: `prompt` is in the base KV cache, with hidden states (prompt.length, D). */
+  /**
+   * Start a new sequence: `prompt` is in the base KV cache, with hidden states (prompt.length, D).
+   * The loop calls it lazily, right before the first proposal, so `prompt` is the prompt plus
+   * any tokens emitted by plain steps before drafting began.
+   */
   begin(prompt: readonly number[], hidden: Float32Array): Promise<void> | void;
   /**
    * Candidates that may follow `root` (the last emitted token, not yet in the cache), at most
