@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { CpuBackend } from '../src/backend/cpu/cpu.js';
 import { AdaptiveBudget, measureVerifyCost } from '../src/decode/cost-model.js';
 import { generate } from '../src/decode/generate.js';
@@ -35,6 +35,45 @@ describe('tree budget cost model', () => {
     const two = new AdaptiveBudget(Float64Array.from({ length: 9 }, (_, i) => 1 + i / 2));
     for (let i = 0; i < 200; i++) two.observe(tree, [1, 2], 0);
     expect(two.choose(8)).toBe(2);
+  });
+
+  it('a drafter that proposes nothing (the allowed ranks stay empty) drives the budget to 0', () => {
+    const flat = Float64Array.from({ length: 9 }, () => 1); // drafting would be free
+    const empty = buildTree([], 8, { rootToken: 0 });
+    const b = new AdaptiveBudget(flat);
+    expect(b.choose(8)).toBeGreaterThan(0); // the prior is optimistic
+    for (let i = 0; i < 300; i++) b.observe(empty, [], 0.01, 1, 8);
+    expect(b.choose(8)).toBe(0);
+  });
+
+  it('the realized-speed guard: drafting steps that emit tokens more slowly than plain steps switch drafting off', () => {
+    let clock = 0;
+    const spy = vi.spyOn(performance, 'now').mockImplementation(() => clock);
+    try {
+      const tree = buildTree([{ tokens: [1, 2, 3, 4], score: 0 }], 4, { rootToken: 0 });
+      // the model says drafting pays: free verification, every draft accepted
+      const b = new AdaptiveBudget(Float64Array.from({ length: 9 }, () => 1));
+      for (let i = 0; i < 50; i++) b.observe(tree, [1, 2, 3, 4], 0.01);
+      expect(b.choose(4)).toBe(4);
+      // reality: a drafting step takes 10 ms for its 5 tokens (2 ms/token), a plain step 1 ms
+      const single = buildTree([], 0, { rootToken: 0 });
+      const choices: number[] = [];
+      for (let i = 0; i < 60; i++) {
+        const n = b.choose(4);
+        choices.push(n);
+        if (n > 0) {
+          clock += 10;
+          b.observe(tree, [1, 2, 3, 4], 0.01, 1, n);
+        } else {
+          clock += 1;
+          b.observe(single, [], 0, 1, 0);
+        }
+      }
+      expect(choices.slice(0, 8)).toEqual([4, 4, 4, 4, 4, 4, 4, 4]); // the model's choice until the guard has 8 samples
+      expect(choices.slice(-20).every((n) => n === 0)).toBe(true);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('speculative decoding with the adaptive budget stays token-for-token equal to plain greedy decoding', async () => {
