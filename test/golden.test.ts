@@ -4,7 +4,7 @@
  * same code). A change to any kernel, the model, the tokenizer or the weights that alters
  * the output shows up here. The speculative drafters must reproduce the same tokens.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/backend/cpu/cpu.js';
@@ -51,7 +51,9 @@ describe('shipped model (weights/base), greedy', async () => {
     const maxNewTokens = 24;
     const reference = [];
     for (const p of prompts) reference.push((await generate(model, p, { maxNewTokens })).tokens);
-    for (const name of ['lookup', 'medusa', 'ctc', 'ctc:best-path', 'ctc:no-collapse', 'ctc-ce']) {
+    const shipped = readdirSync(join(modelDir, 'drafters')).sort();
+    expect(shipped).toEqual(['ctc', 'ctc-ce', 'ctc-l6', 'medusa']); // a new head must be added here
+    for (const name of ['lookup', 'medusa', 'ctc', 'ctc:best-path', 'ctc:no-collapse', 'ctc-ce', 'ctc-l6', 'ctc-l6:best-path']) {
       const drafter = (await loadDrafter(name, modelDir, { config, tensors })).make();
       let drafted = 0;
       for (let i = 0; i < prompts.length; i++) {

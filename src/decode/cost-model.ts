@@ -5,10 +5,13 @@
  * token on a GPU (c(16) is barely c(1)) and close to linear on a CPU. A tree of n drafts
  * emits 1 + E[accepted | n] tokens. So the best budget maximises
  *
- *     rate(n) = (1 + sum_{r < n} p_r) / (c(n + 1) + draftMs)        (rate(0) = 1 / c(1))
+ *     rate(n) = (1 + q sum_{r < n} p_r) / (q c(n + 1) + (1 - q) c(1) + draftMs)
+ *     rate(0) = 1 / c(1)
  *
- * where p_r is the chance that the r-th best draft node (by drafter score) is accepted,
- * estimated online from every verification. If no n beats plain decoding, the budget is 0:
+ * where p_r is the chance that the r-th best draft node (by drafter score) is accepted when
+ * the drafter proposes, and q the share of steps in which it proposes anything at all (prompt
+ * lookup often finds no match: such a step verifies the root alone), both estimated online
+ * from every verification. If no n beats plain decoding, the budget is 0:
  * the step is a plain decode step and the drafter is not even asked, which is how
  * speculative decoding stays (nearly) no slower than plain decoding on every backend. While
  * the budget is 0, a tree is tried anyway after `exploreEvery` plain steps, then after twice
@@ -95,6 +98,8 @@ export class AdaptiveBudget implements BudgetPolicy {
   private seen: Float64Array; // decayed counts: node of rank r verified
   private draftMs = 0;
   private draftSamples = 0;
+  private proposed = 1; // decayed count of drafting steps with drafts (prior: 1 of 1)
+  private askedSteps = 1;
   // realized speed, [plain steps, drafting steps]: ms per emitted token, and sample counts
   private realizedMsPerToken = new Float64Array(2);
   private realizedSamples = new Float64Array(2);
@@ -129,21 +134,32 @@ export class AdaptiveBudget implements BudgetPolicy {
     return this.accepted[r]! / this.seen[r]!;
   }
 
-  /** expected tokens per second with n drafts */
+  /** share of drafting steps in which the drafter proposed anything (the rest verify the root alone) */
+  proposing(): number {
+    return this.proposed / this.askedSteps;
+  }
+
+  /**
+   * expected tokens per millisecond with n drafts: with chance q the drafter proposes and the
+   * step verifies n + 1 tokens, else it verifies the root alone; drafting is paid either way
+   */
   rate(n: number): number {
-    let tokens = 1;
+    if (n === 0) return 1 / this.verifyCost[0]!;
+    let tokens = 0;
     for (let r = 0; r < n; r++) tokens += this.acceptance(r);
-    return tokens / (this.verifyCost[n]! + (n > 0 ? this.draftMs : 0));
+    const q = this.proposing();
+    return (1 + q * tokens) / (q * this.verifyCost[n]! + (1 - q) * this.verifyCost[0]! + this.draftMs);
   }
 
   choose(maxBudget: number): number {
     this.recordRealized();
     const max = Math.min(maxBudget, this.verifyCost.length - 1);
     // rate(n) for every n in one pass: expected tokens is a running sum over ranks
-    let best = 0, bestRate = this.rate(0), tokens = 1;
+    const q = this.proposing(), c1 = this.verifyCost[0]!;
+    let best = 0, bestRate = this.rate(0), tokens = 0;
     for (let n = 1; n <= max; n++) {
       tokens += this.acceptance(n - 1);
-      const r = tokens / (this.verifyCost[n]! + this.draftMs);
+      const r = (1 + q * tokens) / (q * this.verifyCost[n]! + (1 - q) * c1 + this.draftMs);
       if (r > bestRate) {
         best = n;
         bestRate = r;
@@ -209,12 +225,14 @@ export class AdaptiveBudget implements BudgetPolicy {
     this.lastTokens = 1 + accepted.length;
     asked ??= tree.size - 1;
     if (asked === 0) return; // a plain step: nothing drafted, nothing to learn about drafts
-    // rank the tree's draft nodes by score, best first (node 0 is the root); ranks the drafter
-    // left empty (it proposed fewer nodes than allowed, or none) are misses: the acceptance
-    // per rank is then per step that asked for it, which is what the expected tokens need
+    // how often the drafter proposes at all; a step without drafts verified the root alone
+    this.askedSteps = this.askedSteps * decay + 1;
+    this.proposed = this.proposed * decay + (tree.size > 1 ? 1 : 0);
+    // rank the tree's draft nodes by score, best first (node 0 is the root); in a step with
+    // drafts, ranks the drafter left empty (fewer nodes than allowed) count as misses
     const nodes = Array.from({ length: tree.size - 1 }, (_, i) => i + 1).sort((a, b) => tree.score[b]! - tree.score[a]! || a - b);
     const hit = new Set(accepted);
-    for (let r = 0; r < Math.max(nodes.length, asked) && r < this.seen.length; r++) {
+    for (let r = 0; r < (nodes.length > 0 ? Math.max(nodes.length, asked) : 0) && r < this.seen.length; r++) {
       this.seen[r] = this.seen[r]! * decay + 1;
       this.accepted[r] = this.accepted[r]! * decay + (r < nodes.length && hit.has(nodes[r]!) ? 1 : 0);
     }
