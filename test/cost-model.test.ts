@@ -71,6 +71,18 @@ describe('tree budget cost model', () => {
       }
       expect(choices.slice(0, 8)).toEqual([4, 4, 4, 4, 4, 4, 4, 4]); // the model's choice until the guard has 8 samples
       expect(choices.slice(-20).every((n) => n === 0)).toBe(true);
+      // with exploreEvery, the held-off choice is re-tested every exploreEvery steps, not more
+      const e = new AdaptiveBudget(Float64Array.from({ length: 9 }, () => 1), { exploreEvery: 5 });
+      for (let i = 0; i < 50; i++) e.observe(tree, [1, 2, 3, 4], 0.01);
+      const retest: number[] = [];
+      for (let i = 0; i < 100; i++) {
+        const n = e.choose(4);
+        retest.push(n);
+        clock += n > 0 ? 10 : 1;
+        e.observe(n > 0 ? tree : single, n > 0 ? [1, 2, 3, 4] : [], n > 0 ? 0.01 : 0, 1, n);
+      }
+      const drafted = retest.slice(-50).filter((n) => n > 0).length;
+      expect(drafted).toBe(10); // one in 5
     } finally {
       spy.mockRestore();
     }

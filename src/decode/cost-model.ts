@@ -106,6 +106,7 @@ export class AdaptiveBudget implements BudgetPolicy {
   private lastChooseAt = 0;
   private lastChoice = -1; // -1: nothing to attribute yet
   private lastTokens = 0;
+  private sinceGuard = 0; // steps the guard has held drafting off since its last re-test
   private interval: number; // plain steps between explorations (doubles while exploring fails)
   private sinceExplore = 0;
 
@@ -168,9 +169,18 @@ export class AdaptiveBudget implements BudgetPolicy {
     // The guard: the model above leaves out whatever it does not measure (drafter and base
     // model evicting each other's weights from the caches, bookkeeping, timer noise). What the
     // steps really took is known: if drafting steps have been emitting tokens more slowly than
-    // plain steps, believe that over the model and go plain (exploration still re-tests it).
-    if (best > 0 && this.realizedSamples[1] >= 8 && this.realizedMsPerToken[1] > this.plainMsPerToken()) best = 0;
+    // plain steps, believe that over the model and go plain. The model's choice is still
+    // tried every `exploreEvery` steps (not less and less often, as when the model itself
+    // says no), so a slow start cannot switch a good drafter off for good; if drafting really
+    // is slower, that costs one drafting step in exploreEvery + 1.
     const every = this.opts.exploreEvery ?? 0;
+    if (best > 0 && this.realizedSamples[1] >= 8 && this.realizedMsPerToken[1] > this.plainMsPerToken()) {
+      if (every > 0 && ++this.sinceGuard >= every) {
+        this.sinceGuard = 0;
+        return (this.lastChoice = best);
+      }
+      return (this.lastChoice = 0);
+    }
     if (best > 0 || every === 0) {
       this.interval = every;
       this.sinceExplore = 0;
@@ -190,7 +200,7 @@ export class AdaptiveBudget implements BudgetPolicy {
       const k = this.lastChoice > 0 ? 1 : 0, ms = (now - this.lastChooseAt) / this.lastTokens;
       // outliers (a pause between generations) capped as for the costs
       const prev = this.realizedMsPerToken[k]!;
-      this.realizedMsPerToken[k] = this.realizedSamples[k] === 0 ? ms : 0.95 * prev + 0.05 * Math.min(ms, 1.5 * prev);
+      this.realizedMsPerToken[k] = this.realizedSamples[k] === 0 ? ms : 0.9 * prev + 0.1 * Math.min(ms, 1.5 * prev);
       this.realizedSamples[k]!++;
     }
     this.lastChooseAt = now;
