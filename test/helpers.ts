@@ -1,4 +1,8 @@
 // The tiny-model helpers live in the public testing entry point (ctcspec/testing).
+import fc from 'fast-check';
+import { expect } from 'vitest';
+import type { Backend } from '../src/backend/backend.js';
+import { tinyConfig, tinyModel } from '../src/testing/index.js';
 export { spreadWeights, tinyConfig, tinyModel } from '../src/testing/index.js';
 
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -25,4 +29,35 @@ export function depths(parent: readonly number[]): number[] {
   const d: number[] = [];
   for (let i = 0; i < parent.length; i++) d.push(parent[i]! < 0 ? 0 : d[parent[i]!]! + 1);
   return d;
+}
+
+/**
+ * The batch-invariance property of a backend: for random tiny models, prefixes and trees,
+ * a tree forward gives every node bit-identical logits to a step-by-step decode of its root
+ * path (what makes greedy speculative decoding on that backend exact).
+ */
+export async function checkTreeEqualsDecode(backend: Backend, numRuns: number): Promise<void> {
+  const treeArb = fc.integer({ min: 1, max: 10 }).chain((n) => fc.tuple(...Array.from({ length: n }, (_, i) => fc.integer({ min: -1, max: i - 1 }))));
+  const tokens = (V: number, min: number, max: number) => fc.array(fc.integer({ min: 0, max: V - 1 }), { minLength: min, maxLength: max });
+  await fc.assert(
+    fc.asyncProperty(
+      tinyConfig.chain((c) => fc.tuple(fc.constant(c), tokens(c.vocab_size, 1, 9), treeArb, tokens(c.vocab_size, 10, 10))),
+      async ([config, prefix, parentTuple, pool]) => {
+        const V = config.vocab_size, parent = parentTuple as number[], T = parent.length;
+        const m = tinyModel(backend, config, 12);
+        await m.forward(prefix);
+        const tree = Float32Array.from(await m.forwardTree(pool.slice(0, T), depths(parent).map((d) => prefix.length + d), treeMask(parent, prefix.length)));
+        for (let i = 0; i < T; i++) {
+          const path: number[] = [];
+          for (let j = i; j >= 0; j = parent[j]!) path.unshift(pool[j]!);
+          m.reset();
+          await m.forward(prefix);
+          let l = new Float32Array(0);
+          for (const tok of path) l = Float32Array.from(await m.forward([tok]));
+          expect(Array.from(tree.subarray(i * V, (i + 1) * V))).toEqual(Array.from(l));
+        }
+      },
+    ),
+    { numRuns },
+  );
 }

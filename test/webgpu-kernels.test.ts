@@ -12,7 +12,7 @@ import type { AttentionParams, Backend, Buf } from '../src/backend/backend.js';
 import { CpuBackend } from '../src/backend/cpu/cpu.js';
 import { WebGPUBackend } from '../src/backend/webgpu/webgpu.js';
 import { createNodeWebGPU } from '../src/node/webgpu.js';
-import { depths, tinyConfig, tinyModel, treeMask } from './helpers.js';
+import { checkTreeEqualsDecode } from './helpers.js';
 
 let gpu: WebGPUBackend;
 const cpu = new CpuBackend();
@@ -286,29 +286,7 @@ describe('webgpu batch invariance', () => {
     // what makes greedy speculative decoding on this backend exact: every matmul of up to
     // matvecMaxT rows takes matmul_vec (rows independent of T), attention and the rest are per row
     expect(gpu.matvecMaxT).toBeGreaterThanOrEqual(64);
-    const treeArb = fc.integer({ min: 1, max: 10 }).chain((n) => fc.tuple(...Array.from({ length: n }, (_, i) => fc.integer({ min: -1, max: i - 1 }))));
-    const tokens = (V: number, min: number, max: number) => fc.array(fc.integer({ min: 0, max: V - 1 }), { minLength: min, maxLength: max });
-    await fc.assert(
-      fc.asyncProperty(
-        tinyConfig.chain((c) => fc.tuple(fc.constant(c), tokens(c.vocab_size, 1, 9), treeArb, tokens(c.vocab_size, 10, 10))),
-        async ([config, prefix, parentTuple, pool]) => {
-          const V = config.vocab_size, parent = parentTuple as number[], T = parent.length;
-          const m = tinyModel(gpu, config, 12);
-          await m.forward(prefix);
-          const tree = Float32Array.from(await m.forwardTree(pool.slice(0, T), depths(parent).map((d) => prefix.length + d), treeMask(parent, prefix.length)));
-          for (let i = 0; i < T; i++) {
-            const path: number[] = [];
-            for (let j = i; j >= 0; j = parent[j]!) path.unshift(pool[j]!);
-            m.reset();
-            await m.forward(prefix);
-            let l = new Float32Array(0);
-            for (const tok of path) l = Float32Array.from(await m.forward([tok]));
-            expect(Array.from(tree.subarray(i * V, (i + 1) * V))).toEqual(Array.from(l));
-          }
-        },
-      ),
-      { numRuns: 12 },
-    );
+    await checkTreeEqualsDecode(gpu, 12);
   });
 });
 
