@@ -148,6 +148,34 @@ describe('CtcHeadDrafter', () => {
     expect(multi).toBeGreaterThan(0);
   });
 
+  it('with a shortlist: frame logits are the full head\'s columns for those tokens (+ BLANK), drafts use only them', async () => {
+    const base = tinyBase(tinyBaseConfig({ D: 16, V: 10 }), 9);
+    const cfg = ctcHeadConfig(base.config, { frames: 8, draftLen: 4 });
+    const set = await tinyDistill(base, 1, 16, 9);
+    await fc.assert(
+      fc.property(
+        fc.record({ seed: fc.nat(500), root: fc.nat(9), list: fc.uniqueArray(fc.nat(9), { minLength: 1, maxLength: 10 }), best: fc.boolean() }),
+        ({ seed, root, list, best }) => {
+          const w = spreadHead(cfg, seed, 30), opts = best ? { candidates: 'best-path' as const } : { topK: 6 };
+          const full = new CtcHeadDrafter(cfg, w, base.frozen, opts, backend);
+          const short = new CtcHeadDrafter(cfg, w, base.frozen, { ...opts, shortlist: list }, backend);
+          for (const d of [full, short]) d.begin(Array.from(set.tokens.subarray(0, 5)), set.hidden.subarray(0, 5 * cfg.hidden_size));
+          const C = cfg.vocab_size + 1, M = list.length + 1;
+          const fl = Float32Array.from(full.frameLogProbs(root)), sl = short.frameLogProbs(root);
+          for (let f = 0; f < cfg.frames; f++) {
+            // the same logits, normalised over fewer classes: differences are one constant per frame
+            const shift = sl[f * M + M - 1]! - fl[f * C + C - 1]!;
+            list.forEach((id, i) => expect(Math.abs(sl[f * M + i]! - fl[f * C + id]! - shift)).toBeLessThan(1e-4));
+          }
+          for (const c of short.propose(root, 6)) for (const t of c.tokens) expect(list).toContain(t);
+        },
+      ),
+      { numRuns: 40 },
+    );
+    expect(() => new CtcHeadDrafter(cfg, spreadHead(cfg, 1, 1), base.frozen, { shortlist: [3, 3] }, backend)).toThrow(/distinct token id/);
+    expect(() => new CtcHeadDrafter(cfg, spreadHead(cfg, 1, 1), base.frozen, { shortlist: [10] }, backend)).toThrow(/distinct token id/);
+  });
+
   it('distinct: truncation to maxLen merges equal drafts, keeping the best score', () => {
     expect(distinct([{ tokens: [5, 5, 6], score: 0 }, { tokens: [5, 5, 6, 7], score: 1 }], 3, 9)).toEqual([{ tokens: [5, 5, 6], score: 1 }]);
   });

@@ -183,6 +183,13 @@ export interface CtcDraftOptions {
   beamWidth?: number; // prefixes kept per frame, default 8
   topK?: number; // drafts returned by the beam search, default 4
   tokensPerFrame?: number; // classes expanded per frame by the beam search, default 8
+  /**
+   * Token ids the frames may emit (a draft vocabulary, as in FR-Spec): the frames are
+   * projected onto these rows of the LM head (+ BLANK) instead of all V, and normalised over
+   * them. Drafts then never hold other tokens; verification is unchanged, so output is too.
+   * Default: the whole vocabulary (the method as trained).
+   */
+  shortlist?: readonly number[];
   /** rows per layer pass when pushing the prefix (default 64) */
   maxBatch?: number;
 }
@@ -249,7 +256,9 @@ export class CtcHeadDrafter implements Drafter {
   private readonly frameMask: Float32Array; // (S, S) zeros: every frame sees every frame
   private readonly positions: Int32Array; // (maxBatch)
   private readonly rootId = new Int32Array(1);
-  private readonly opts: Required<CtcDraftOptions>;
+  private readonly opts: Required<Omit<CtcDraftOptions, 'shortlist'>>;
+  private readonly classes: number; // C = frame outputs: V (or the shortlist's size) + BLANK, the last
+  private readonly classToken: Int32Array | null; // class -> token id with a shortlist
 
   constructor(config: CtcHeadConfig, weights: TensorMap, base: FrozenBase, opts: CtcDraftOptions = {}, backend = new CpuBackend()) {
     const c = (this.config = checkCtcHeadConfig(config));
@@ -265,7 +274,18 @@ export class CtcHeadDrafter implements Drafter {
     const collapse = opts.collapse ?? c.loss === 'ctc';
     const candidates = opts.candidates ?? 'beam';
     this.opts = { candidates, collapse, beamWidth: opts.beamWidth ?? 8, topK: opts.topK ?? 4, tokensPerFrame: opts.tokensPerFrame ?? 8, maxBatch: this.maxBatch };
-    this.name = `ctc(S=${S}, L=${c.draft_len}, ${c.loss}, ${collapse ? candidates : 'no-collapse'})`;
+    const list = opts.shortlist;
+    if (list) {
+      const seen = new Set<number>();
+      for (const id of list) {
+        if (!Number.isInteger(id) || id < 0 || id >= V || seen.has(id)) throw new RangeError(`ctc head shortlist: ${id} is not a distinct token id in [0, ${V})`);
+        seen.add(id);
+      }
+      if (list.length === 0) throw new RangeError('ctc head shortlist: empty');
+    }
+    this.classToken = list ? Int32Array.from(list) : null;
+    this.classes = (list ? list.length : V) + 1;
+    this.name = `ctc(S=${S}, L=${c.draft_len}, ${c.loss}, ${collapse ? candidates : 'no-collapse'}${list ? `, ${list.length}-token shortlist` : ''})`;
 
     const w = (name: string): Tensor => Tensor.fromArray(backend, weights.get(name)!.shape, weights.get(name)!.data);
     const layer = (block: string, slotsN: number, mlp: boolean): LayerTensors => {
@@ -285,10 +305,11 @@ export class CtcHeadDrafter implements Drafter {
     this.slots = w('ctc.slots');
     this.norm = w('ctc.norm.weight');
     this.embed = Tensor.fromArray(backend, [V, D], base.embed.data);
-    const ext = new Float32Array((V + 1) * D);
-    ext.set(base.lmHead.data);
-    ext.set(weights.get('ctc.blank_row')!.data, V * D);
-    this.headExt = Tensor.fromArray(backend, [V + 1, D], ext);
+    const C = this.classes, ext = new Float32Array(C * D);
+    if (this.classToken) this.classToken.forEach((id, i) => ext.set(base.lmHead.data.subarray(id * D, (id + 1) * D), i * D));
+    else ext.set(base.lmHead.data);
+    ext.set(weights.get('ctc.blank_row')!.data, (C - 1) * D);
+    this.headExt = Tensor.fromArray(backend, [C, D], ext);
 
     const R = Math.max(this.maxBatch, S), z = (shape: number[]) => Tensor.zeros(backend, shape);
     this.buffers = {
@@ -299,8 +320,8 @@ export class CtcHeadDrafter implements Drafter {
     this.rootEmb = z([1, D]);
     this.z = z([1, D]);
     this.frameOut = z([S, D]);
-    this.logits = z([S, V + 1]);
-    this.logProbs = new Float32Array(S * (V + 1));
+    this.logits = z([S, C]);
+    this.logProbs = new Float32Array(S * C);
     this.frameLse = new Float64Array(S);
     this.frameIds = new Int32Array(S);
     this.frameMask = new Float32Array(S * S);
@@ -323,11 +344,12 @@ export class CtcHeadDrafter implements Drafter {
   }
 
   /**
-   * The S frames' log-probabilities (S, V + 1) after `root`, row-major; BLANK is column V.
+   * The S frames' log-probabilities (S, C) after `root`, row-major: C = V + 1 classes, BLANK
+   * the last (id V); with a shortlist, C = its size + 1, class i being token shortlist[i].
    * The array is reused by the next call.
    */
   frameLogProbs(root: number): Float32Array {
-    const out = this.frameLogits(root), C = this.config.vocab_size + 1;
+    const out = this.frameLogits(root), C = this.classes;
     for (let t = 0; t < this.config.frames; t++) {
       for (let i = t * C; i < (t + 1) * C; i++) out[i] = out[i]! - this.frameLse[t]!;
     }
@@ -352,10 +374,10 @@ export class CtcHeadDrafter implements Drafter {
     op.add(s.x, s.x, this.slots); //          + slots[f]
     this.runLayer(this.frameBlock, s, S, 0, null, this.frameMask);
     op.rmsnorm(this.frameOut, s.x, this.norm, c.rms_norm_eps);
-    op.matmul(this.logits, this.frameOut, this.headExt); // (S, V + 1)
+    op.matmul(this.logits, this.frameOut, this.headExt); // (S, C)
     const out = this.logProbs;
     out.set((this.logits.buf as CpuBuf).data.subarray(0, out.length)); // the CPU backend's read, done synchronously
-    this.backend.logSumExpRows(this.logits.buf, S, V + 1, this.frameLse);
+    this.backend.logSumExpRows(this.logits.buf, S, this.classes, this.frameLse);
     for (let t = 0; t < S; t++) {
       if (!Number.isFinite(this.frameLse[t]!)) throw new Error(`${this.name}: frame ${t} has non-finite logits (NaN or infinite weights?)`);
     }
@@ -429,11 +451,12 @@ export class CtcHeadDrafter implements Drafter {
 
   /** candidate drafts from the frame logits in this.logProbs: real tokens only, at most maxLen each, distinct, best first */
   private candidates(maxLen: number): DraftCandidate[] {
-    const { frames: S } = this.config, C = this.blank + 1, lp = this.logProbs, ids = this.frameIds;
+    const { frames: S } = this.config, C = this.classes, blankC = C - 1, lp = this.logProbs, ids = this.frameIds;
+    const toTokens = (cls: number[]): number[] => (this.classToken ? cls.map((c) => this.classToken![c]!) : cls); // after BLANK is gone
     if (this.opts.collapse && this.opts.candidates === 'beam') {
       const { beamWidth, topK, tokensPerFrame } = this.opts;
-      const found = this.beamSearch.search(lp, S, C, this.blank, { beamWidth, topK, maxLen, tokensPerFrame, frameLogNorm: this.frameLse });
-      return distinct(found.map((f) => ({ tokens: f.tokens, score: f.logProb })), maxLen, this.blank);
+      const found = this.beamSearch.search(lp, S, C, blankC, { beamWidth, topK, maxLen, tokensPerFrame, frameLogNorm: this.frameLse });
+      return distinct(found.map((f) => ({ tokens: toTokens(f.tokens), score: f.logProb })), maxLen, this.blank);
     }
     let score = 0; // log-probability of the argmax path: sum over frames of logit - logsumexp
     for (let t = 0; t < S; t++) {
@@ -443,7 +466,7 @@ export class CtcHeadDrafter implements Drafter {
       score += lp[t * C + best]! - this.frameLse[t]!;
     }
     // collapse: merge repeats, drop blanks (best path); no collapse: drop blanks, keep repeats
-    const tokens = this.opts.collapse ? ctcCollapse(ids, this.blank) : Array.from(ids).filter((id) => id !== this.blank);
+    const tokens = toTokens(this.opts.collapse ? ctcCollapse(ids, blankC) : Array.from(ids).filter((id) => id !== blankC));
     return distinct([{ tokens, score }], maxLen, this.blank);
   }
 }

@@ -7,9 +7,11 @@
  *                        trained with per-slot cross-entropy), medusa (Medusa heads)
  *   NAME:best-path       a CTC head, one draft: argmax per frame, collapsed
  *   NAME:no-collapse     a CTC head, one draft: argmax per frame, blanks dropped, repeats kept
+ *   NAME:short           a CTC head whose frames emit only <model>/draft-vocab.json's tokens
+ *                        (the base model's most frequent outputs; beam search as usual)
  * A CTC head trained with the CTC loss proposes the top drafts of a prefix beam search.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaConfig } from '../model/config.js';
 import type { TensorMap } from '../tensor/dtype.js';
@@ -41,8 +43,8 @@ export async function loadDrafter(
   if (name === 'lookup') return { name, make: () => new PromptLookupDrafter() };
   const [head, variant, ...rest] = name.split(':') as [string, string | undefined];
   const known = (dir: string | undefined) => (dir && existsSync(join(dir, 'drafters')) ? readdirSync(join(dir, 'drafters')).filter((d) => existsSync(join(dir, 'drafters', d, 'config.json'))) : []);
-  if (!/^[\w.-]+$/.test(head) || rest.length > 0 || (variant !== undefined && !['best-path', 'no-collapse'].includes(variant))) {
-    throw new Error(`unknown drafter "${name}": expected none, lookup, or a head in <model>/drafters/ (optionally NAME:best-path or NAME:no-collapse)${known(modelDir).length ? `; found: ${known(modelDir).join(', ')}` : ''}`);
+  if (!/^[\w.-]+$/.test(head) || rest.length > 0 || (variant !== undefined && !['best-path', 'no-collapse', 'short'].includes(variant))) {
+    throw new Error(`unknown drafter "${name}": expected none, lookup, or a head in <model>/drafters/ (optionally NAME:best-path, NAME:no-collapse or NAME:short)${known(modelDir).length ? `; found: ${known(modelDir).join(', ')}` : ''}`);
   }
   if (!modelDir) throw new Error(`drafter "${name}" needs a trained head: pass --model DIR with DIR/drafters/${head}`);
   const dir = join(modelDir, 'drafters', head);
@@ -68,5 +70,12 @@ export async function loadDrafter(
   }
   if (variant === 'best-path') o.candidates = 'best-path';
   if (variant === 'no-collapse') o.collapse = false;
+  if (variant === 'short') {
+    const vocabFile = join(modelDir, 'draft-vocab.json');
+    if (!existsSync(vocabFile)) throw new Error(`drafter "${name}": no draft vocabulary at ${vocabFile} (make one with scripts/draft-vocab.mjs)`);
+    const parsed = JSON.parse(readFileSync(vocabFile, 'utf8')) as { tokens?: unknown };
+    if (!Array.isArray(parsed.tokens)) throw new Error(`${vocabFile}: expected {"tokens": [token ids]}`);
+    o.shortlist = parsed.tokens as number[];
+  }
   return { name, make: () => new CtcHeadDrafter(config as CtcHeadConfig, tensors, frozen, o) };
 }
