@@ -71,7 +71,8 @@ describe('tree budget cost model', () => {
       }
       expect(choices.slice(0, 8)).toEqual([4, 4, 4, 4, 4, 4, 4, 4]); // the model's choice until the guard has 8 samples
       expect(choices.slice(-20).every((n) => n === 0)).toBe(true);
-      // with exploreEvery, the held-off choice is re-tested every exploreEvery steps, not more
+      // with exploreEvery, the held-off choice is re-tested in runs of 4 drafting steps, after
+      // exploreEvery plain steps, then twice as many each time the re-test fails
       const e = new AdaptiveBudget(Float64Array.from({ length: 9 }, () => 1), { exploreEvery: 5 });
       for (let i = 0; i < 50; i++) e.observe(tree, [1, 2, 3, 4], 0.01);
       const retest: number[] = [];
@@ -81,8 +82,19 @@ describe('tree budget cost model', () => {
         clock += n > 0 ? 10 : 1;
         e.observe(n > 0 ? tree : single, n > 0 ? [1, 2, 3, 4] : [], n > 0 ? 0.01 : 0, 1, n);
       }
-      const drafted = retest.slice(-50).filter((n) => n > 0).length;
-      expect(drafted).toBe(10); // one in 5
+      // after the guard's first 8 samples: runs of 4 drafting steps, separated by 5, 10, 20, ... plain steps
+      const runs: [number, number][] = []; // [plain steps before, drafting steps]
+      let plain = 0;
+      for (const n of retest.slice(12)) {
+        if (n === 0) plain++;
+        else if (plain > 0 || runs.length === 0) {
+          runs.push([plain, 1]);
+          plain = 0;
+        } else runs[runs.length - 1]![1]++;
+      }
+      expect(runs.length).toBeGreaterThanOrEqual(3);
+      for (const [, len] of runs.slice(0, -1)) expect(len).toBe(4);
+      for (let i = 2; i < runs.length; i++) expect(runs[i]![0]).toBeGreaterThan(runs[i - 1]![0]); // the waits grow
     } finally {
       spy.mockRestore();
     }

@@ -84,14 +84,19 @@ export interface BudgetPolicy {
    * After verification: which nodes of the tree were accepted, the drafting and verifying
    * time, and how many draft nodes the step allowed (`asked`: 0 for a plain step; default
    * the tree's draft nodes). Allowed nodes the drafter did not propose count as rejected.
+   * `switchMs`: time this step spent catching the drafter up on tokens from earlier plain
+   * steps, beyond what one drafting step adds (a cost of switching, not of drafting).
    */
-  observe(tree: TokenTree, accepted: readonly number[], draftMs: number, verifyMs?: number, asked?: number): void;
+  observe(tree: TokenTree, accepted: readonly number[], draftMs: number, verifyMs?: number, asked?: number, switchMs?: number): void;
 }
 
 /** A fixed budget (the `--tree-budget N` option). */
 export function fixedBudget(n: number): BudgetPolicy {
   return { choose: (max) => Math.min(n, max), observe: () => {} };
 }
+
+/** drafting steps in a row when the realized-speed guard re-tests drafting */
+const GUARD_RETEST_STEPS = 4;
 
 export class AdaptiveBudget implements BudgetPolicy {
   private accepted: Float64Array; // decayed counts: node of rank r accepted
@@ -106,7 +111,14 @@ export class AdaptiveBudget implements BudgetPolicy {
   private lastChooseAt = 0;
   private lastChoice = -1; // -1: nothing to attribute yet
   private lastTokens = 0;
+  private lastSwitchMs = 0;
   private sinceGuard = 0; // steps the guard has held drafting off since its last re-test
+  private retestLeft = 0; // drafting steps left in the current re-test
+  private retestStep = 0; // which step of a re-test the next realized sample is (0: none)
+  private retestMs = 0;
+  private retestN = 0;
+  private retested = false; // a re-test has run since the guard last let drafting through
+  private guardEvery: number; // plain steps between re-tests
   private interval: number; // plain steps between explorations (doubles while exploring fails)
   private sinceExplore = 0;
 
@@ -123,6 +135,7 @@ export class AdaptiveBudget implements BudgetPolicy {
     this.accepted = new Float64Array(n);
     this.seen = new Float64Array(n);
     this.interval = opts.exploreEvery ?? 0;
+    this.guardEvery = opts.exploreEvery ?? 0;
     const prior = opts.prior ?? 0.6;
     for (let r = 0; r < n; r++) {
       this.seen[r] = 1;
@@ -175,12 +188,27 @@ export class AdaptiveBudget implements BudgetPolicy {
     // is slower, that costs one drafting step in exploreEvery + 1.
     const every = this.opts.exploreEvery ?? 0;
     if (best > 0 && this.realizedSamples[1] >= 8 && this.realizedMsPerToken[1] > this.plainMsPerToken()) {
-      if (every > 0 && ++this.sinceGuard >= every) {
+      // a re-test is a short run of drafting steps: the first one after plain steps runs with
+      // a cold drafter (caches, catch-up), and steady drafting is what the re-test is about
+      // (a re-test that leaves the guard on doubles the wait for the next one, up to 1024)
+      if (this.retestLeft > 0 || (every > 0 && ++this.sinceGuard >= this.guardEvery)) {
+        if (this.retestLeft === 0) {
+          this.retestLeft = GUARD_RETEST_STEPS;
+          this.retestStep = 1; // recordRealized counts the re-test's steps from here
+          this.retestMs = 0;
+          this.retestN = 0;
+          if (this.retested) this.guardEvery = Math.min(2 * this.guardEvery, 1024);
+          this.retested = true;
+        }
+        this.retestLeft--;
         this.sinceGuard = 0;
         return (this.lastChoice = best);
       }
       return (this.lastChoice = 0);
     }
+    this.retestLeft = 0;
+    this.retested = false;
+    this.guardEvery = every;
     if (best > 0 || every === 0) {
       this.interval = every;
       this.sinceExplore = 0;
@@ -197,15 +225,28 @@ export class AdaptiveBudget implements BudgetPolicy {
   private recordRealized(): void {
     const now = performance.now();
     if (this.lastChoice >= 0 && this.lastTokens > 0) {
-      const k = this.lastChoice > 0 ? 1 : 0, ms = (now - this.lastChooseAt) / this.lastTokens;
-      // outliers (a pause between generations) capped as for the costs
-      const prev = this.realizedMsPerToken[k]!;
-      this.realizedMsPerToken[k] = this.realizedSamples[k] === 0 ? ms : 0.9 * prev + 0.1 * Math.min(ms, 1.5 * prev);
+      const k = this.lastChoice > 0 ? 1 : 0, ms = Math.max(0, now - this.lastChooseAt - this.lastSwitchMs) / this.lastTokens;
+      if (this.retestStep > 0) {
+        // a re-test is judged on its own warm steps (all but its first): they replace the average
+        if (this.retestStep > 1) {
+          this.retestMs += ms;
+          this.retestN++;
+        }
+        if (this.retestStep === GUARD_RETEST_STEPS) {
+          this.realizedMsPerToken[1] = this.retestMs / this.retestN;
+          this.retestStep = 0;
+        } else this.retestStep++;
+      } else {
+        // outliers (a pause between generations) capped as for the costs
+        const prev = this.realizedMsPerToken[k]!;
+        this.realizedMsPerToken[k] = this.realizedSamples[k] === 0 ? ms : 0.9 * prev + 0.1 * Math.min(ms, 1.5 * prev);
+      }
       this.realizedSamples[k]!++;
     }
     this.lastChooseAt = now;
     this.lastChoice = -1;
     this.lastTokens = 0;
+    this.lastSwitchMs = 0;
   }
 
   /** plain decoding's realized milliseconds per token, or the measured c(1) before there are enough plain steps */
@@ -220,7 +261,7 @@ export class AdaptiveBudget implements BudgetPolicy {
     return n;
   }
 
-  observe(tree: TokenTree, accepted: readonly number[], draftMs: number, verifyMs?: number, asked?: number): void {
+  observe(tree: TokenTree, accepted: readonly number[], draftMs: number, verifyMs?: number, asked?: number, switchMs = 0): void {
     const decay = this.opts.decay ?? 0.98;
     // the start-up calibration is a few samples on a possibly busy machine: keep correcting
     // the cost of the tree sizes actually verified, and keep the curve non-decreasing
@@ -233,6 +274,7 @@ export class AdaptiveBudget implements BudgetPolicy {
       for (let i = tree.size - 2; i >= 0; i--) c[i] = Math.min(c[i]!, c[i + 1]!);
     }
     this.lastTokens = 1 + accepted.length;
+    this.lastSwitchMs = switchMs;
     asked ??= tree.size - 1;
     if (asked === 0) return; // a plain step: nothing drafted, nothing to learn about drafts
     // how often the drafter proposes at all; a step without drafts verified the root alone

@@ -174,8 +174,8 @@ export async function generateSpeculative(
       acceptedPerStep[accepted.length]!++;
       // what drafting costs per step once it runs every step: propose, and catching up on the
       // tokens one step adds (a catch-up after many plain steps is not what the next step costs)
-      const steadyDraftMs = proposeMs + (caughtUp > 0 ? (catchUpMs * keep.length) / caughtUp : 0);
-      opts.budget?.observe(tree, accepted, steadyDraftMs, stepVerifyMs, room);
+      const steadyCatchUpMs = caughtUp > 0 ? (catchUpMs * Math.min(1, keep.length / caughtUp)) : 0;
+      opts.budget?.observe(tree, accepted, proposeMs + steadyCatchUpMs, stepVerifyMs, room, catchUpMs - steadyCatchUpMs);
 
       // the kept nodes enter the drafter's queue: it catches up in one batch when next asked
       for (const n of keep) {

@@ -8,7 +8,8 @@
  *   NAME:best-path       a CTC head, one draft: argmax per frame, collapsed
  *   NAME:no-collapse     a CTC head, one draft: argmax per frame, blanks dropped, repeats kept
  *   NAME:short           a CTC head whose frames emit only <model>/draft-vocab.json's tokens
- *                        (the base model's most frequent outputs; beam search as usual)
+ *                        (the base model's most frequent outputs); combines with the above,
+ *                        e.g. ctc:short:best-path
  * A CTC head trained with the CTC loss proposes the top drafts of a prefix beam search.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -41,10 +42,11 @@ export async function loadDrafter(
 ): Promise<LoadedDrafterFactory> {
   if (name === 'none') return { name, make: () => new NoDrafter() };
   if (name === 'lookup') return { name, make: () => new PromptLookupDrafter() };
-  const [head, variant, ...rest] = name.split(':') as [string, string | undefined];
+  const [head, ...variants] = name.split(':') as [string, ...string[]];
   const known = (dir: string | undefined) => (dir && existsSync(join(dir, 'drafters')) ? readdirSync(join(dir, 'drafters')).filter((d) => existsSync(join(dir, 'drafters', d, 'config.json'))) : []);
-  if (!/^[\w.-]+$/.test(head) || rest.length > 0 || (variant !== undefined && !['best-path', 'no-collapse', 'short'].includes(variant))) {
-    throw new Error(`unknown drafter "${name}": expected none, lookup, or a head in <model>/drafters/ (optionally NAME:best-path, NAME:no-collapse or NAME:short)${known(modelDir).length ? `; found: ${known(modelDir).join(', ')}` : ''}`);
+  const badVariants = variants.some((v) => !['best-path', 'no-collapse', 'short'].includes(v)) || new Set(variants).size < variants.length || (variants.includes('best-path') && variants.includes('no-collapse'));
+  if (!/^[\w.-]+$/.test(head) || badVariants) {
+    throw new Error(`unknown drafter "${name}": expected none, lookup, or a head in <model>/drafters/ (optionally with :best-path or :no-collapse, and :short)${known(modelDir).length ? `; found: ${known(modelDir).join(', ')}` : ''}`);
   }
   if (!modelDir) throw new Error(`drafter "${name}" needs a trained head: pass --model DIR with DIR/drafters/${head}`);
   const dir = join(modelDir, 'drafters', head);
@@ -59,7 +61,7 @@ export async function loadDrafter(
   const { config, tensors } = await readDraftHead(dir);
   const frozen = frozenBase(base.config, base.tensors);
   if (config.kind === 'medusa') {
-    if (variant) throw new Error(`drafter "${name}": ${variant} applies to CTC heads; ${head} holds Medusa heads`);
+    if (variants.length) throw new Error(`drafter "${name}": ${variants.join(':')} applies to CTC heads; ${head} holds Medusa heads`);
     return { name, make: () => new MedusaDrafter(config as MedusaConfig, tensors, frozen) };
   }
   const o: CtcDraftOptions = {};
@@ -68,9 +70,9 @@ export async function loadDrafter(
     o.topK = opts.beam;
     o.beamWidth = Math.max(8, 2 * opts.beam); // prefixes kept per frame: room for K distinct results
   }
-  if (variant === 'best-path') o.candidates = 'best-path';
-  if (variant === 'no-collapse') o.collapse = false;
-  if (variant === 'short') {
+  if (variants.includes('best-path')) o.candidates = 'best-path';
+  if (variants.includes('no-collapse')) o.collapse = false;
+  if (variants.includes('short')) {
     const vocabFile = join(modelDir, 'draft-vocab.json');
     if (!existsSync(vocabFile)) throw new Error(`drafter "${name}": no draft vocabulary at ${vocabFile} (make one with scripts/draft-vocab.mjs)`);
     const parsed = JSON.parse(readFileSync(vocabFile, 'utf8')) as { tokens?: unknown };
