@@ -53,7 +53,7 @@ describe('shipped model (weights/base), greedy', async () => {
     for (const p of prompts) reference.push((await generate(model, p, { maxNewTokens })).tokens);
     const shipped = readdirSync(join(modelDir, 'drafters')).sort();
     expect(shipped).toEqual(['ctc', 'ctc-ce', 'ctc-l6', 'medusa']); // a new head must be added here
-    for (const name of ['lookup', 'medusa', 'ctc', 'ctc:best-path', 'ctc:no-collapse', 'ctc-ce', 'ctc-l6', 'ctc-l6:best-path', 'ctc:short']) {
+    for (const name of ['lookup', 'medusa', 'ctc', 'ctc:best-path', 'ctc:no-collapse', 'ctc-ce', 'ctc-l6', 'ctc-l6:best-path', 'ctc:short', 'ctc:short:best-path']) {
       const drafter = (await loadDrafter(name, modelDir, { config, tensors })).make();
       let drafted = 0;
       for (let i = 0; i < prompts.length; i++) {

@@ -52,8 +52,10 @@ generate options:
                          tokenizer is then byte-level (ids past 258 print as U+FFFD)
   --init-seed S          seed of --random-init (default 0)
   --json                 print one JSON object {text, tokens, stats, drafter} instead of streaming text
-  --drafter NAME         none | lookup | a head in <model>/drafters/: ctc (default) | ctc-ce |
-                         medusa | ...; a CTC head also as NAME:best-path or NAME:no-collapse
+  --drafter NAME         none | lookup | a head in <model>/drafters/: ctc (default) | ctc-l6 |
+                         ctc-ce | medusa | ...; a CTC head also as NAME:best-path or
+                         NAME:no-collapse, and NAME:short (draft vocabulary), e.g.
+                         ctc:short:best-path (the one that pays on the CPU)
                          (default: ctc when the model has drafters/ctc, else none)
   --tree-budget N|auto   most draft nodes verified per step; auto (default) measures what
                          verifying N nodes costs on this backend and picks the size with the
