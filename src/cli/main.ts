@@ -52,7 +52,8 @@ generate options:
                          tokenizer is then byte-level (ids past 258 print as U+FFFD)
   --init-seed S          seed of --random-init (default 0)
   --json                 print one JSON object {text, tokens, stats, drafter} instead of streaming text
-  --drafter NAME         none | lookup | a head in <model>/drafters/: ctc (default) | ctc-l6 |
+  --drafter NAME         none | lookup | a head in <model>/drafters/: ctc (default; on the CPU
+                         ctc:short:best-path when the model has a draft-vocab.json) | ctc-l6 |
                          ctc-ce | medusa | ...; a CTC head also as NAME:best-path or
                          NAME:no-collapse, and NAME:short (draft vocabulary), e.g.
                          ctc:short:best-path (the one that pays on the CPU)
@@ -156,9 +157,13 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   const prompt = tok.encode(values.prompt!, { bos: true });
   const stream = new StreamDecoder(tok);
   const unknown = '\uFFFD';
-  // default drafter: the shipped CTC head when the model has one, otherwise none (said in the output)
+  // default drafter (said in the output): the model's CTC head, on the CPU in its cheapest form
+  // (draft vocabulary, best path: the one that pays there, see README Speed) when the model has
+  // a draft vocabulary; none without a head
   const modelDir = loaded.dir;
-  const drafterName = values.drafter ?? (modelDir && existsSync(join(modelDir, 'drafters', 'ctc', 'config.json')) ? 'ctc' : 'none');
+  const hasCtc = !!modelDir && existsSync(join(modelDir, 'drafters', 'ctc', 'config.json'));
+  const cpuDefault = hasCtc && backend.name === 'cpu' && existsSync(join(modelDir!, 'draft-vocab.json'));
+  const drafterName = values.drafter ?? (cpuDefault ? 'ctc:short:best-path' : hasCtc ? 'ctc' : 'none');
   const factory = await loadDrafter(drafterName, modelDir, loaded, { beam: values.beam === undefined ? undefined : num(values.beam, 'beam', 4) });
   const opts = {
     maxNewTokens: num(values['max-new-tokens'], 'max-new-tokens', 64),
