@@ -346,6 +346,32 @@ describe('webgpu backend mechanics', () => {
     expect(logits.every(Number.isFinite)).toBe(true);
   });
 
+  it('readMany returns what separate reads return, in one staging buffer (fast-check)', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 0, max: 300 })), { minLength: 1, maxLength: 4 }), fc.integer({ min: 1 }), async (shapes, seed) => {
+        const bufs = shapes.map(([len], i) => {
+          const b = gpu.alloc(len);
+          gpu.write(b, randn(len, seed + i));
+          return b;
+        });
+        const dsts = shapes.map(([len, n]) => new Float32Array(Math.min(len, n)).fill(NaN));
+        await gpu.readMany(bufs, dsts);
+        for (let i = 0; i < bufs.length; i++) {
+          const one = new Float32Array(dsts[i]!.length);
+          await gpu.read(bufs[i]!, one);
+          expect(dsts[i]).toEqual(one);
+          expect(Array.from(one)).toEqual(Array.from(randn(shapes[i]![0], seed + i).subarray(0, one.length)));
+        }
+        for (const b of bufs) gpu.free(b);
+      }),
+      { numRuns: 20 },
+    );
+    const b = gpu.alloc(4);
+    await expect(gpu.readMany([b], [new Float32Array(5)])).rejects.toThrow(/exceed/);
+    await expect(gpu.readMany([b], [])).rejects.toThrow(/sources/);
+    gpu.free(b);
+  });
+
   it('rejects use after free and out-of-range reads', async () => {
     const b = gpu.alloc(4);
     await expect(gpu.read(b, new Float32Array(5))).rejects.toThrow(/exceed/);

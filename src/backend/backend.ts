@@ -37,6 +37,11 @@ export interface Backend {
   write(dst: Buf, data: Float32Array, dstOffset?: number): void;
   /** copy `dst.length` elements of `src` starting at `srcOffset` into `dst` (the one wait point) */
   read(src: Buf, dst: Float32Array, srcOffset?: number): Promise<void>;
+  /**
+   * several reads with one wait: `dsts[i].length` elements of `srcs[i]` from its start into
+   * `dsts[i]` (on a GPU one staging copy and one map instead of a round trip per buffer)
+   */
+  readMany(srcs: readonly Buf[], dsts: readonly Float32Array[]): Promise<void>;
   free(buf: Buf): void;
 
   /** out[t, :] = table[ids[t], :]   out: (T, D), table: (V, D) */

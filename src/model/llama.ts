@@ -7,7 +7,7 @@
  *   compact(keep)                        keep a chosen subset of the last batch's cache entries
  * Every activation buffer and the KV cache are allocated once, in the constructor.
  */
-import type { Backend } from '../backend/backend.js';
+import type { Backend, Buf } from '../backend/backend.js';
 import type { TensorMap } from '../tensor/dtype.js';
 import * as op from '../tensor/tensor.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -81,6 +81,8 @@ export class Llama {
   private buffers: Record<keyof RunState, Tensor>;
   private stateCache = new Map<number, RunState>();
   private logitsHost: Float32Array; // (maxBatch, V) host copy returned by forward
+  private readSrcs: Buf[] = [];
+  private readDsts: Float32Array[] = [];
   private positions: Int32Array;
   private ids: Int32Array;
   private lastBatch = 0;
@@ -154,11 +156,12 @@ export class Llama {
         this.positions[t] = this.cacheLength + t;
       }
       this.run(T, null, 'last');
-      if (opts.hiddenOut) await this.backend.read(this.buffers.xb.buf, opts.hiddenOut.subarray(start * D, (start + T) * D));
+      const hidden = opts.hiddenOut?.subarray(start * D, (start + T) * D);
+      if (hidden && start + T < tokens.length) await this.backend.read(this.buffers.xb.buf, hidden);
+      else if (hidden) await this.readWithLogits(this.buffers.xb.buf, hidden, this.buffers.lastLogits.buf, this.logitsHost.subarray(0, this.config.vocab_size));
     }
-    const V = this.config.vocab_size;
-    const out = this.logitsHost.subarray(0, V);
-    await this.backend.read(this.buffers.lastLogits.buf, out);
+    const out = this.logitsHost.subarray(0, this.config.vocab_size);
+    if (!opts.hiddenOut) await this.backend.read(this.buffers.lastLogits.buf, out);
     return out;
   }
 
@@ -180,9 +183,9 @@ export class Llama {
     }
     this.checkHiddenOut(opts.hiddenOut, T);
     this.run(T, mask, 'all');
-    if (opts.hiddenOut) await this.backend.read(this.buffers.xb.buf, opts.hiddenOut.subarray(0, T * this.config.hidden_size));
     const out = this.logitsHost.subarray(0, T * this.config.vocab_size);
-    await this.backend.read(this.buffers.logits.buf, out);
+    if (opts.hiddenOut) await this.readWithLogits(this.buffers.xb.buf, opts.hiddenOut.subarray(0, T * this.config.hidden_size), this.buffers.logits.buf, out);
+    else await this.backend.read(this.buffers.logits.buf, out);
     return out;
   }
 
@@ -213,6 +216,15 @@ export class Llama {
   async lastHiddenState(out = new Float32Array(this.config.hidden_size)): Promise<Float32Array> {
     await this.backend.read(this.buffers.lastHidden.buf, out);
     return out;
+  }
+
+  /** hidden states and logits in one wait (one GPU round trip instead of two) */
+  private readWithLogits(hiddenBuf: Buf, hidden: Float32Array, logitsBuf: Buf, logits: Float32Array): Promise<void> {
+    this.readSrcs[0] = hiddenBuf;
+    this.readSrcs[1] = logitsBuf;
+    this.readDsts[0] = hidden;
+    this.readDsts[1] = logits;
+    return this.backend.readMany(this.readSrcs, this.readDsts);
   }
 
   private checkHiddenOut(h: Float32Array | undefined, T: number): void {

@@ -66,6 +66,11 @@ export class CpuBackend implements Backend {
   write(dst: Buf, data: Float32Array, dstOffset = 0): void {
     d(dst).set(data, dstOffset);
   }
+  async readMany(srcs: readonly Buf[], dsts: readonly Float32Array[]): Promise<void> {
+    if (srcs.length !== dsts.length) throw new Error(`cpu readMany: ${srcs.length} sources for ${dsts.length} destinations`);
+    for (let i = 0; i < srcs.length; i++) await this.read(srcs[i]!, dsts[i]!);
+  }
+
   async read(src: Buf, dst: Float32Array, srcOffset = 0): Promise<void> {
     dst.set(d(src).subarray(srcOffset, srcOffset + dst.length));
   }

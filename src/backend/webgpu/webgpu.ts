@@ -229,6 +229,45 @@ export class WebGPUBackend implements Backend {
     this.throwIfError();
   }
 
+  async readMany(srcs: readonly Buf[], dsts: readonly Float32Array[]): Promise<void> {
+    if (srcs.length !== dsts.length) throw new Error(`webgpu readMany: ${srcs.length} sources for ${dsts.length} destinations`);
+    // one staging buffer holds every region, each at a 256-byte aligned offset
+    let bytes = 0;
+    for (let i = 0; i < srcs.length; i++) {
+      if (dsts[i]!.length > srcs[i]!.length) throw new Error(`webgpu readMany: ${dsts[i]!.length} elements exceed buffer ${i} (${srcs[i]!.length})`);
+      bytes = alignUp(bytes, 256) + dsts[i]!.length * 4;
+    }
+    if (bytes === 0) {
+      this.flush();
+      return this.throwIfError();
+    }
+    const size = stagingSize(bytes);
+    const staging = this.stagingPool.get(size)?.pop() ?? this.createMem(size, USAGE_MAP_READ | USAGE_COPY_DST);
+    this.endPass();
+    let off = 0;
+    for (let i = 0; i < srcs.length; i++) {
+      off = alignUp(off, 256);
+      const n = dsts[i]!.length * 4;
+      if (n > 0) this.enc().copyBufferToBuffer(this.mem(srcs[i]!).gpu, 0, staging.gpu, off, n);
+      off += n;
+    }
+    this.flush();
+    try {
+      await staging.gpu.mapAsync(MAP_MODE_READ, 0, bytes);
+      const mapped = staging.gpu.getMappedRange(0, bytes);
+      off = 0;
+      for (const dst of dsts) {
+        off = alignUp(off, 256);
+        dst.set(new Float32Array(mapped, off, dst.length));
+        off += dst.length * 4;
+      }
+      staging.gpu.unmap();
+    } finally {
+      poolPush(this.stagingPool, staging);
+    }
+    this.throwIfError();
+  }
+
   free(buf: Buf): void {
     const m = this.mem(buf);
     (buf as WebGPUBuf).mem = null;
@@ -591,6 +630,10 @@ function roundUp(n: number, m: number): number {
 }
 
 /** staging buffers come in power-of-two sizes (>= 256 bytes) so a few serve every read */
+function alignUp(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}
+
 function stagingSize(bytes: number): number {
   return Math.max(256, 2 ** Math.ceil(Math.log2(bytes)));
 }
