@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { CpuBackend } from '../src/backend/cpu/cpu.js';
-import { AdaptiveBudget, measureVerifyCost } from '../src/decode/cost-model.js';
+import { AdaptiveBudget, GUARD_RETEST_STEPS, measureVerifyCost } from '../src/decode/cost-model.js';
 import { generate } from '../src/decode/generate.js';
 import { generateSpeculative } from '../src/decode/speculative.js';
 import { buildTree } from '../src/decode/tree.js';
@@ -71,7 +71,7 @@ describe('tree budget cost model', () => {
       }
       expect(choices.slice(0, 8)).toEqual([4, 4, 4, 4, 4, 4, 4, 4]); // the model's choice until the guard has 8 samples
       expect(choices.slice(-20).every((n) => n === 0)).toBe(true);
-      // with exploreEvery, the held-off choice is re-tested in runs of 4 drafting steps, after
+      // with exploreEvery, the held-off choice is re-tested in runs of GUARD_RETEST_STEPS drafting steps, after
       // exploreEvery plain steps, then twice as many each time the re-test fails
       const e = new AdaptiveBudget(Float64Array.from({ length: 9 }, () => 1), { exploreEvery: 5 });
       for (let i = 0; i < 50; i++) e.observe(tree, [1, 2, 3, 4], 0.01);
@@ -82,19 +82,61 @@ describe('tree budget cost model', () => {
         clock += n > 0 ? 10 : 1;
         e.observe(n > 0 ? tree : single, n > 0 ? [1, 2, 3, 4] : [], n > 0 ? 0.01 : 0, 1, n);
       }
-      // after the guard's first 8 samples: runs of 4 drafting steps, separated by 5, 10, 20, ... plain steps
+      // seen: 4 drafting steps, a probe of 6 plain steps (drafting runs: plain steps are probed
+      // after exploreEvery of them), drafting until the guard has its 8 samples, then re-tests:
+      // runs of GUARD_RETEST_STEPS drafting steps after 5, 5, 10, 20, ... plain steps
       const runs: [number, number][] = []; // [plain steps before, drafting steps]
       let plain = 0;
-      for (const n of retest.slice(12)) {
+      for (const n of retest) {
         if (n === 0) plain++;
         else if (plain > 0 || runs.length === 0) {
           runs.push([plain, 1]);
           plain = 0;
         } else runs[runs.length - 1]![1]++;
       }
-      expect(runs.length).toBeGreaterThanOrEqual(3);
-      for (const [, len] of runs.slice(0, -1)) expect(len).toBe(4);
-      for (let i = 2; i < runs.length; i++) expect(runs[i]![0]).toBeGreaterThan(runs[i - 1]![0]); // the waits grow
+      expect(runs[1]![0]).toBe(GUARD_RETEST_STEPS); // the probe of plain steps while drafting ran
+      const retests = runs.slice(2, -1); // the guard's re-tests (the last may be cut off)
+      expect(retests.length).toBeGreaterThanOrEqual(3);
+      for (const [, len] of retests) expect(len).toBe(GUARD_RETEST_STEPS);
+      for (let i = 1; i < retests.length; i++) expect(retests[i]![0]).toBeGreaterThanOrEqual(retests[i - 1]![0]); // the waits grow
+      expect(retests[retests.length - 1]![0]).toBeGreaterThan(2 * retests[0]![0]);
+      expect(plain + runs[runs.length - 1]![0]).toBeGreaterThan(retests[retests.length - 1]![0]);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it('the guard weighs drafting steps by the tokens they emit (total ms over total tokens, not a mean of per-step ratios)', () => {
+    let clock = 0;
+    const spy = vi.spyOn(performance, 'now').mockImplementation(() => clock);
+    try {
+      // drafting steps take 2 ms and alternately emit 1 token (2 ms/token) and 4 tokens
+      // (0.5 ms/token): 0.8 ms per token in all, faster than plain steps' 1 ms. A mean of the
+      // per-step ratios (1.25 ms) would call drafting slower and switch it off.
+      const tree = buildTree([{ tokens: [1, 2, 3], score: 0 }], 3, { rootToken: 0 });
+      const b = new AdaptiveBudget(Float64Array.from({ length: 9 }, () => 1)); // no probes: the guard alone
+      for (let i = 0; i < 50; i++) b.observe(tree, [1, 2], 0.01);
+      const single = buildTree([], 0, { rootToken: 0 });
+      for (let i = 0; i < 20; i++) {
+        b.choose(0); // budget 0 allowed: plain steps, 1 ms each
+        clock += 1;
+        b.observe(single, [], 0, 1, 0);
+      }
+      const choices: number[] = [];
+      for (let i = 0; i < 80; i++) {
+        const n = b.choose(3);
+        choices.push(n);
+        if (n > 0) {
+          clock += 2;
+          b.observe(tree, i % 2 ? [1, 2, 3] : [], 0.01, 1, n);
+        } else {
+          clock += 1;
+          b.observe(single, [], 0, 1, 0);
+        }
+      }
+      expect(b.realizedMsPerToken(1)).toBeCloseTo(0.8, 1);
+      expect(b.realizedMsPerToken(0)).toBeCloseTo(1, 5);
+      expect(choices.slice(-20).every((n) => n > 0)).toBe(true);
     } finally {
       spy.mockRestore();
     }

@@ -14,14 +14,16 @@
  * from every verification. If no n beats plain decoding, the budget is 0:
  * the step is a plain decode step and the drafter is not even asked, which is how
  * speculative decoding stays (nearly) no slower than plain decoding on every backend. While
- * the budget is 0, a tree is tried anyway after `exploreEvery` plain steps, then after twice
- * as many, and so on (up to 1024), each as large as costs at most about one extra plain
- * step, so the estimates can recover without taxing a drafter that never pays. The drafting
- * time is the steady-state cost of a step: propose, plus catching up on one step's tokens
- * (a catch-up after many plain steps is scaled down; see speculative.ts). Costs are corrected
- * online from every step, with outliers capped. Last, a guard on what the model leaves out:
- * the wall time actually spent per emitted token is tracked for plain and for drafting steps,
- * and while drafting steps have been slower, the budget is 0 whatever the model says.
+ * the budget is 0, drafting is tried anyway after `exploreEvery` plain steps, then after
+ * twice as many, and so on (up to 1024), in a short run of steps at the model's best
+ * drafting size, so the estimates can recover without taxing a drafter that never pays.
+ * The drafting time is the steady-state cost of a step: propose, plus catching up on one
+ * step's tokens; a step right after plain steps runs cold and is not counted (see
+ * speculative.ts for the catch-up). Costs are corrected online from every step, with
+ * outliers capped. Last, a guard on what the model leaves out: the wall time actually spent
+ * per emitted token (total time over total tokens) is tracked for plain and for drafting
+ * steps in steady runs, and while drafting steps have been slower, the budget is 0 whatever
+ * the model says.
  */
 import type { Llama } from '../model/llama.js';
 import type { TokenTree } from './tree.js';
@@ -78,6 +80,11 @@ export async function measureVerifyCost(model: Llama, maxT: number, opts: { past
 }
 
 export interface BudgetPolicy {
+  /**
+   * A generation starts: whatever ran since the last step of the previous one (other work, a
+   * prefill) is no step's cost. Optional; generateSpeculative calls it before the prefill.
+   */
+  begin?(): void;
   /** drafts to verify this step (0 = a plain step: do not call the drafter) */
   choose(maxBudget: number): number;
   /**
@@ -95,8 +102,10 @@ export function fixedBudget(n: number): BudgetPolicy {
   return { choose: (max) => Math.min(n, max), observe: () => {} };
 }
 
-/** drafting steps in a row when the realized-speed guard re-tests drafting */
-const GUARD_RETEST_STEPS = 4;
+/** drafting steps in a row when the realized-speed guard re-tests drafting (the first is not judged) */
+export const GUARD_RETEST_STEPS = 6;
+/** per-sample decay of the realized-speed sums (a memory of about 30 steps of each kind) */
+const REALIZED_DECAY = 0.97;
 
 export class AdaptiveBudget implements BudgetPolicy {
   private accepted: Float64Array; // decayed counts: node of rank r accepted
@@ -105,18 +114,29 @@ export class AdaptiveBudget implements BudgetPolicy {
   private draftSamples = 0;
   private proposed = 1; // decayed count of drafting steps with drafts (prior: 1 of 1)
   private askedSteps = 1;
-  // realized speed, [plain steps, drafting steps]: ms per emitted token, and sample counts
-  private realizedMsPerToken = new Float64Array(2);
+  // realized speed, [plain steps, drafting steps]: decayed sums of wall ms and of emitted
+  // tokens (their ratio is the ms per token; a mean of per-step ratios would weigh a drafting
+  // step that emitted 1 token like one that emitted 4, and so overstate drafting's cost), and
+  // sample counts. Only steps of the same kind as the step before count: a switch between
+  // drafting and plain steps runs on cold caches, which is not either kind's steady cost.
+  private realizedMs = new Float64Array(2);
+  private realizedTokens = new Float64Array(2);
+  private realizedSteps = new Float64Array(2); // decayed step counts
   private realizedSamples = new Float64Array(2);
+  private prevKind = -1; // the kind (0 plain, 1 drafting) of the last step recorded; -1 none
+  private switching = false; // this step's kind differs from the last step's
   private lastChooseAt = 0;
   private lastChoice = -1; // -1: nothing to attribute yet
   private lastTokens = 0;
   private lastSwitchMs = 0;
   private sinceGuard = 0; // steps the guard has held drafting off since its last re-test
-  private retestLeft = 0; // drafting steps left in the current re-test
-  private retestStep = 0; // which step of a re-test the next realized sample is (0: none)
-  private retestMs = 0;
-  private retestN = 0;
+  private sinceCheck = 0; // drafting steps since the last probe of plain steps
+  private checkEvery: number; // drafting steps between probes of plain steps
+  private probeKind = 0; // the kind of step probed: 0 plain, 1 drafting
+  private probeLeft = 0; // steps left to choose in the current probe
+  private probeStep = 0; // which step of the probe the next realized sample is (0: no probe)
+  private probeMs = 0;
+  private probeTokens = 0;
   private retested = false; // a re-test has run since the guard last let drafting through
   private guardEvery: number; // plain steps between re-tests
   private interval: number; // plain steps between explorations (doubles while exploring fails)
@@ -136,6 +156,7 @@ export class AdaptiveBudget implements BudgetPolicy {
     this.seen = new Float64Array(n);
     this.interval = opts.exploreEvery ?? 0;
     this.guardEvery = opts.exploreEvery ?? 0;
+    this.checkEvery = opts.exploreEvery ?? 0;
     const prior = opts.prior ?? 0.6;
     for (let r = 0; r < n; r++) {
       this.seen[r] = 1;
@@ -165,12 +186,22 @@ export class AdaptiveBudget implements BudgetPolicy {
     return (1 + q * tokens) / (q * this.verifyCost[n]! + (1 - q) * this.verifyCost[0]! + this.draftMs);
   }
 
+  begin(): void {
+    this.lastChoice = -1; // the gap since the previous generation's last step is no step's time
+    this.prevKind = -1;
+  }
+
+  /** realized milliseconds per emitted token of plain (0) or drafting (1) steps; NaN before any sample */
+  realizedMsPerToken(kind: 0 | 1): number {
+    return this.realizedSamples[kind]! > 0 ? this.realizedMs[kind]! / this.realizedTokens[kind]! : NaN;
+  }
+
   choose(maxBudget: number): number {
     this.recordRealized();
     const max = Math.min(maxBudget, this.verifyCost.length - 1);
     // rate(n) for every n in one pass: expected tokens is a running sum over ranks
     const q = this.proposing(), c1 = this.verifyCost[0]!;
-    let best = 0, bestRate = this.rate(0), tokens = 0;
+    let best = 0, bestRate = this.rate(0), tokens = 0, bestDrafting = Math.min(1, max), bestDraftingRate = 0;
     for (let n = 1; n <= max; n++) {
       tokens += this.acceptance(n - 1);
       const r = (1 + q * tokens) / (q * this.verifyCost[n]! + (1 - q) * c1 + this.draftMs);
@@ -178,70 +209,87 @@ export class AdaptiveBudget implements BudgetPolicy {
         best = n;
         bestRate = r;
       }
+      if (r > bestDraftingRate) {
+        bestDrafting = n;
+        bestDraftingRate = r;
+      }
     }
     // The guard: the model above leaves out whatever it does not measure (drafter and base
     // model evicting each other's weights from the caches, bookkeeping, timer noise). What the
     // steps really took is known: if drafting steps have been emitting tokens more slowly than
-    // plain steps, believe that over the model and go plain. The model's choice is still
-    // tried every `exploreEvery` steps (not less and less often, as when the model itself
-    // says no), so a slow start cannot switch a good drafter off for good; if drafting really
-    // is slower, that costs one drafting step in exploreEvery + 1.
+    // plain steps, believe that over the model and go plain. Either side's speed is kept
+    // current by probes, short runs of the kind of step not in use (the first step of a probe
+    // runs cold and is not judged): drafting is re-tested after `exploreEvery` plain steps,
+    // then after twice as many each time it loses (up to 1024), so a slow start cannot switch
+    // a good drafter off for good; while drafting runs, plain steps are probed on the same
+    // schedule, so drafting is judged against what plain steps take now, not at a cold start.
     const every = this.opts.exploreEvery ?? 0;
-    if (best > 0 && this.realizedSamples[1] >= 8 && this.realizedMsPerToken[1] > this.plainMsPerToken()) {
-      // a re-test is a short run of drafting steps: the first one after plain steps runs with
-      // a cold drafter (caches, catch-up), and steady drafting is what the re-test is about
-      // (a re-test that leaves the guard on doubles the wait for the next one, up to 1024)
-      if (this.retestLeft > 0 || (every > 0 && ++this.sinceGuard >= this.guardEvery)) {
-        if (this.retestLeft === 0) {
-          this.retestLeft = GUARD_RETEST_STEPS;
-          this.retestStep = 1; // recordRealized counts the re-test's steps from here
-          this.retestMs = 0;
-          this.retestN = 0;
-          if (this.retested) this.guardEvery = Math.min(2 * this.guardEvery, 1024);
-          this.retested = true;
-        }
-        this.retestLeft--;
-        this.sinceGuard = 0;
-        return (this.lastChoice = best);
-      }
-      return (this.lastChoice = 0);
+    if (this.probeLeft > 0) {
+      this.probeLeft--;
+      return this.chosen(this.probeKind === 1 ? bestDrafting : 0);
     }
-    this.retestLeft = 0;
+    if (best > 0 && this.realizedSamples[1]! >= 8 && this.realizedMsPerToken(1) > this.plainMsPerToken()) {
+      this.checkEvery = every;
+      this.sinceCheck = 0;
+      if (every > 0 && ++this.sinceGuard >= this.guardEvery) {
+        if (this.retested) this.guardEvery = Math.min(2 * this.guardEvery, 1024);
+        this.retested = true;
+        this.sinceGuard = 0;
+        return this.startProbe(1, best);
+      }
+      return this.chosen(0);
+    }
     this.retested = false;
     this.guardEvery = every;
     if (best > 0 || every === 0) {
       this.interval = every;
       this.sinceExplore = 0;
-      return (this.lastChoice = best);
+      if (best > 0 && every > 0 && ++this.sinceCheck >= this.checkEvery) {
+        this.sinceCheck = 0;
+        this.checkEvery = Math.min(2 * this.checkEvery, 1024);
+        return this.startProbe(0, 0);
+      }
+      return this.chosen(best);
     }
-    // drafting does not pay: try a small tree now and then, less often each time it fails
-    if (++this.sinceExplore < this.interval) return (this.lastChoice = 0);
+    // the model says drafting does not pay: probe it now and then, less often each time it
+    // fails (the probe's steady steps also correct the drafting cost and acceptance)
+    if (++this.sinceExplore < this.interval) return this.chosen(0);
     this.sinceExplore = 0;
     this.interval = Math.min(2 * this.interval, 1024);
-    return (this.lastChoice = Math.min(max, this.exploreSize()));
+    return this.startProbe(1, bestDrafting);
   }
 
-  /** wall time since the last choice, per token that step emitted, into the plain or drafting average */
+  /** start a probe: GUARD_RETEST_STEPS steps of this kind, the first being this one of size n */
+  private startProbe(kind: 0 | 1, n: number): number {
+    this.probeKind = kind;
+    this.probeLeft = GUARD_RETEST_STEPS - 1;
+    this.probeStep = 1;
+    this.probeMs = 0;
+    this.probeTokens = 0;
+    return this.chosen(n);
+  }
+
+  private chosen(n: number): number {
+    this.switching = this.prevKind !== (n > 0 ? 1 : 0);
+    return (this.lastChoice = n);
+  }
+
+  /** the wall time since the last choice and the tokens that step emitted, into the plain or drafting sums */
   private recordRealized(): void {
     const now = performance.now();
     if (this.lastChoice >= 0 && this.lastTokens > 0) {
-      const k = this.lastChoice > 0 ? 1 : 0, ms = Math.max(0, now - this.lastChooseAt - this.lastSwitchMs) / this.lastTokens;
-      if (this.retestStep > 0) {
-        // a re-test is judged on its own warm steps (all but its first): they replace the average
-        if (this.retestStep > 1) {
-          this.retestMs += ms;
-          this.retestN++;
-        }
-        if (this.retestStep === GUARD_RETEST_STEPS) {
-          this.realizedMsPerToken[1] = this.retestMs / this.retestN;
-          this.retestStep = 0;
-        } else this.retestStep++;
-      } else {
-        // outliers (a pause between generations) capped as for the costs
-        const prev = this.realizedMsPerToken[k]!;
-        this.realizedMsPerToken[k] = this.realizedSamples[k] === 0 ? ms : 0.9 * prev + 0.1 * Math.min(ms, 1.5 * prev);
+      const k = this.lastChoice > 0 ? 1 : 0, tokens = this.lastTokens;
+      let ms = Math.max(0, now - this.lastChooseAt - this.lastSwitchMs);
+      if (this.probeStep > 0 && k === this.probeKind) this.probeStep = this.probeStep === GUARD_RETEST_STEPS ? 0 : this.probeStep + 1;
+      if (this.prevKind === k) {
+        // outliers (a pause: GC, another process) capped at three times the mean step
+        if (this.realizedSamples[k]! > 0) ms = Math.min(ms, (3 * this.realizedMs[k]!) / this.realizedSteps[k]!);
+        this.realizedMs[k] = REALIZED_DECAY * this.realizedMs[k]! + ms;
+        this.realizedTokens[k] = REALIZED_DECAY * this.realizedTokens[k]! + tokens;
+        this.realizedSteps[k] = REALIZED_DECAY * this.realizedSteps[k]! + 1;
+        this.realizedSamples[k]!++;
       }
-      this.realizedSamples[k]!++;
+      this.prevKind = k;
     }
     this.lastChooseAt = now;
     this.lastChoice = -1;
@@ -251,14 +299,7 @@ export class AdaptiveBudget implements BudgetPolicy {
 
   /** plain decoding's realized milliseconds per token, or the measured c(1) before there are enough plain steps */
   private plainMsPerToken(): number {
-    return this.realizedSamples[0]! >= 8 ? this.realizedMsPerToken[0]! : this.verifyCost[0]!;
-  }
-
-  /** exploring costs at most about one extra plain step: the largest tree verified within 2 c(1) */
-  private exploreSize(): number {
-    let n = 1;
-    while (n + 1 < this.verifyCost.length && this.verifyCost[n + 1]! <= 2 * this.verifyCost[0]!) n++;
-    return n;
+    return this.realizedSamples[0]! >= 8 ? this.realizedMsPerToken(0) : this.verifyCost[0]!;
   }
 
   observe(tree: TokenTree, accepted: readonly number[], draftMs: number, verifyMs?: number, asked?: number, switchMs = 0): void {
@@ -288,9 +329,10 @@ export class AdaptiveBudget implements BudgetPolicy {
       this.seen[r] = this.seen[r]! * decay + 1;
       this.accepted[r] = this.accepted[r]! * decay + (r < nodes.length && hit.has(nodes[r]!) ? 1 : 0);
     }
-    // the first drafting step of a run is a cold start (JIT, caches): skip it, and cap the
-    // pull of outliers as for the verify cost, since declined drafting is re-measured rarely
-    if (++this.draftSamples === 1) return;
+    // the first drafting step of a run, and any right after plain steps, runs cold (JIT,
+    // caches the base model took): skip them, as what matters is drafting's cost when it runs
+    // every step; cap the pull of outliers as for the verify cost
+    if (++this.draftSamples === 1 || (this.switching && this.draftMs > 0)) return;
     this.draftMs = this.draftMs === 0 ? draftMs : 0.9 * this.draftMs + 0.1 * Math.min(draftMs, 1.5 * this.draftMs);
   }
 }

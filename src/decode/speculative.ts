@@ -113,12 +113,14 @@ export async function generateSpeculative(
   let steps = 0, prefillMs = 0, draftMs = 0, verifyMs = 0;
   const t0 = performance.now();
   model.reset();
+  opts.budget?.begin?.();
   if (maxNew > 0) {
     const logits = await model.forward(prompt, drafter.usesHidden === false ? {} : { hiddenOut: pendingHidden.subarray(0, prompt.length * D) });
     steps++;
     prefillMs = performance.now() - t0;
     pendingTokens.push(...prompt);
     let begun = false, t = 0;
+    let lastKept = 0; // tokens the last drafting step queued for the drafter: what one steady step adds
 
     let root = sampler.sample(logits);
     let done = emit(root);
@@ -173,8 +175,10 @@ export async function generateSpeculative(
       verifyMs += stepVerifyMs;
       acceptedPerStep[accepted.length]!++;
       // what drafting costs per step once it runs every step: propose, and catching up on the
-      // tokens one step adds (a catch-up after many plain steps is not what the next step costs)
-      const steadyCatchUpMs = caughtUp > 0 ? (catchUpMs * Math.min(1, keep.length / caughtUp)) : 0;
+      // tokens one drafting step adds (all of them when the last step drafted too; a catch-up
+      // after plain steps, or the first one over the prompt, is not what the next step costs)
+      const steadyCatchUpMs = caughtUp > 0 ? catchUpMs * Math.min(1, lastKept / caughtUp) : 0;
+      lastKept = keep.length;
       opts.budget?.observe(tree, accepted, proposeMs + steadyCatchUpMs, stepVerifyMs, room, catchUpMs - steadyCatchUpMs);
 
       // the kept nodes enter the drafter's queue: it catches up in one batch when next asked
