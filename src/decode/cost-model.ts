@@ -104,6 +104,16 @@ export function fixedBudget(n: number): BudgetPolicy {
 
 /** drafting steps in a row when the realized-speed guard re-tests drafting (the first is not judged) */
 export const GUARD_RETEST_STEPS = 6;
+/**
+ * The guard overrules the model only when drafting steps are this much slower per token. The
+ * model is calibrated to wall time (it charges each kind of step its measured overhead), so
+ * the guard is there for gross errors; the realized speeds are noisy (tokens per drafting step
+ * vary from 1 to 5), and without a margin that noise switched drafting off where it paid by
+ * about 5% (the CPU: steady drafting 0.37 ms per token, plain 0.41).
+ */
+const GUARD_MARGIN = 1.05;
+/** a drafting rate at least this share of plain decoding's is a close call: probed at the base interval */
+const CLOSE_CALL = 0.95;
 /** per-sample decay of the realized-speed sums (a memory of about 30 steps of each kind) */
 const REALIZED_DECAY = 0.97;
 
@@ -124,6 +134,12 @@ export class AdaptiveBudget implements BudgetPolicy {
   private realizedSteps = new Float64Array(2); // decayed step counts
   private realizedSamples = new Float64Array(2);
   private prevKind = -1; // the kind (0 plain, 1 drafting) of the last step recorded; -1 none
+  // what a step takes beyond its verify and draft time (the loop's own work: emitting tokens,
+  // queueing them for the drafter, building the tree...), per kind, from steady steps: the
+  // model charges it, so its rates are wall-clock rates
+  private overheadMs = new Float64Array(2);
+  private overheadSamples = new Float64Array(2);
+  private lastAccountedMs = NaN; // verify + draft ms of the step being timed
   private switching = false; // this step's kind differs from the last step's
   private lastChooseAt = 0;
   private lastChoice = -1; // -1: nothing to attribute yet
@@ -141,6 +157,7 @@ export class AdaptiveBudget implements BudgetPolicy {
   private guardEvery: number; // plain steps between re-tests
   private interval: number; // plain steps between explorations (doubles while exploring fails)
   private sinceExplore = 0;
+  private sinceGrow = 0; // drafting steps since a tree was grown past the model's size
 
   /**
    * @param verifyCost  measureVerifyCost(...) of this model and backend
@@ -179,11 +196,16 @@ export class AdaptiveBudget implements BudgetPolicy {
    * step verifies n + 1 tokens, else it verifies the root alone; drafting is paid either way
    */
   rate(n: number): number {
-    if (n === 0) return 1 / this.verifyCost[0]!;
+    if (n === 0) return 1 / (this.verifyCost[0]! + this.overheadMs[0]!);
     let tokens = 0;
     for (let r = 0; r < n; r++) tokens += this.acceptance(r);
     const q = this.proposing();
-    return (1 + q * tokens) / (q * this.verifyCost[n]! + (1 - q) * this.verifyCost[0]! + this.draftMs);
+    return (1 + q * tokens) / (q * this.verifyCost[n]! + (1 - q) * this.verifyCost[0]! + this.draftMs + this.overheadMs[1]!);
+  }
+
+  /** milliseconds a plain (0) or drafting (1) step takes beyond its verify and draft time */
+  stepOverheadMs(kind: 0 | 1): number {
+    return this.overheadMs[kind]!;
   }
 
   begin(): void {
@@ -200,11 +222,11 @@ export class AdaptiveBudget implements BudgetPolicy {
     this.recordRealized();
     const max = Math.min(maxBudget, this.verifyCost.length - 1);
     // rate(n) for every n in one pass: expected tokens is a running sum over ranks
-    const q = this.proposing(), c1 = this.verifyCost[0]!;
+    const q = this.proposing(), c1 = this.verifyCost[0]!, fixedMs = this.draftMs + this.overheadMs[1]!;
     let best = 0, bestRate = this.rate(0), tokens = 0, bestDrafting = Math.min(1, max), bestDraftingRate = 0;
     for (let n = 1; n <= max; n++) {
       tokens += this.acceptance(n - 1);
-      const r = (1 + q * tokens) / (q * this.verifyCost[n]! + (1 - q) * c1 + this.draftMs);
+      const r = (1 + q * tokens) / (q * this.verifyCost[n]! + (1 - q) * c1 + fixedMs);
       if (r > bestRate) {
         best = n;
         bestRate = r;
@@ -228,7 +250,7 @@ export class AdaptiveBudget implements BudgetPolicy {
       this.probeLeft--;
       return this.chosen(this.probeKind === 1 ? bestDrafting : 0);
     }
-    if (best > 0 && this.realizedSamples[1]! >= 8 && this.realizedMsPerToken(1) > this.plainMsPerToken()) {
+    if (best > 0 && this.realizedSamples[1]! >= 8 && this.realizedMsPerToken(1) > GUARD_MARGIN * this.plainMsPerToken()) {
       this.checkEvery = every;
       this.sinceCheck = 0;
       if (every > 0 && ++this.sinceGuard >= this.guardEvery) {
@@ -249,13 +271,21 @@ export class AdaptiveBudget implements BudgetPolicy {
         this.checkEvery = Math.min(2 * this.checkEvery, 1024);
         return this.startProbe(0, 0);
       }
+      // a node of rank r is only seen in trees of more than r nodes: now and then verify one
+      // node more than the model asks for, so the acceptance of the next rank is measured, not
+      // left at the prior (a pessimistic prior would otherwise keep trees small for good)
+      if (best > 0 && best < max && every > 0 && ++this.sinceGrow >= every) {
+        this.sinceGrow = 0;
+        return this.chosen(best + 1);
+      }
       return this.chosen(best);
     }
-    // the model says drafting does not pay: probe it now and then, less often each time it
-    // fails (the probe's steady steps also correct the drafting cost and acceptance)
+    // the model says drafting does not pay: probe it now and then (the probe's steady steps
+    // correct the drafting cost and acceptance), less often each time, unless the call was
+    // close (within CLOSE_CALL): then the estimates' noise can decide it, so keep them fresh
     if (++this.sinceExplore < this.interval) return this.chosen(0);
     this.sinceExplore = 0;
-    this.interval = Math.min(2 * this.interval, 1024);
+    this.interval = bestDraftingRate >= CLOSE_CALL * bestRate ? every : Math.min(2 * this.interval, 1024);
     return this.startProbe(1, bestDrafting);
   }
 
@@ -281,9 +311,15 @@ export class AdaptiveBudget implements BudgetPolicy {
       const k = this.lastChoice > 0 ? 1 : 0, tokens = this.lastTokens;
       let ms = Math.max(0, now - this.lastChooseAt - this.lastSwitchMs);
       if (this.probeStep > 0 && k === this.probeKind) this.probeStep = this.probeStep === GUARD_RETEST_STEPS ? 0 : this.probeStep + 1;
+      if (this.prevKind === k && Number.isFinite(this.lastAccountedMs)) {
+        const over = Math.max(0, ms - this.lastAccountedMs), prev = this.overheadMs[k]!;
+        this.overheadMs[k] = this.overheadSamples[k] === 0 ? over : 0.9 * prev + 0.1 * Math.min(over, Math.max(3 * prev, 0.05));
+        this.overheadSamples[k]!++;
+      }
       if (this.prevKind === k) {
-        // outliers (a pause: GC, another process) capped at three times the mean step
-        if (this.realizedSamples[k]! > 0) ms = Math.min(ms, (3 * this.realizedMs[k]!) / this.realizedSteps[k]!);
+        // outliers (a pause: GC, another process) capped at 1.5 times the mean step: one
+        // uncapped pause would move the sums by more than the margins compared here
+        if (this.realizedSamples[k]! > 0) ms = Math.min(ms, (1.5 * this.realizedMs[k]!) / this.realizedSteps[k]!);
         this.realizedMs[k] = REALIZED_DECAY * this.realizedMs[k]! + ms;
         this.realizedTokens[k] = REALIZED_DECAY * this.realizedTokens[k]! + tokens;
         this.realizedSteps[k] = REALIZED_DECAY * this.realizedSteps[k]! + 1;
@@ -295,6 +331,7 @@ export class AdaptiveBudget implements BudgetPolicy {
     this.lastChoice = -1;
     this.lastTokens = 0;
     this.lastSwitchMs = 0;
+    this.lastAccountedMs = NaN;
   }
 
   /** plain decoding's realized milliseconds per token, or the measured c(1) before there are enough plain steps */
@@ -316,6 +353,7 @@ export class AdaptiveBudget implements BudgetPolicy {
     }
     this.lastTokens = 1 + accepted.length;
     this.lastSwitchMs = switchMs;
+    this.lastAccountedMs = verifyMs === undefined ? NaN : verifyMs + draftMs;
     asked ??= tree.size - 1;
     if (asked === 0) return; // a plain step: nothing drafted, nothing to learn about drafts
     // how often the drafter proposes at all; a step without drafts verified the root alone
