@@ -112,8 +112,21 @@ export const GUARD_RETEST_STEPS = 6;
  * about 5% (the CPU: steady drafting 0.37 ms per token, plain 0.41).
  */
 const GUARD_MARGIN = 1.05;
+/**
+ * the draft cost is sampled from the 3rd drafting step in a row on: right after plain steps
+ * the drafter's weights are out of the caches, and a cost measured there (in a probe, say)
+ * is not what continuous drafting pays (measured: 0.32 ms vs 0.20 ms on the CPU)
+ */
+const WARM_DRAFT_STEP = 3;
+/** drafting steps at the start that always draft (at least 4 nodes), to measure acceptance and cost */
+const INITIAL_DRAFT_STEPS = 8;
 /** a drafting rate at least this share of plain decoding's is a close call: probed at the base interval */
 const CLOSE_CALL = 0.95;
+/**
+ * ... and only if drafting would add at least this many tokens per step: a drafter that
+ * (nearly) never proposes costs about nothing, so it looks close while it has nothing to win
+ */
+const CLOSE_CALL_GAIN = 0.1;
 /** per-sample decay of the realized-speed sums (a memory of about 30 steps of each kind) */
 const REALIZED_DECAY = 0.97;
 
@@ -158,6 +171,7 @@ export class AdaptiveBudget implements BudgetPolicy {
   private interval: number; // plain steps between explorations (doubles while exploring fails)
   private sinceExplore = 0;
   private sinceGrow = 0; // drafting steps since a tree was grown past the model's size
+  private draftingRun = 0; // drafting steps in a row, this one included
 
   /**
    * @param verifyCost  measureVerifyCost(...) of this model and backend
@@ -223,7 +237,7 @@ export class AdaptiveBudget implements BudgetPolicy {
     const max = Math.min(maxBudget, this.verifyCost.length - 1);
     // rate(n) for every n in one pass: expected tokens is a running sum over ranks
     const q = this.proposing(), c1 = this.verifyCost[0]!, fixedMs = this.draftMs + this.overheadMs[1]!;
-    let best = 0, bestRate = this.rate(0), tokens = 0, bestDrafting = Math.min(1, max), bestDraftingRate = 0;
+    let best = 0, bestRate = this.rate(0), tokens = 0, bestDrafting = Math.min(1, max), bestDraftingRate = 0, bestDraftingGain = 0;
     for (let n = 1; n <= max; n++) {
       tokens += this.acceptance(n - 1);
       const r = (1 + q * tokens) / (q * this.verifyCost[n]! + (1 - q) * c1 + fixedMs);
@@ -234,6 +248,7 @@ export class AdaptiveBudget implements BudgetPolicy {
       if (r > bestDraftingRate) {
         bestDrafting = n;
         bestDraftingRate = r;
+        bestDraftingGain = q * tokens;
       }
     }
     // The guard: the model above leaves out whatever it does not measure (drafter and base
@@ -246,6 +261,10 @@ export class AdaptiveBudget implements BudgetPolicy {
     // a good drafter off for good; while drafting runs, plain steps are probed on the same
     // schedule, so drafting is judged against what plain steps take now, not at a cold start.
     const every = this.opts.exploreEvery ?? 0;
+    // the first drafting steps measure instead of trusting the prior: a pessimistic prior
+    // (acceptance 0.6, halved per rank) against a first cold draft-cost sample often said no
+    // before a single deeper rank had been seen, and then rarely looked again
+    if (this.draftSamples < INITIAL_DRAFT_STEPS && max > 0) return this.chosen(Math.min(max, Math.max(bestDrafting, 4)));
     if (this.probeLeft > 0) {
       this.probeLeft--;
       return this.chosen(this.probeKind === 1 ? bestDrafting : 0);
@@ -285,7 +304,8 @@ export class AdaptiveBudget implements BudgetPolicy {
     // close (within CLOSE_CALL): then the estimates' noise can decide it, so keep them fresh
     if (++this.sinceExplore < this.interval) return this.chosen(0);
     this.sinceExplore = 0;
-    this.interval = bestDraftingRate >= CLOSE_CALL * bestRate ? every : Math.min(2 * this.interval, 1024);
+    const close = bestDraftingRate >= CLOSE_CALL * bestRate && bestDraftingGain >= CLOSE_CALL_GAIN;
+    this.interval = close ? 4 * every : Math.min(2 * this.interval, 1024);
     return this.startProbe(1, bestDrafting);
   }
 
@@ -301,6 +321,7 @@ export class AdaptiveBudget implements BudgetPolicy {
 
   private chosen(n: number): number {
     this.switching = this.prevKind !== (n > 0 ? 1 : 0);
+    this.draftingRun = n > 0 ? this.draftingRun + 1 : 0;
     return (this.lastChoice = n);
   }
 
@@ -367,10 +388,11 @@ export class AdaptiveBudget implements BudgetPolicy {
       this.seen[r] = this.seen[r]! * decay + 1;
       this.accepted[r] = this.accepted[r]! * decay + (r < nodes.length && hit.has(nodes[r]!) ? 1 : 0);
     }
-    // the first drafting step of a run, and any right after plain steps, runs cold (JIT,
-    // caches the base model took): skip them, as what matters is drafting's cost when it runs
-    // every step; cap the pull of outliers as for the verify cost
-    if (++this.draftSamples === 1 || (this.switching && this.draftMs > 0)) return;
+    // the first drafting step of a generation run, and the first WARM_DRAFT_STEP - 1 steps
+    // after plain steps, run cold (JIT, caches the base model took): skip them, as what
+    // matters is drafting's cost when it runs every step; cap the pull of outliers as for
+    // the verify cost
+    if (++this.draftSamples === 1 || ((this.switching || this.draftingRun < WARM_DRAFT_STEP) && this.draftMs > 0)) return;
     this.draftMs = this.draftMs === 0 ? draftMs : 0.9 * this.draftMs + 0.1 * Math.min(draftMs, 1.5 * this.draftMs);
   }
 }
