@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { CpuBackend } from '../src/backend/cpu/cpu.js';
-import { AdaptiveBudget, GUARD_RETEST_STEPS, measureVerifyCost } from '../src/decode/cost-model.js';
+import { AdaptiveBudget, PROBE_STEPS, measureVerifyCost } from '../src/decode/cost-model.js';
 import { generate } from '../src/decode/generate.js';
 import { generateSpeculative } from '../src/decode/speculative.js';
 import { buildTree } from '../src/decode/tree.js';
@@ -73,7 +73,7 @@ describe('tree budget cost model', () => {
       expect(b.stepOverheadMs(1)).toBeGreaterThan(5); // 10 ms steps of which 1 ms verifying: the model charges the rest
       expect(b.stepOverheadMs(0)).toBeLessThan(0.5);
       expect(choices.slice(-20).every((n) => n === 0)).toBe(true);
-      // with exploreEvery, the held-off choice is re-tested in runs of GUARD_RETEST_STEPS drafting steps, after
+      // with exploreEvery, the held-off choice is re-tested in runs of PROBE_STEPS drafting steps, after
       // exploreEvery plain steps, then twice as many each time the re-test fails
       const e = new AdaptiveBudget(Float64Array.from({ length: 9 }, () => 1), { exploreEvery: 5 });
       for (let i = 0; i < 50; i++) e.observe(tree, [1, 2, 3, 4], 0.01);
@@ -85,7 +85,7 @@ describe('tree budget cost model', () => {
         e.observe(n > 0 ? tree : single, n > 0 ? [1, 2, 3, 4] : [], n > 0 ? 0.01 : 0, 1, n);
       }
       // seen: 2 drafting steps (then the model, charging the measured overhead, says no), and
-      // from then on probes: runs of GUARD_RETEST_STEPS drafting steps after 4, 9, 19, 39 ...
+      // from then on probes: runs of PROBE_STEPS drafting steps after 4, 9, 19, 39 ...
       // plain steps (the wait doubles while drafting keeps losing clearly)
       const runs: [number, number][] = []; // [plain steps before, drafting steps]
       let plain = 0;
@@ -98,7 +98,7 @@ describe('tree budget cost model', () => {
       }
       const probes = runs.slice(1);
       expect(probes.length).toBeGreaterThanOrEqual(3);
-      for (const [, len] of probes.slice(0, -1)) expect(len).toBe(GUARD_RETEST_STEPS);
+      for (const [, len] of probes.slice(0, -1)) expect(len).toBe(PROBE_STEPS);
       for (let i = 1; i < probes.length; i++) expect(probes[i]![0]).toBeGreaterThan(1.8 * probes[i - 1]![0]); // the waits double
       expect(plain).toBeLessThanOrEqual(2 * probes[probes.length - 1]![0] + 1);
     } finally {

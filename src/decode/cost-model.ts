@@ -5,25 +5,29 @@
  * token on a GPU (c(16) is barely c(1)) and close to linear on a CPU. A tree of n drafts
  * emits 1 + E[accepted | n] tokens. So the best budget maximises
  *
- *     rate(n) = (1 + q sum_{r < n} p_r) / (q c(n + 1) + (1 - q) c(1) + draftMs)
- *     rate(0) = 1 / c(1)
+ *     rate(n) = (1 + q sum_{r < n} p_r) / (q c(n + 1) + (1 - q) c(1) + draftMs + o_1)
+ *     rate(0) = 1 / (c(1) + o_0)
  *
  * where p_r is the chance that the r-th best draft node (by drafter score) is accepted when
- * the drafter proposes, and q the share of steps in which it proposes anything at all (prompt
- * lookup often finds no match: such a step verifies the root alone), both estimated online
- * from every verification. If no n beats plain decoding, the budget is 0:
- * the step is a plain decode step and the drafter is not even asked, which is how
- * speculative decoding stays (nearly) no slower than plain decoding on every backend. While
- * the budget is 0, drafting is tried anyway after `exploreEvery` plain steps, then after
- * twice as many, and so on (up to 1024), in a short run of steps at the model's best
- * drafting size, so the estimates can recover without taxing a drafter that never pays.
- * The drafting time is the steady-state cost of a step: propose, plus catching up on one
- * step's tokens; a step right after plain steps runs cold and is not counted (see
- * speculative.ts for the catch-up). Costs are corrected online from every step, with
- * outliers capped. Last, a guard on what the model leaves out: the wall time actually spent
- * per emitted token (total time over total tokens) is tracked for plain and for drafting
- * steps in steady runs, and while drafting steps have been slower, the budget is 0 whatever
- * the model says.
+ * the drafter proposes, q the share of steps in which it proposes anything at all (prompt
+ * lookup often finds no match: such a step verifies the root alone), and o_0, o_1 what a
+ * plain or a drafting step takes beyond its verify and draft time (the loop's own work).
+ * All of them are measured online, from steady steps: a step right after a switch between
+ * plain and drafting runs on cold caches and is left out, and the draft time is sampled from
+ * the third drafting step in a row on (see speculative.ts for the catch-up it includes).
+ * If no n beats plain decoding, the budget is 0: the step is a plain decode step and the
+ * drafter is not even asked, which is how speculative decoding stays (nearly) no slower than
+ * plain decoding on every backend.
+ *
+ * What keeps the estimates honest (choose() numbers the cases):
+ *  - the first 8 drafting steps always draft, so acceptance is measured, not assumed;
+ *  - probes, short runs (PROBE_STEPS) of the kind of step not in use: drafting while the
+ *    budget is 0, plain steps while it drafts, after `exploreEvery` steps, then after twice
+ *    as many each time (up to 1024; close calls stay frequent);
+ *  - now and then a tree one node larger than asked, so the next rank's p_r is seen;
+ *  - a guard: the wall time actually spent per emitted token (total time over total tokens)
+ *    in steady plain and drafting steps; while drafting is clearly slower (GUARD_MARGIN),
+ *    the budget is 0 whatever the model says.
  */
 import type { Llama } from '../model/llama.js';
 import type { TokenTree } from './tree.js';
@@ -102,8 +106,8 @@ export function fixedBudget(n: number): BudgetPolicy {
   return { choose: (max) => Math.min(n, max), observe: () => {} };
 }
 
-/** drafting steps in a row when the realized-speed guard re-tests drafting (the first is not judged) */
-export const GUARD_RETEST_STEPS = 6;
+/** steps in a probe: a short run of the kind of step not in use (its first runs cold) */
+export const PROBE_STEPS = 6;
 /**
  * The guard overrules the model only when drafting steps are this much slower per token. The
  * model is calibrated to wall time (it charges each kind of step its measured overhead), so
@@ -120,7 +124,7 @@ const GUARD_MARGIN = 1.05;
 const WARM_DRAFT_STEP = 3;
 /** drafting steps at the start that always draft (at least 4 nodes), to measure acceptance and cost */
 const INITIAL_DRAFT_STEPS = 8;
-/** a drafting rate at least this share of plain decoding's is a close call: probed at the base interval */
+/** a drafting rate at least this share of plain decoding's is a close call: probed every 4 x exploreEvery steps, not less and less often */
 const CLOSE_CALL = 0.95;
 /**
  * ... and only if drafting would add at least this many tokens per step: a drafter that
@@ -163,9 +167,6 @@ export class AdaptiveBudget implements BudgetPolicy {
   private checkEvery: number; // drafting steps between probes of plain steps
   private probeKind = 0; // the kind of step probed: 0 plain, 1 drafting
   private probeLeft = 0; // steps left to choose in the current probe
-  private probeStep = 0; // which step of the probe the next realized sample is (0: no probe)
-  private probeMs = 0;
-  private probeTokens = 0;
   private retested = false; // a re-test has run since the guard last let drafting through
   private guardEvery: number; // plain steps between re-tests
   private interval: number; // plain steps between explorations (doubles while exploring fails)
@@ -251,24 +252,21 @@ export class AdaptiveBudget implements BudgetPolicy {
         bestDraftingGain = q * tokens;
       }
     }
-    // The guard: the model above leaves out whatever it does not measure (drafter and base
-    // model evicting each other's weights from the caches, bookkeeping, timer noise). What the
-    // steps really took is known: if drafting steps have been emitting tokens more slowly than
-    // plain steps, believe that over the model and go plain. Either side's speed is kept
-    // current by probes, short runs of the kind of step not in use (the first step of a probe
-    // runs cold and is not judged): drafting is re-tested after `exploreEvery` plain steps,
-    // then after twice as many each time it loses (up to 1024), so a slow start cannot switch
-    // a good drafter off for good; while drafting runs, plain steps are probed on the same
-    // schedule, so drafting is judged against what plain steps take now, not at a cold start.
     const every = this.opts.exploreEvery ?? 0;
-    // the first drafting steps measure instead of trusting the prior: a pessimistic prior
-    // (acceptance 0.6, halved per rank) against a first cold draft-cost sample often said no
-    // before a single deeper rank had been seen, and then rarely looked again
+    // 1. Start-up: the first drafting steps measure instead of trusting the prior. A
+    // pessimistic prior (acceptance 0.6, halved per rank) against a first cold draft-cost
+    // sample often said no before a single deeper rank had been seen, then rarely looked again.
     if (this.draftSamples < INITIAL_DRAFT_STEPS && max > 0) return this.chosen(Math.min(max, Math.max(bestDrafting, 4)));
+    // 2. A probe (a short run of the kind of step not in use) runs to its end.
     if (this.probeLeft > 0) {
       this.probeLeft--;
       return this.chosen(this.probeKind === 1 ? bestDrafting : 0);
     }
+    // 3. The guard. The model is calibrated to wall time, but what the steps really took is
+    // known: if steady drafting steps have emitted tokens more slowly than steady plain steps
+    // (by more than GUARD_MARGIN), believe that and go plain. Drafting is re-tested after
+    // `exploreEvery` plain steps, then after twice as many each time it loses (up to 1024),
+    // so a slow start cannot switch a good drafter off for good.
     if (best > 0 && this.realizedSamples[1]! >= 8 && this.realizedMsPerToken(1) > GUARD_MARGIN * this.plainMsPerToken()) {
       this.checkEvery = every;
       this.sinceCheck = 0;
@@ -282,6 +280,9 @@ export class AdaptiveBudget implements BudgetPolicy {
     }
     this.retested = false;
     this.guardEvery = every;
+    // 4. The model says draft (or there is no exploring). Now and then a probe of plain steps
+    // keeps the guard's plain speed current (after exploreEvery drafting steps, then twice as
+    // many each time, up to 1024): drafting is judged against what plain steps take now.
     if (best > 0 || every === 0) {
       this.interval = every;
       this.sinceExplore = 0;
@@ -299,9 +300,10 @@ export class AdaptiveBudget implements BudgetPolicy {
       }
       return this.chosen(best);
     }
-    // the model says drafting does not pay: probe it now and then (the probe's steady steps
+    // 5. The model says drafting does not pay: probe it now and then (the probe's steady steps
     // correct the drafting cost and acceptance), less often each time, unless the call was
-    // close (within CLOSE_CALL): then the estimates' noise can decide it, so keep them fresh
+    // close (CLOSE_CALL, CLOSE_CALL_GAIN): then the estimates' noise can decide it, so the
+    // probes stay frequent
     if (++this.sinceExplore < this.interval) return this.chosen(0);
     this.sinceExplore = 0;
     const close = bestDraftingRate >= CLOSE_CALL * bestRate && bestDraftingGain >= CLOSE_CALL_GAIN;
@@ -309,13 +311,10 @@ export class AdaptiveBudget implements BudgetPolicy {
     return this.startProbe(1, bestDrafting);
   }
 
-  /** start a probe: GUARD_RETEST_STEPS steps of this kind, the first being this one of size n */
+  /** start a probe: PROBE_STEPS steps of this kind, the first being this one of size n */
   private startProbe(kind: 0 | 1, n: number): number {
     this.probeKind = kind;
-    this.probeLeft = GUARD_RETEST_STEPS - 1;
-    this.probeStep = 1;
-    this.probeMs = 0;
-    this.probeTokens = 0;
+    this.probeLeft = PROBE_STEPS - 1;
     return this.chosen(n);
   }
 
@@ -331,7 +330,6 @@ export class AdaptiveBudget implements BudgetPolicy {
     if (this.lastChoice >= 0 && this.lastTokens > 0) {
       const k = this.lastChoice > 0 ? 1 : 0, tokens = this.lastTokens;
       let ms = Math.max(0, now - this.lastChooseAt - this.lastSwitchMs);
-      if (this.probeStep > 0 && k === this.probeKind) this.probeStep = this.probeStep === GUARD_RETEST_STEPS ? 0 : this.probeStep + 1;
       if (this.prevKind === k && Number.isFinite(this.lastAccountedMs)) {
         const over = Math.max(0, ms - this.lastAccountedMs), prev = this.overheadMs[k]!;
         this.overheadMs[k] = this.overheadSamples[k] === 0 ? over : 0.9 * prev + 0.1 * Math.min(over, Math.max(3 * prev, 0.05));
