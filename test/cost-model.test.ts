@@ -23,17 +23,17 @@ describe('tree budget cost model', () => {
     const tree = buildTree([{ tokens: [1, 2, 3, 4, 5, 6, 7, 8], score: 0 }], 8, { rootToken: 0 });
     const linear = Float64Array.from({ length: 9 }, (_, i) => 1 + i); // c(T) = T: a CPU-like cost
     const never = new AdaptiveBudget(linear);
-    for (let i = 0; i < 200; i++) never.observe(tree, [], 0.01);
+    for (let i = 0; i < 200; i++) never.observe({ tree: tree, accepted: [], asked: tree.size - 1, draftMs: 0.01, verifyMs: 1, switchMs: 0 });
     expect(never.choose(8)).toBe(0);
     const flat = Float64Array.from({ length: 9 }, () => 1); // a GPU-like cost
     const always = new AdaptiveBudget(flat);
-    for (let i = 0; i < 200; i++) always.observe(tree, [1, 2, 3, 4, 5, 6, 7, 8], 0.01);
+    for (let i = 0; i < 200; i++) always.observe({ tree: tree, accepted: [1, 2, 3, 4, 5, 6, 7, 8], asked: tree.size - 1, draftMs: 0.01, verifyMs: 1, switchMs: 0 });
     expect(always.choose(8)).toBe(8);
     expect(always.choose(3)).toBe(3); // never more than the room the loop offers
     // the first two always accepted, the rest never; c(T) = 1 + (T - 1) / 2:
     // rate(0) = 1, rate(1) = 2 / 1.5, rate(2) = 3 / 2 (best), rate(3) = 3 / 2.5
     const two = new AdaptiveBudget(Float64Array.from({ length: 9 }, (_, i) => 1 + i / 2));
-    for (let i = 0; i < 200; i++) two.observe(tree, [1, 2], 0);
+    for (let i = 0; i < 200; i++) two.observe({ tree: tree, accepted: [1, 2], asked: tree.size - 1, draftMs: 0, verifyMs: 1, switchMs: 0 });
     expect(two.choose(8)).toBe(2);
   });
 
@@ -42,7 +42,7 @@ describe('tree budget cost model', () => {
     const empty = buildTree([], 8, { rootToken: 0 });
     const b = new AdaptiveBudget(flat);
     expect(b.choose(8)).toBeGreaterThan(0); // the prior is optimistic
-    for (let i = 0; i < 300; i++) b.observe(empty, [], 0.01, 1, 8);
+    for (let i = 0; i < 300; i++) b.observe({ tree: empty, accepted: [], asked: 8, draftMs: 0.01, verifyMs: 1, switchMs: 0 });
     expect(b.choose(8)).toBe(0);
   });
 
@@ -53,7 +53,7 @@ describe('tree budget cost model', () => {
       const tree = buildTree([{ tokens: [1, 2, 3, 4], score: 0 }], 4, { rootToken: 0 });
       // the model says drafting pays: free verification, every draft accepted
       const b = new AdaptiveBudget(Float64Array.from({ length: 9 }, () => 1));
-      for (let i = 0; i < 50; i++) b.observe(tree, [1, 2, 3, 4], 0.01);
+      for (let i = 0; i < 50; i++) b.observe({ tree: tree, accepted: [1, 2, 3, 4], asked: tree.size - 1, draftMs: 0.01, verifyMs: 1, switchMs: 0 });
       expect(b.choose(4)).toBe(4);
       // reality: a drafting step takes 10 ms for its 5 tokens (2 ms/token), a plain step 1 ms
       const single = buildTree([], 0, { rootToken: 0 });
@@ -63,10 +63,10 @@ describe('tree budget cost model', () => {
         choices.push(n);
         if (n > 0) {
           clock += 10;
-          b.observe(tree, [1, 2, 3, 4], 0.01, 1, n);
+          b.observe({ tree: tree, accepted: [1, 2, 3, 4], asked: n, draftMs: 0.01, verifyMs: 1, switchMs: 0 });
         } else {
           clock += 1;
-          b.observe(single, [], 0, 1, 0);
+          b.observe({ tree: single, accepted: [], asked: 0, draftMs: 0, verifyMs: 1, switchMs: 0 });
         }
       }
       expect(choices[0]).toBe(4); // the model's choice, until the measured overhead and the guard say otherwise
@@ -76,13 +76,13 @@ describe('tree budget cost model', () => {
       // with exploreEvery, the held-off choice is re-tested in runs of PROBE_STEPS drafting steps, after
       // exploreEvery plain steps, then twice as many each time the re-test fails
       const e = new AdaptiveBudget(Float64Array.from({ length: 9 }, () => 1), { exploreEvery: 5 });
-      for (let i = 0; i < 50; i++) e.observe(tree, [1, 2, 3, 4], 0.01);
+      for (let i = 0; i < 50; i++) e.observe({ tree: tree, accepted: [1, 2, 3, 4], asked: tree.size - 1, draftMs: 0.01, verifyMs: 1, switchMs: 0 });
       const retest: number[] = [];
       for (let i = 0; i < 100; i++) {
         const n = e.choose(4);
         retest.push(n);
         clock += n > 0 ? 10 : 1;
-        e.observe(n > 0 ? tree : single, n > 0 ? [1, 2, 3, 4] : [], n > 0 ? 0.01 : 0, 1, n);
+        e.observe({ tree: n > 0 ? tree : single, accepted: n > 0 ? [1, 2, 3, 4] : [], asked: n, draftMs: n > 0 ? 0.01 : 0, verifyMs: 1, switchMs: 0 });
       }
       // seen: 2 drafting steps (then the model, charging the measured overhead, says no), and
       // from then on probes: runs of PROBE_STEPS drafting steps after 4, 9, 19, 39 ...
@@ -115,12 +115,12 @@ describe('tree budget cost model', () => {
       // per-step ratios (1.25 ms) would call drafting slower and switch it off.
       const tree = buildTree([{ tokens: [1, 2, 3], score: 0 }], 3, { rootToken: 0 });
       const b = new AdaptiveBudget(Float64Array.from({ length: 9 }, () => 1)); // no probes: the guard alone
-      for (let i = 0; i < 50; i++) b.observe(tree, [1, 2], 0.01);
+      for (let i = 0; i < 50; i++) b.observe({ tree: tree, accepted: [1, 2], asked: tree.size - 1, draftMs: 0.01, verifyMs: 1, switchMs: 0 });
       const single = buildTree([], 0, { rootToken: 0 });
       for (let i = 0; i < 20; i++) {
         b.choose(0); // budget 0 allowed: plain steps, 1 ms each
         clock += 1;
-        b.observe(single, [], 0, 1, 0);
+        b.observe({ tree: single, accepted: [], asked: 0, draftMs: 0, verifyMs: 1, switchMs: 0 });
       }
       const choices: number[] = [];
       for (let i = 0; i < 80; i++) {
@@ -128,10 +128,10 @@ describe('tree budget cost model', () => {
         choices.push(n);
         if (n > 0) {
           clock += 2;
-          b.observe(tree, i % 2 ? [1, 2, 3] : [], 0.01, 1, n);
+          b.observe({ tree: tree, accepted: i % 2 ? [1, 2, 3] : [], asked: n, draftMs: 0.01, verifyMs: 1, switchMs: 0 });
         } else {
           clock += 1;
-          b.observe(single, [], 0, 1, 0);
+          b.observe({ tree: single, accepted: [], asked: 0, draftMs: 0, verifyMs: 1, switchMs: 0 });
         }
       }
       expect(b.realizedMsPerToken(1)).toBeCloseTo(0.8, 1);
@@ -152,7 +152,7 @@ describe('tree budget cost model', () => {
     const last: number[] = [];
     for (let step = 0; step < 400; step++) {
       const tree = buildTree([{ tokens: Array.from({ length: 8 }, (_, i) => i + 1), score: 0 }], n, { rootToken: 0 });
-      b.observe(tree, Array.from({ length: tree.size - 1 }, (_, i) => i + 1), 0.01, cost[tree.size - 1], n);
+      b.observe({ tree: tree, accepted: Array.from({ length: tree.size - 1 }, (_, i) => i + 1), asked: n, draftMs: 0.01, verifyMs: cost[tree.size - 1], switchMs: 0 });
       n = b.choose(8);
       if (step >= 380) last.push(n);
     }

@@ -83,6 +83,22 @@ export async function measureVerifyCost(model: Llama, maxT: number, opts: { past
   return cost;
 }
 
+/** What one step of the speculative loop did, for the budget to learn from. */
+export interface StepReport {
+  /** the verified tree (the root alone for a plain step) */
+  tree: TokenTree;
+  /** accepted node indices, in path order */
+  accepted: readonly number[];
+  /** draft nodes the budget allowed this step: 0 for a plain step; allowed nodes the drafter did not propose count as rejected */
+  asked: number;
+  /** drafting time as continuous drafting pays it: propose + catching up on what one drafting step adds */
+  draftMs: number;
+  /** tree building, the tree forward, verification, KV compaction */
+  verifyMs: number;
+  /** catching the drafter up on tokens from earlier plain steps, beyond what one drafting step adds (a cost of switching, not of drafting) */
+  switchMs: number;
+}
+
 export interface BudgetPolicy {
   /**
    * A generation starts: whatever ran since the last step of the previous one (other work, a
@@ -91,14 +107,8 @@ export interface BudgetPolicy {
   begin?(): void;
   /** drafts to verify this step (0 = a plain step: do not call the drafter) */
   choose(maxBudget: number): number;
-  /**
-   * After verification: which nodes of the tree were accepted, the drafting and verifying
-   * time, and how many draft nodes the step allowed (`asked`: 0 for a plain step; default
-   * the tree's draft nodes). Allowed nodes the drafter did not propose count as rejected.
-   * `switchMs`: time this step spent catching the drafter up on tokens from earlier plain
-   * steps, beyond what one drafting step adds (a cost of switching, not of drafting).
-   */
-  observe(tree: TokenTree, accepted: readonly number[], draftMs: number, verifyMs?: number, asked?: number, switchMs?: number): void;
+  /** after verification: what the step did and what it cost */
+  observe(report: StepReport): void;
 }
 
 /** A fixed budget (the `--tree-budget N` option). */
@@ -358,7 +368,7 @@ export class AdaptiveBudget implements BudgetPolicy {
     return this.realizedSamples[0]! >= 8 ? this.realizedMsPerToken(0) : this.verifyCost[0]!;
   }
 
-  observe(tree: TokenTree, accepted: readonly number[], draftMs: number, verifyMs?: number, asked?: number, switchMs = 0): void {
+  observe({ tree, accepted, draftMs, verifyMs, asked, switchMs }: StepReport): void {
     const decay = this.opts.decay ?? 0.98;
     // the start-up calibration is a few samples on a possibly busy machine: keep correcting
     // the cost of the tree sizes actually verified, and keep the curve non-decreasing
@@ -373,7 +383,6 @@ export class AdaptiveBudget implements BudgetPolicy {
     this.lastTokens = 1 + accepted.length;
     this.lastSwitchMs = switchMs;
     this.lastAccountedMs = verifyMs === undefined ? NaN : verifyMs + draftMs;
-    asked ??= tree.size - 1;
     if (asked === 0) return; // a plain step: nothing drafted, nothing to learn about drafts
     // how often the drafter proposes at all; a step without drafts verified the root alone
     this.askedSteps = this.askedSteps * decay + 1;

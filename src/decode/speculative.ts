@@ -141,7 +141,7 @@ export async function generateSpeculative(
         const stepVerifyMs = performance.now() - t;
         verifyMs += stepVerifyMs;
         acceptedPerStep[0]!++;
-        opts.budget?.observe(SINGLE_NODE, NONE_ACCEPTED, 0, stepVerifyMs, 0);
+        opts.budget?.observe({ tree: SINGLE_NODE, accepted: NONE_ACCEPTED, asked: 0, draftMs: 0, verifyMs: stepVerifyMs, switchMs: 0 });
         pendingTokens.push(root);
         if (drafter.usesHidden !== false) pendingHidden.set(hidden.subarray(0, D), (pendingTokens.length - 1) * D);
         done = emit((root = next));
@@ -179,7 +179,7 @@ export async function generateSpeculative(
       // after plain steps, or the first one over the prompt, is not what the next step costs)
       const steadyCatchUpMs = caughtUp > 0 ? catchUpMs * Math.min(1, lastKept / caughtUp) : 0;
       lastKept = keep.length;
-      opts.budget?.observe(tree, accepted, proposeMs + steadyCatchUpMs, stepVerifyMs, room, catchUpMs - steadyCatchUpMs);
+      opts.budget?.observe({ tree, accepted, asked: room, draftMs: proposeMs + steadyCatchUpMs, verifyMs: stepVerifyMs, switchMs: catchUpMs - steadyCatchUpMs });
 
       // the kept nodes enter the drafter's queue: it catches up in one batch when next asked
       for (const n of keep) {
