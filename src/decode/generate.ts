@@ -3,7 +3,10 @@
  * forward per new token. Tokens stream out through `onToken` as they are chosen.
  */
 import { ContextError, type Llama } from '../model/llama.js';
+import type { DraftCandidate } from '../draft/drafter.js';
+import { exclusive } from './exclusive.js';
 import { Sampler, type SamplerOptions } from './sampler.js';
+import type { TokenTree } from './tree.js';
 
 export interface GenerateOptions extends SamplerOptions {
   maxNewTokens: number;
@@ -11,6 +14,52 @@ export interface GenerateOptions extends SamplerOptions {
   eosId?: number | null;
   /** called with every new token as soon as it is chosen */
   onToken?: (id: number) => void;
+  /** called after every base-model step (the prefill is step 0) with what it did */
+  onStep?: (event: StepEvent) => void;
+  /** stops the generation between steps: the call rejects with the signal's reason */
+  signal?: AbortSignal;
+}
+
+/** What one base-model step did: for progress displays, visualisations and profiling. */
+export interface StepEvent {
+  /** 0 for the prefill, then 1, 2, ... */
+  step: number;
+  /** prefill: the prompt's forward; plain: one token; draft: a drafted tree verified */
+  kind: 'prefill' | 'plain' | 'draft';
+  /** the drafter's proposals (draft steps; [] otherwise) */
+  candidates: readonly DraftCandidate[];
+  /** the verified tree, root first (draft steps; null otherwise) */
+  tree: TokenTree | null;
+  /** accepted draft tokens, in order */
+  accepted: readonly number[];
+  /** the base model's own token after the accepted ones */
+  bonus: number;
+  /** the tokens this step emitted: accepted + bonus, cut where generation stops */
+  emitted: readonly number[];
+  draftMs: number;
+  verifyMs: number;
+}
+
+/** Logits that hold NaN or an infinity: the weights or activations overflowed float32. */
+export class NumericError extends Error {
+  override name = 'NumericError';
+}
+
+/**
+ * Stop with a clear error instead of emitting a token chosen from NaN: a greedy argmax over
+ * NaN picks an arbitrary id, and sampling from it is undefined. `rows` rows of V logits.
+ */
+export function assertFiniteLogits(logits: Float32Array, rows: number, V: number, step: number): void {
+  for (let i = 0; i < rows * V; i++) {
+    const x = logits[i]!;
+    if (x - x !== 0) {
+      // x - x is NaN exactly for NaN and +-Infinity
+      throw new NumericError(
+        `step ${step}: the logits hold ${x} (row ${Math.floor(i / V)}, token ${i % V}); the model's weights or activations ` +
+          'overflowed float32, so generation stopped instead of emitting a token chosen from them',
+      );
+    }
+  }
 }
 
 export interface GenerationStats {
@@ -52,7 +101,12 @@ export function checkPrompt(model: Llama, prompt: readonly number[]): void {
   }
 }
 
-export async function generate(model: Llama, prompt: readonly number[], opts: GenerateOptions): Promise<GenerationResult> {
+/** Plain generation. Calls on one model run one at a time, in call order (exclusive.ts). */
+export function generate(model: Llama, prompt: readonly number[], opts: GenerateOptions): Promise<GenerationResult> {
+  return exclusive(model, () => generatePlain(model, prompt, opts));
+}
+
+async function generatePlain(model: Llama, prompt: readonly number[], opts: GenerateOptions): Promise<GenerationResult> {
   checkPrompt(model, prompt);
   if (!(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens >= 0)) {
     throw new RangeError(`maxNewTokens must be an integer >= 0, got ${opts.maxNewTokens}`);
@@ -66,14 +120,22 @@ export async function generate(model: Llama, prompt: readonly number[], opts: Ge
   model.reset();
   let prefillMs = 0;
   const one = [0]; // the next input token, reused so the loop allocates nothing
+  const V = model.config.vocab_size;
   if (opts.maxNewTokens > 0) {
+    opts.signal?.throwIfAborted();
     let logits = await model.forward(prompt);
+    assertFiniteLogits(logits, 1, V, steps);
     prefillMs = performance.now() - t0;
     steps++;
+    let stepStart = t0;
     for (;;) {
       const next = sampler.sample(logits);
       tokens.push(next);
       opts.onToken?.(next);
+      if (opts.onStep) {
+        const ms = performance.now() - stepStart;
+        opts.onStep({ step: steps - 1, kind: steps === 1 ? 'prefill' : 'plain', candidates: [], tree: null, accepted: [], bonus: next, emitted: [next], draftMs: 0, verifyMs: ms });
+      }
       if (next === eos) {
         stopReason = 'eos';
         break;
@@ -83,8 +145,11 @@ export async function generate(model: Llama, prompt: readonly number[], opts: Ge
         stopReason = 'context';
         break;
       }
+      opts.signal?.throwIfAborted();
+      stepStart = performance.now();
       one[0] = next;
       logits = await model.forward(one);
+      assertFiniteLogits(logits, 1, V, steps);
       steps++;
     }
   }
