@@ -11,6 +11,8 @@ import { FormatError } from '../io/errors.js';
 import { parseSafetensors, serializeSafetensors } from '../io/safetensors.js';
 import type { LlamaConfig } from '../model/config.js';
 import { numel, type HostTensor, type TensorMap } from '../tensor/dtype.js';
+import type { CtcHeadConfig } from './ctc-head.js';
+import type { MedusaConfig } from './medusa.js';
 
 /** The base model's frozen tables a head reads: token embeddings and the LM head (the same when tied). */
 export interface FrozenBase {
@@ -27,6 +29,29 @@ export function frozenBase(config: LlamaConfig, tensors: TensorMap): FrozenBase 
   };
   const embed = get('model.embed_tokens.weight');
   return { embed, lmHead: config.tie_word_embeddings ? embed : get('lm_head.weight') };
+}
+
+/**
+ * Refuse a head that was trained for another base model, before it drafts: its config
+ * copies the base's width, vocabulary and (CTC) attention layout, which must agree, and a
+ * CTC head's own KV cache holds max_position_embeddings rows, so a shorter context than the
+ * base's would run out in the middle of a generation. All disagreements in one error.
+ */
+export function checkHeadFitsBase(head: CtcHeadConfig | MedusaConfig, base: LlamaConfig, source: string): void {
+  const problems: string[] = [];
+  const same = (field: keyof CtcHeadConfig & keyof LlamaConfig, headValue: number): void => {
+    if (headValue !== base[field]) problems.push(`${field} ${headValue}, the base model's ${base[field]}`);
+  };
+  same('hidden_size', head.hidden_size);
+  same('vocab_size', head.vocab_size);
+  if (head.kind === 'ctc') {
+    same('num_attention_heads', head.num_attention_heads);
+    same('num_key_value_heads', head.num_key_value_heads);
+    if (head.max_position_embeddings < base.max_position_embeddings) {
+      problems.push(`max_position_embeddings ${head.max_position_embeddings} is shorter than the base model's context ${base.max_position_embeddings}`);
+    }
+  }
+  if (problems.length) throw new FormatError(source, `this ${head.kind} head does not fit the base model: ${problems.join('; ')}`);
 }
 
 /** Assert that `tensors` holds exactly the expected names and shapes (all problems in one error). */
