@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { BYTE_OFFSET, BpeTokenizer, preTokenize, trainBpe } from '../src/tokenizer/bpe.js';
+import { BYTE_OFFSET, BpeTokenizer, FIRST_MERGED_ID, preTokenize, trainBpe } from '../src/tokenizer/bpe.js';
 import { readLlama2cTokenizer, writeLlama2cTokenizer } from '../src/tokenizer/llama2c.js';
 import { bpeFromJson, bpeToJson } from '../src/tokenizer/tokenizer-json.js';
 import { StreamDecoder, TokenizerError, type Tokenizer } from '../src/tokenizer/tokenizer.js';
@@ -350,6 +350,45 @@ describe('llama2.c tokenizer.bin', () => {
     expect(tok.encode('ñ')).toEqual([id(' '), 0xc3 + BYTE_OFFSET, 0xb1 + BYTE_OFFSET]); // byte fallback
     expect(tok.decode([1, id(' hello'), id(' hello'), 0x0a + BYTE_OFFSET])).toBe('hello hello\n');
     expect(tok.decode([1, 0x20 + BYTE_OFFSET])).toBe(' '); // "<0x20>" is not a piece starting with a space
+  });
+
+  test('a padded vocabulary: placeholders up to the model\'s vocab size, read back by us and readable by run.c', () => {
+    const V = english.vocabSize;
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 70 }), (extra) => {
+        const padded = writeLlama2cTokenizer(english, V + extra);
+        const back = readLlama2cTokenizer(padded, V + extra, 'padded.bin'); // exactly V + extra entries, no bytes left over
+        expect(back.vocabSize).toBe(V + extra);
+        const pieces = llamaPieces(padded);
+        expect(pieces.slice(0, V)).toEqual(llamaPieces(bin)); // the tokenizer's own entries unchanged
+        for (let id = V; id < V + extra; id++) {
+          expect(pieces[id]!.length).toBeGreaterThan(0); // run.c's fread(piece, len, 1) fails on len 0
+          expect(back.decode([id])).toMatch(/^<pad_\d+_*>$/);
+        }
+        fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: V - 1 }), { maxLength: 30 }), (ids) => {
+          expect(back.decodeBytes(ids)).toEqual(llama.decodeBytes(ids));
+        }), { numRuns: 20 });
+        fc.assert(fc.property(anyText, (s) => {
+          expect(back.encode(s, { bos: true })).toEqual(llama.encode(s, { bos: true })); // placeholders never enter an encoding
+        }), { numRuns: 20 });
+      }),
+      { numRuns: 10 },
+    );
+    expectTokenizerError(() => writeLlama2cTokenizer(english, V - 1), /vocab size 349 must be an integer >= the tokenizer's 350 tokens/);
+  });
+
+  test('a placeholder that two pieces would spell gets a mark', () => {
+    // merged tokens spelling "<pad_300" (each merge adds one byte): with the byte token ">",
+    // run.c's encoder would form "<pad_300>" from "<pad_300>" in a prompt
+    const spelled = '<pad_300';
+    const merges: [number, number][] = [];
+    for (let i = 1; i < spelled.length; i++) merges.push([i === 1 ? spelled.charCodeAt(0) + BYTE_OFFSET : FIRST_MERGED_ID + i - 2, spelled.charCodeAt(i) + BYTE_OFFSET]);
+    const tok = new BpeTokenizer(merges);
+    expect(new TextDecoder().decode(tok.tokenBytes(tok.vocabSize - 1))).toBe(spelled);
+    const text = llamaPieces(writeLlama2cTokenizer(tok, 302)).map((p) => new TextDecoder().decode(p));
+    expect(text.slice(tok.vocabSize)).toEqual([...Array.from({ length: 300 - tok.vocabSize }, (_, i) => `<pad_${tok.vocabSize + i}>`), '<pad_300_>', '<pad_301>']);
+    const known = new Set(text.slice(0, tok.vocabSize));
+    for (const p of text.slice(tok.vocabSize)) for (let cut = 1; cut < p.length; cut++) expect(known.has(p.slice(0, cut)) && known.has(p.slice(cut))).toBe(false);
   });
 
   test('a truncated file or one with bytes left over fails with a useful message', () => {

@@ -9,7 +9,8 @@
  * parameter and rejects a file with too few bytes or bytes left over.
  *
  * Pieces follow SentencePiece: ids 0..2 are the control tokens, and a piece "<0xXX>"
- * stands for the single byte XX (byte fallback uses id = byte + 3).
+ * stands for the single byte XX (byte fallback uses id = byte + 3). A model whose vocab_size
+ * is padded past its tokenizer's gets placeholder pieces "<pad_ID>" for the extra ids.
  */
 import { BYTE_OFFSET, FIRST_MERGED_ID, type BpeTokenizer } from './bpe.js';
 import {
@@ -41,8 +42,15 @@ const NO_MERGE_SCORE = -1e10; // run.c's starting best score
  * that contain a "<0xXX>" byte (control characters, bytes of split UTF-8 characters) are
  * out of its reach: such text still encodes correctly, in more tokens. run.c also treats
  * pieces as C strings, so a token containing a 0x00 byte would be cut short there.
+ *
+ * `vocabSize` is the model's (run.c reads exactly that many entries); a model whose
+ * vocabulary is padded past the tokenizer's gets one placeholder per extra id (see
+ * paddingPieces).
  */
-export function writeLlama2cTokenizer(tok: BpeTokenizer): Uint8Array {
+export function writeLlama2cTokenizer(tok: BpeTokenizer, vocabSize = tok.vocabSize): Uint8Array {
+  if (!Number.isInteger(vocabSize) || vocabSize < tok.vocabSize) {
+    throw new TokenizerError(`tokenizer.bin: the model's vocab size ${vocabSize} must be an integer >= the tokenizer's ${tok.vocabSize} tokens`);
+  }
   const ascii = new TextEncoder();
   const pieces: Uint8Array[] = [];
   for (let id = 0; id < tok.vocabSize; id++) {
@@ -50,7 +58,8 @@ export function writeLlama2cTokenizer(tok: BpeTokenizer): Uint8Array {
     else if (id < FIRST_MERGED_ID) pieces.push(ascii.encode(bytePiece(id - BYTE_OFFSET)));
     else pieces.push(tok.tokenBytes(id));
   }
-  const scores = new Float32Array(tok.vocabSize).fill(NEVER_MERGED_SCORE);
+  pieces.push(...paddingPieces(pieces, vocabSize).map((p) => ascii.encode(p)));
+  const scores = new Float32Array(vocabSize).fill(NEVER_MERGED_SCORE);
   for (let rank = tok.merges.length - 1; rank >= 0; rank--) scores[tok.merges[rank].id] = -rank; // first rank wins
 
   const maxTokenLength = pieces.reduce((m, p) => Math.max(m, p.length), 0);
@@ -64,6 +73,32 @@ export function writeLlama2cTokenizer(tok: BpeTokenizer): Uint8Array {
     out.set(piece, offset + 8);
     offset += 8 + piece.length;
   });
+  return out;
+}
+
+/**
+ * Placeholders for the ids from pieces.length to vocabSize - 1, "<pad_ID>". They may not be
+ * empty: run.c reads each piece with fread(piece, len, 1) and stops with "failed read" when
+ * that reads nothing, as it does for len 0. They must also stay out of every encoding:
+ * run.c's encoder looks up single characters (at most 4 bytes, shorter than any
+ * placeholder) and concatenations of two pieces, so a placeholder that is a piece already,
+ * or that splits into two pieces, gets "_" added before its ">" until neither holds. (Its
+ * own "<" and ">" occur once each, so a split never yields another placeholder.) A model
+ * that emits a padded id shows the placeholder's text, in run.c as here.
+ */
+function paddingPieces(pieces: readonly Uint8Array[], vocabSize: number): string[] {
+  const known = new Set(pieces.map(byteString));
+  const formable = (p: string): boolean => {
+    if (known.has(p)) return true;
+    for (let cut = 1; cut < p.length; cut++) if (known.has(p.slice(0, cut)) && known.has(p.slice(cut))) return true;
+    return false;
+  };
+  const out: string[] = [];
+  for (let id = pieces.length; id < vocabSize; id++) {
+    let mark = '';
+    while (formable(`<pad_${id}${mark}>`)) mark += '_';
+    out.push(`<pad_${id}${mark}>`);
+  }
   return out;
 }
 
