@@ -28,3 +28,15 @@ export type { Drafter, DraftCandidate } from './draft/drafter.js';
 export { NoDrafter } from './draft/none.js';
 export { PromptLookupDrafter } from './draft/lookup.js';
 export { ctcLoss, ctcLossBatch, ctcBestPath, ctcCollapse } from './train/ctc.js';
+
+// The library API: load a model folder (URL or FileSource), generate and stream text with
+// speculative decoding by default.
+export { loadModel, TextModel, type TextOptions, type TextResult, type StreamEvent, type LoadOptions } from './api/text-model.js';
+export { urlSource, memorySource, type FileSource } from './api/source.js';
+export { loadDrafter, MAX_BEAM, type DrafterFactory, type DrafterOptions } from './api/drafters.js';
+export { chooseDrafter, makeBudget, autoTreeCap, type DrafterChoice } from './api/policy.js';
+export { NumericError, type StepEvent } from './decode/generate.js';
+export { AdaptiveBudget, fixedBudget, measureVerifyCost, type BudgetPolicy, type StepReport } from './decode/cost-model.js';
+export { CtcHeadDrafter, type CtcHeadConfig, type CtcDraftOptions } from './draft/ctc-head.js';
+export { MedusaDrafter, type MedusaConfig } from './draft/medusa.js';
+export { frozenBase, type FrozenBase } from './draft/head-io.js';

@@ -3,3 +3,4 @@ export { createBackend, type BackendName, type BackendOptions } from './backend.
 export { createNodeWebGPU } from './webgpu.js';
 export { readModelDir, writeModelDir, type ModelDir } from './files.js';
 export { loadModelSource, SHIPPED_MODEL, type LoadedModel, type ModelSourceOptions } from './model-source.js';
+export { loadModel, dirSource, type NodeLoadOptions } from './dir-source.js';

@@ -15,7 +15,10 @@ import type { TensorMap } from '../tensor/dtype.js';
 import { BpeTokenizer, bpeFromJson, readLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { readModelDir } from './files.js';
 
-export const SHIPPED_MODEL = fileURLToPath(new URL('../../../weights/base', import.meta.url));
+/** the shipped weights/base: beside dist/src/node/ when built, beside src/node/ when run from source */
+export const SHIPPED_MODEL = ['../../../weights/base', '../../weights/base']
+  .map((up) => fileURLToPath(new URL(up, import.meta.url)))
+  .find((dir) => existsSync(`${dir}/config.json`)) ?? fileURLToPath(new URL('../../../weights/base', import.meta.url));
 
 export interface ModelSourceOptions {
   model?: string;

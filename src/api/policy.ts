@@ -1,0 +1,43 @@
+/**
+ * The library's defaults, one function each, called alike by the library API, the CLI and the
+ * bench: which drafter 'auto' means, and which tree budget 'auto' means.
+ */
+import type { Llama } from '../model/llama.js';
+import { AdaptiveBudget, fixedBudget, measureVerifyCost, type BudgetPolicy } from '../decode/cost-model.js';
+import type { FileSource } from './source.js';
+
+export interface DrafterChoice {
+  name: string;
+  /** why this drafter, in a sentence a user reads */
+  reason: string;
+}
+
+/**
+ * 'auto': the model's CTC head when it has one. On the CPU its cheapest form (the draft
+ * vocabulary, one best-path draft): verifying grows about linearly with the tree there, so
+ * only cheap, likely drafts pay. Elsewhere the full prefix beam search: on a GPU a wider tree
+ * costs little more than one token. Whether a step drafts at all is the budget's decision.
+ */
+export async function chooseDrafter(backendName: string, source: FileSource | undefined): Promise<DrafterChoice> {
+  const has = async (path: string) => source !== undefined && (await source.read(path).catch(() => undefined)) !== undefined;
+  if (!(await has('drafters/ctc/config.json'))) return { name: 'none', reason: 'the model has no CTC draft head (drafters/ctc/): plain decoding' };
+  if (backendName === 'cpu' && (await has('draft-vocab.json'))) {
+    return { name: 'ctc:short:best-path', reason: 'the CTC head, in its cheapest form on the CPU (draft vocabulary, best path)' };
+  }
+  return { name: 'ctc', reason: 'the CTC head (prefix beam search)' };
+}
+
+/** most draft nodes per step under 'auto': on the CPU verifying grows about linearly with the tree */
+export function autoTreeCap(backendName: string): number {
+  return backendName === 'cpu' ? 16 : 32;
+}
+
+/** The budget policy for `treeBudget`: a fixed number of nodes, or 'auto' (learns what pays). */
+export async function makeBudget(treeBudget: number | 'auto', model: Llama): Promise<{ maxNodes: number; policy: BudgetPolicy }> {
+  if (treeBudget !== 'auto') {
+    if (!(Number.isInteger(treeBudget) && treeBudget >= 0)) throw new RangeError(`treeBudget must be an integer >= 0 or 'auto', got ${treeBudget}`);
+    return { maxNodes: treeBudget, policy: fixedBudget(treeBudget) };
+  }
+  const maxNodes = autoTreeCap(model.backend.name);
+  return { maxNodes, policy: new AdaptiveBudget(await measureVerifyCost(model, maxNodes + 1), { exploreEvery: 16 }) };
+}

@@ -1,0 +1,69 @@
+/**
+ * Where a model's files come from, the same way in every runtime. A model is a folder:
+ *
+ *   config.json, model.safetensors, tokenizer.json     the base model
+ *   drafters/<name>/config.json, model.safetensors     trained draft heads (optional)
+ *   draft-vocab.json                                   a CTC head's draft vocabulary (optional)
+ *
+ * `urlSource` reads it over HTTP (browsers, Deno, Node 20's fetch); the Node adapter adds
+ * `dirSource` for a directory on disk (ctcspec/node).
+ */
+import { FormatError } from '../io/errors.js';
+
+export interface FileSource {
+  /** the folder, for messages: a directory path or a URL */
+  readonly location: string;
+  /** a file's bytes by its path inside the folder ('drafters/ctc/config.json'), or undefined when there is none */
+  read(path: string): Promise<Uint8Array | undefined>;
+  /** the entries of a sub-folder, when the source can list them (a directory can; HTTP cannot) */
+  list?(folder: string): Promise<string[]>;
+}
+
+/** The folder at `base` over HTTP: 404 means "no such file", any other failure is an error. */
+export function urlSource(base: string | URL, fetchFn: typeof fetch = fetch): FileSource {
+  const root = new URL(base);
+  if (!root.pathname.endsWith('/')) root.pathname += '/'; // relative paths resolve inside the folder
+  return {
+    location: root.href,
+    async read(path) {
+      const url = new URL(path, root);
+      const r = await fetchFn(url);
+      if (r.status === 404) return undefined;
+      if (!r.ok) throw new FormatError(url.href, `HTTP ${r.status} ${r.statusText}`);
+      return new Uint8Array(await r.arrayBuffer());
+    },
+  };
+}
+
+/** Files held in memory (tests, bundlers, files a page got from the user). */
+export function memorySource(files: Record<string, Uint8Array | string>, location = 'memory'): FileSource {
+  return {
+    location,
+    async read(path) {
+      const f = files[path];
+      return typeof f === 'string' ? new TextEncoder().encode(f) : f;
+    },
+    async list(folder) {
+      const prefix = folder.endsWith('/') ? folder : `${folder}/`;
+      return [...new Set(Object.keys(files).filter((p) => p.startsWith(prefix)).map((p) => p.slice(prefix.length).split('/')[0]!))];
+    },
+  };
+}
+
+/** A file's text, or undefined when there is none. */
+export async function readText(source: FileSource, path: string): Promise<string | undefined> {
+  const bytes = await source.read(path);
+  return bytes === undefined ? undefined : new TextDecoder().decode(bytes);
+}
+
+/** A file that must exist. */
+export async function readRequired(source: FileSource, path: string, why: string): Promise<Uint8Array> {
+  const bytes = await source.read(path);
+  if (bytes === undefined) throw new FormatError(joinLocation(source, path), `file not found (${why})`);
+  return bytes;
+}
+
+/** `location/path`, for messages */
+export function joinLocation(source: FileSource, path: string): string {
+  return source.location.endsWith('/') ? source.location + path : `${source.location}/${path}`;
+}

@@ -1,0 +1,223 @@
+/**
+ * The library API: load a model, generate text, with speculative decoding by default.
+ *
+ *   const lm = await loadModel(urlSource('https://example.org/weights/base/'));   // or ctcspec/node's loadModel(dir)
+ *   const out = await lm.generate('The jury said', { maxNewTokens: 64 });
+ *   out.text; out.stats.tokensPerStep; out.drafter        // 'ctc' ... and why
+ *   for await (const e of lm.stream('The jury said')) if (e.type === 'text') write(e.text);
+ *
+ * `drafter: 'auto'` (the default) is the library's policy (policy.ts: the model's CTC head
+ * when it has one), 'none' plain decoding, 'lookup' prompt lookup, a head's name in drafters/,
+ * or any object implementing Drafter. Whatever drafts, greedy output is plain greedy
+ * decoding's, token for token, and sampled output has the base model's distribution.
+ *
+ * One TextModel serves concurrent calls: they queue and run one at a time in call order, each
+ * returning exactly what it returns alone. Drafters and tree budgets are made once per name and
+ * kept, so what the budget learned about this backend carries over from call to call.
+ */
+import type { Backend } from '../backend/backend.js';
+import { CpuBackend } from '../backend/cpu/cpu.js';
+import { Llama } from '../model/llama.js';
+import { parseModelFiles, type ParsedModel } from '../model/load.js';
+import type { LlamaConfig } from '../model/config.js';
+import type { TensorMap } from '../tensor/dtype.js';
+import { StreamDecoder, type Tokenizer } from '../tokenizer/index.js';
+import { generate, type StepEvent } from '../decode/generate.js';
+import { generateSpeculative, type SpeculativeResult } from '../decode/speculative.js';
+import type { BudgetPolicy } from '../decode/cost-model.js';
+import type { Drafter } from '../draft/drafter.js';
+import { loadDrafter } from './drafters.js';
+import { chooseDrafter, makeBudget } from './policy.js';
+import { readRequired, readText, urlSource, type FileSource } from './source.js';
+
+export interface TextOptions {
+  /** new tokens at most (default 64) */
+  maxNewTokens?: number;
+  /** 0 = greedy (default) */
+  temperature?: number;
+  topP?: number;
+  seed?: number;
+  /** 'auto' (default), 'none', 'lookup', a head's name (with :variants), or a Drafter */
+  drafter?: string | Drafter;
+  /** most draft nodes verified per step, or 'auto' (default): the size that pays, down to 0 */
+  treeBudget?: number | 'auto';
+  /** longest draft per step (default 6) */
+  maxDraftLen?: number;
+  /** CTC heads: candidates kept from the prefix beam search (default 4) */
+  beam?: number;
+  /** stop token (default: the model's eos_token_id, else the tokenizer's EOS); null: never stop early */
+  eosId?: number | null;
+  /** abort between steps: the call rejects with the signal's reason, the model stays usable */
+  signal?: AbortSignal;
+}
+
+export interface TextResult extends Omit<SpeculativeResult, 'stats'> {
+  text: string;
+  stats: SpeculativeResult['stats'];
+  /** the drafter that ran, and why it was chosen */
+  drafter: { name: string; reason: string };
+  backend: string;
+}
+
+/** What stream() yields: per step, the step's event then the text it completed; then the result. */
+export type StreamEvent = ({ type: 'step' } & StepEvent) | { type: 'text'; text: string } | { type: 'done'; result: TextResult };
+
+export interface LoadOptions {
+  /** the backend to run on (default: a new CpuBackend) */
+  backend?: Backend;
+}
+
+export class TextModel {
+  readonly model: Llama;
+  private readonly drafters = new Map<string, { drafter: Drafter; budgets: Map<string, { maxNodes: number; policy: BudgetPolicy }> }>();
+
+  constructor(
+    readonly config: LlamaConfig,
+    readonly tensors: TensorMap,
+    readonly tokenizer: Tokenizer,
+    backend: Backend,
+    /** the model's folder, where its draft heads are (none: no heads) */
+    readonly source?: FileSource,
+  ) {
+    this.model = new Llama(backend, config, tensors);
+  }
+
+  get backend(): Backend {
+    return this.model.backend;
+  }
+
+  /** Generate a continuation of `prompt` (text, encoded with BOS; or token ids as they are). */
+  async generate(prompt: string | readonly number[], opts: TextOptions = {}): Promise<TextResult> {
+    return this.run(prompt, opts, undefined);
+  }
+
+  /**
+   * The same generation as an async iterator: a 'step' event per base-model step (what was
+   * drafted, accepted, the bonus token, timings), a 'text' event with the text each step
+   * completed (a character is never split across events), and a final 'done' with the result.
+   * Leaving the loop early (break, return, an exception) aborts the generation.
+   */
+  async *stream(prompt: string | readonly number[], opts: TextOptions = {}): AsyncGenerator<StreamEvent, void, undefined> {
+    const pending: StreamEvent[] = [];
+    let wake: (() => void) | undefined;
+    const push = (e: StreamEvent) => {
+      pending.push(e);
+      wake?.();
+    };
+    const stop = new AbortController();
+    const onAbort = () => stop.abort(opts.signal?.reason);
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    if (opts.signal?.aborted) onAbort();
+    const decoder = new StreamDecoder(this.tokenizer);
+    let settled = false, failed = false, failure: unknown;
+    const running = this.run(prompt, { ...opts, signal: stop.signal }, (e) => {
+      push({ type: 'step', ...e });
+      const text = e.emitted.map((id) => decoder.push(id)).join('');
+      if (text) push({ type: 'text', text });
+    }).then(
+      (result) => {
+        settled = true;
+        const rest = decoder.flush();
+        if (rest) pending.push({ type: 'text', text: rest });
+        push({ type: 'done', result });
+      },
+      (e: unknown) => {
+        settled = true;
+        failed = true;
+        failure = e;
+        wake?.();
+      },
+    );
+    try {
+      for (;;) {
+        while (pending.length) yield pending.shift()!;
+        if (failed) throw failure;
+        if (settled && !pending.length) return;
+        await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+      }
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      if (!settled) stop.abort(new DOMException('the stream was closed before it ended', 'AbortError'));
+      await running;
+    }
+  }
+
+  /** The drafter a name resolves to on this model (made once per name, then reused). */
+  async drafter(name: string, opts: { beam?: number } = {}): Promise<Drafter> {
+    return (await this.drafterEntry(name, opts)).drafter;
+  }
+
+  private async drafterEntry(name: string, opts: { beam?: number }) {
+    const key = opts.beam === undefined ? name : `${name}@${opts.beam}`;
+    let entry = this.drafters.get(key);
+    if (!entry) {
+      const factory = await loadDrafter(name, this.source, this, opts);
+      entry = { drafter: factory.make(), budgets: new Map() };
+      this.drafters.set(key, entry);
+    }
+    return entry;
+  }
+
+  private async run(prompt: string | readonly number[], opts: TextOptions, onStep: ((e: StepEvent) => void) | undefined): Promise<TextResult> {
+    const ids = typeof prompt === 'string' ? this.tokenizer.encode(prompt, { bos: true }) : prompt;
+    const choice =
+      opts.drafter === undefined || opts.drafter === 'auto'
+        ? await chooseDrafter(this.backend.name, this.source)
+        : typeof opts.drafter === 'string'
+          ? { name: opts.drafter, reason: 'asked for' }
+          : { name: opts.drafter.name, reason: 'given' };
+    const base = {
+      maxNewTokens: opts.maxNewTokens ?? 64,
+      temperature: opts.temperature,
+      topP: opts.topP,
+      seed: opts.seed,
+      eosId: opts.eosId === undefined ? this.config.eos_token_id ?? this.tokenizer.eosId : opts.eosId,
+      signal: opts.signal,
+      onStep,
+    };
+    let result: SpeculativeResult;
+    if (choice.name === 'none') {
+      // plain decoding is the plain loop: the baseline pays nothing for the speculative machinery
+      const r = await generate(this.model, ids, base);
+      result = { ...r, stats: { ...r.stats, draftMs: 0, verifyMs: r.stats.wallMs - r.stats.prefillMs, acceptedPerStep: [Math.max(0, r.stats.steps - 1)] } };
+    } else {
+      let drafter: Drafter, budgets: Map<string, { maxNodes: number; policy: BudgetPolicy }>;
+      if (typeof opts.drafter === 'object') {
+        drafter = opts.drafter;
+        budgets = new Map();
+      } else {
+        ({ drafter, budgets } = await this.drafterEntry(choice.name, { beam: opts.beam }));
+      }
+      const treeBudget = opts.treeBudget ?? 'auto';
+      const key = String(treeBudget);
+      let budget = budgets.get(key);
+      if (!budget) budgets.set(key, (budget = await makeBudget(treeBudget, this.model)));
+      result = await generateSpeculative(this.model, ids, drafter, { ...base, treeBudget: budget.maxNodes, maxDraftLen: opts.maxDraftLen, budget: budget.policy });
+    }
+    const known = result.tokens.filter((id) => id < this.tokenizer.vocabSize);
+    return { ...result, text: this.tokenizer.decode(known), drafter: choice, backend: this.backend.name };
+  }
+}
+
+/**
+ * Load a model folder: config.json, model.safetensors, tokenizer.json, and the draft heads
+ * beside them (read when a drafter is first asked for). `source` is a FileSource or the
+ * folder's URL.
+ */
+export async function loadModel(source: FileSource | string | URL, opts: LoadOptions = {}): Promise<TextModel> {
+  const files = typeof source === 'string' || source instanceof URL ? urlSource(source) : source;
+  const parsed: ParsedModel = parseModelFiles(
+    {
+      config: (await readText(files, 'config.json')) ?? missing(files, 'config.json'),
+      weights: await readRequired(files, 'model.safetensors', 'a model folder needs model.safetensors'),
+      tokenizer: (await readText(files, 'tokenizer.json')) ?? missing(files, 'tokenizer.json'),
+    },
+    files.location.replace(/\/$/, ''),
+  );
+  return new TextModel(parsed.config, parsed.tensors, parsed.tokenizer, opts.backend ?? new CpuBackend(), files);
+}
+
+function missing(source: FileSource, path: string): never {
+  throw new Error(`${source.location.replace(/\/$/, '')}/${path}: file not found (a model folder needs config.json, model.safetensors and tokenizer.json)`);
+}
