@@ -45,7 +45,11 @@
 import { Rng } from '../util/random.js';
 import { CpuBackend, type CpuBuf } from '../backend/cpu/cpu.js';
 import { FormatError } from '../io/errors.js';
-import type { LlamaConfig } from '../model/config.js';
+import { decoderLayerShapes, type LlamaConfig } from '../model/config.js';
+import {
+  attentionSublayer, feedForwardSublayer, LayerScratch, loadAttention, loadFeedForward,
+  type AttentionWeights, type DecoderLayerWeights,
+} from '../model/decoder-layer.js';
 import { numel, type TensorMap } from '../tensor/dtype.js';
 import * as op from '../tensor/tensor.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -119,25 +123,11 @@ function fail(source: string, problem: string): never {
 
 // ---- weights -----------------------------------------------------------------------------
 
-/** the tensor suffixes and shapes of a decoder layer as in a base layer, or of its attention half only */
-function layerShapes(c: CtcHeadConfig, mlp: boolean): [string, number[]][] {
-  const D = c.hidden_size, F = c.intermediate_size, KV = c.num_key_value_heads * (D / c.num_attention_heads);
-  const attention: [string, number[]][] = [
-    ['input_layernorm.weight', [D]],
-    ['self_attn.q_proj.weight', [D, D]],
-    ['self_attn.k_proj.weight', [KV, D]],
-    ['self_attn.v_proj.weight', [KV, D]],
-    ['self_attn.o_proj.weight', [D, D]],
-  ];
-  if (!mlp) return attention;
-  return [...attention, ['post_attention_layernorm.weight', [D]], ['mlp.gate_proj.weight', [F, D]], ['mlp.up_proj.weight', [F, D]], ['mlp.down_proj.weight', [D, F]]];
-}
-
 /** every trained tensor of the head: name -> shape */
 export function ctcHeadShapes(c: CtcHeadConfig): Map<string, number[]> {
   const D = c.hidden_size, m = new Map<string, number[]>();
-  for (const [n, s] of layerShapes(c, true)) m.set(`ctc.layer.${n}`, s);
-  for (const [n, s] of layerShapes(c, false)) m.set(`ctc.frames.${n}`, s);
+  for (const [n, s] of decoderLayerShapes(c)) m.set(`ctc.layer.${n}`, s);
+  for (const [n, s] of decoderLayerShapes(c, false)) m.set(`ctc.frames.${n}`, s);
   m.set('ctc.root_proj.weight', [D, D]);
   m.set('ctc.slots', [c.frames, D]);
   m.set('ctc.norm.weight', [D]);
@@ -196,36 +186,6 @@ export interface CtcDraftOptions {
 
 // ---- the drafter -------------------------------------------------------------------------
 
-interface LayerTensors {
-  attnNorm: Tensor; // (D)
-  wq: Tensor; // (D, D)
-  wk: Tensor; // (KV, D)
-  wv: Tensor; // (KV, D)
-  wo: Tensor; // (D, D)
-  kCache: Tensor; // (slots, KVH, hd)
-  vCache: Tensor; // (slots, KVH, hd)
-  mlp: {
-    ffnNorm: Tensor; // (D)
-    gate: Tensor; // (F, D)
-    up: Tensor; // (F, D)
-    down: Tensor; // (D, F)
-  } | null; // null for the frame block (attention only)
-}
-
-/** activation views for T rows */
-interface Scratch {
-  x: Tensor; // (T, D) residual stream
-  xb: Tensor; // (T, D) normed sublayer input
-  q: Tensor; // (T, H, hd)
-  k: Tensor; // (T, KVH, hd)
-  v: Tensor; // (T, KVH, hd)
-  att: Tensor; // (T, H, hd)
-  proj: Tensor; // (T, D)
-  gate: Tensor; // (T, F)
-  up: Tensor; // (T, F)
-  hidden: Tensor; // (T, F)
-}
-
 export class CtcHeadDrafter implements Drafter {
   readonly name: string;
   readonly config: CtcHeadConfig;
@@ -234,16 +194,15 @@ export class CtcHeadDrafter implements Drafter {
   /** rows in the head's cache (= tokens in the base cache) */
   cacheLength = 0;
 
-  private readonly layer: LayerTensors; // over the prefix, cache of max_position_embeddings slots
-  private readonly frameBlock: LayerTensors; // over the S frames, cache of S slots
+  private readonly layer: DecoderLayerWeights; // over the prefix, cache of max_position_embeddings slots
+  private readonly frameBlock: AttentionWeights; // over the S frames, cache of S slots
   private readonly rootProj: Tensor; // (D, D)
   private readonly slots: Tensor; // (S, D)
   private readonly norm: Tensor; // (D)
   private readonly embed: Tensor; // (V, D) frozen base embedding
   private readonly headExt: Tensor; // (V + 1, D) frozen base LM head + trained blank row
   private readonly maxBatch: number;
-  private readonly buffers: Record<keyof Scratch, Tensor>; // for max(maxBatch, S) rows
-  private readonly views = new Map<number, Scratch>();
+  private readonly scratch: LayerScratch; // for max(maxBatch, S) rows
   private readonly last: Tensor; // (1, D) layer output of the last cached row
   private readonly rootEmb: Tensor; // (1, D)
   private readonly z: Tensor; // (1, D)
@@ -263,8 +222,7 @@ export class CtcHeadDrafter implements Drafter {
   constructor(config: CtcHeadConfig, weights: TensorMap, base: FrozenBase, opts: CtcDraftOptions = {}, backend = new CpuBackend()) {
     const c = (this.config = checkCtcHeadConfig(config));
     checkHeadWeights(ctcHeadShapes(c), weights, 'ctc head');
-    const { hidden_size: D, vocab_size: V, frames: S, intermediate_size: F, num_attention_heads: H } = c;
-    const KVH = c.num_key_value_heads, hd = D / H;
+    const { hidden_size: D, vocab_size: V, frames: S } = c;
     for (const t of [base.embed, base.lmHead]) {
       if (t.shape.join() !== [V, D].join()) throw new FormatError('ctc head', `base tables must be [${V}, ${D}], got [${t.shape}]`);
     }
@@ -288,19 +246,9 @@ export class CtcHeadDrafter implements Drafter {
     this.name = `ctc(S=${S}, L=${c.draft_len}, ${c.loss}, ${collapse ? candidates : 'no-collapse'}${list ? `, ${list.length}-token shortlist` : ''})`;
 
     const w = (name: string): Tensor => Tensor.fromArray(backend, weights.get(name)!.shape, weights.get(name)!.data);
-    const layer = (block: string, slotsN: number, mlp: boolean): LayerTensors => {
-      const p = `ctc.${block}.`;
-      return {
-        attnNorm: w(p + 'input_layernorm.weight'), wq: w(p + 'self_attn.q_proj.weight'), wk: w(p + 'self_attn.k_proj.weight'),
-        wv: w(p + 'self_attn.v_proj.weight'), wo: w(p + 'self_attn.o_proj.weight'),
-        kCache: Tensor.zeros(backend, [slotsN, KVH, hd]), vCache: Tensor.zeros(backend, [slotsN, KVH, hd]),
-        mlp: mlp
-          ? { ffnNorm: w(p + 'post_attention_layernorm.weight'), gate: w(p + 'mlp.gate_proj.weight'), up: w(p + 'mlp.up_proj.weight'), down: w(p + 'mlp.down_proj.weight') }
-          : null,
-      };
-    };
-    this.layer = layer('layer', c.max_position_embeddings, true);
-    this.frameBlock = layer('frames', S, false);
+    const layer = (name: string) => w(`ctc.layer.${name}`), frames = (name: string) => w(`ctc.frames.${name}`);
+    this.layer = { ...loadAttention(backend, c, c.max_position_embeddings, layer), ...loadFeedForward(layer) };
+    this.frameBlock = loadAttention(backend, c, S, frames);
     this.rootProj = w('ctc.root_proj.weight');
     this.slots = w('ctc.slots');
     this.norm = w('ctc.norm.weight');
@@ -311,11 +259,8 @@ export class CtcHeadDrafter implements Drafter {
     ext.set(weights.get('ctc.blank_row')!.data, (C - 1) * D);
     this.headExt = Tensor.fromArray(backend, [C, D], ext);
 
-    const R = Math.max(this.maxBatch, S), z = (shape: number[]) => Tensor.zeros(backend, shape);
-    this.buffers = {
-      x: z([R, D]), xb: z([R, D]), q: z([R, H, hd]), k: z([R, KVH, hd]), v: z([R, KVH, hd]), att: z([R, H, hd]),
-      proj: z([R, D]), gate: z([R, F]), up: z([R, F]), hidden: z([R, F]),
-    };
+    this.scratch = new LayerScratch(backend, c, Math.max(this.maxBatch, S));
+    const z = (shape: number[]) => Tensor.zeros(backend, shape);
     this.last = z([1, D]);
     this.rootEmb = z([1, D]);
     this.z = z([1, D]);
@@ -369,10 +314,10 @@ export class CtcHeadDrafter implements Drafter {
     op.embedding(this.rootEmb, this.embed, this.rootId); // e = embed[root]
     op.matmul(this.z, this.rootEmb, this.rootProj); // z = root_proj @ e
     op.add(this.z, this.z, this.last); // z += layer(prefix)[last]
-    const s = this.scratch(S);
+    const s = this.scratch.rows(S);
     for (let f = 0; f < S; f++) op.copy(s.x, f * D, this.z, 0, D); // frames[f] = z
     op.add(s.x, s.x, this.slots); //          + slots[f]
-    this.runLayer(this.frameBlock, s, S, 0, null, this.frameMask);
+    attentionSublayer(c, this.frameBlock, s, S, 0, null, this.frameMask); // f += attention(rmsnorm(f)), all frames, no RoPE
     op.rmsnorm(this.frameOut, s.x, this.norm, c.rms_norm_eps);
     op.matmul(this.logits, this.frameOut, this.headExt); // (S, C)
     const out = this.logProbs;
@@ -393,60 +338,14 @@ export class CtcHeadDrafter implements Drafter {
       throw new RangeError(`CtcHeadDrafter: ${this.cacheLength} + ${n} rows exceed the context of ${this.config.max_position_embeddings}`);
     }
     for (let start = 0; start < n; start += this.maxBatch) {
-      const T = Math.min(this.maxBatch, n - start), s = this.scratch(T);
+      const T = Math.min(this.maxBatch, n - start), s = this.scratch.rows(T);
       this.backend.write(s.x.buf, hidden.subarray(start * D, (start + T) * D));
       for (let t = 0; t < T; t++) this.positions[t] = this.cacheLength + t;
-      this.runLayer(this.layer, s, T, this.cacheLength, this.positions.subarray(0, T), null);
+      attentionSublayer(this.config, this.layer, s, T, this.cacheLength, this.positions.subarray(0, T), null); // causal
+      feedForwardSublayer(this.config, this.layer, s);
       op.copy(this.last, 0, s.x, (T - 1) * D, D);
       this.cacheLength += T;
     }
-  }
-
-  /**
-   * One decoder layer (or its attention half, when L.mlp is null) over T rows in s.x (in
-   * place), keys/values into cache slots [past, past + T); rope at `positions` unless null;
-   * mask null = causal.
-   */
-  private runLayer(L: LayerTensors, s: Scratch, T: number, past: number, positions: Int32Array | null, mask: Float32Array | null): void {
-    const c = this.config, D = c.hidden_size, kvRow = c.num_key_value_heads * (D / c.num_attention_heads);
-    // attention: x += wo @ attn(rope(wq @ norm(x)), rope(wk @ norm(x)), wv @ norm(x))
-    op.rmsnorm(s.xb, s.x, L.attnNorm, c.rms_norm_eps);
-    op.matmul(s.q.view([T, D]), s.xb, L.wq);
-    op.matmul(s.k.view([T, kvRow]), s.xb, L.wk);
-    op.matmul(s.v.view([T, kvRow]), s.xb, L.wv);
-    if (positions) {
-      op.rope(s.q, positions, c.rope_theta);
-      op.rope(s.k, positions, c.rope_theta);
-    }
-    op.copy(L.kCache, past * kvRow, s.k, 0, T * kvRow);
-    op.copy(L.vCache, past * kvRow, s.v, 0, T * kvRow);
-    op.attention(s.att, s.q, L.kCache, L.vCache, past, mask);
-    op.matmul(s.proj, s.att.view([T, D]), L.wo);
-    op.add(s.x, s.x, s.proj);
-    if (!L.mlp) return;
-    // feed-forward: x += down @ (silu(gate @ norm(x)) * (up @ norm(x)))
-    const f = L.mlp;
-    op.rmsnorm(s.xb, s.x, f.ffnNorm, c.rms_norm_eps);
-    op.matmul(s.gate, s.xb, f.gate);
-    op.matmul(s.up, s.xb, f.up);
-    op.siluGate(s.hidden, s.gate, s.up);
-    op.matmul(s.proj, s.hidden, f.down);
-    op.add(s.x, s.x, s.proj);
-  }
-
-  /** views of the scratch buffers for T rows, made once per T */
-  private scratch(T: number): Scratch {
-    let s = this.views.get(T);
-    if (!s) {
-      const c = this.config, b = this.buffers, D = c.hidden_size, F = c.intermediate_size;
-      const H = c.num_attention_heads, KVH = c.num_key_value_heads, hd = D / H;
-      s = {
-        x: b.x.view([T, D]), xb: b.xb.view([T, D]), q: b.q.view([T, H, hd]), k: b.k.view([T, KVH, hd]), v: b.v.view([T, KVH, hd]),
-        att: b.att.view([T, H, hd]), proj: b.proj.view([T, D]), gate: b.gate.view([T, F]), up: b.up.view([T, F]), hidden: b.hidden.view([T, F]),
-      };
-      this.views.set(T, s);
-    }
-    return s;
   }
 
   /** candidate drafts from the frame logits in this.logProbs: real tokens only, at most maxLen each, distinct, best first */

@@ -25,8 +25,14 @@ export class ConfigError extends Error {
   }
 }
 
+/** The fields a decoder layer reads: a base model's config, or a draft head's copy of them. */
+export type LayerConfig = Pick<
+  LlamaConfig,
+  'hidden_size' | 'num_attention_heads' | 'num_key_value_heads' | 'intermediate_size' | 'rope_theta' | 'rms_norm_eps'
+>;
+
 /** head_dim = hidden_size / num_attention_heads */
-export function headDim(c: LlamaConfig): number {
+export function headDim(c: Pick<LlamaConfig, 'hidden_size' | 'num_attention_heads'>): number {
   return c.hidden_size / c.num_attention_heads;
 }
 
@@ -95,23 +101,36 @@ export function parseConfig(raw: unknown, source = 'config'): LlamaConfig {
   return cfg;
 }
 
+/**
+ * The tensor names (under a layer's prefix) and shapes of one decoder layer, [out, in] for
+ * linear layers; with feedForward false, its attention half only.
+ */
+export function decoderLayerShapes(c: LayerConfig, feedForward = true): [string, number[]][] {
+  const D = c.hidden_size, F = c.intermediate_size, KV = c.num_key_value_heads * headDim(c);
+  const attention: [string, number[]][] = [
+    ['input_layernorm.weight', [D]],
+    ['self_attn.q_proj.weight', [D, D]],
+    ['self_attn.k_proj.weight', [KV, D]],
+    ['self_attn.v_proj.weight', [KV, D]],
+    ['self_attn.o_proj.weight', [D, D]],
+  ];
+  if (!feedForward) return attention;
+  return [
+    ...attention,
+    ['post_attention_layernorm.weight', [D]],
+    ['mlp.gate_proj.weight', [F, D]],
+    ['mlp.up_proj.weight', [F, D]],
+    ['mlp.down_proj.weight', [D, F]],
+  ];
+}
+
 /** The Hugging Face tensor names and shapes ([out, in] for linear layers) of a Llama model. */
 export function weightShapes(c: LlamaConfig): Map<string, number[]> {
-  const D = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
-  const hd = headDim(c), KV = c.num_key_value_heads * hd;
+  const D = c.hidden_size, V = c.vocab_size;
   const m = new Map<string, number[]>();
   m.set('model.embed_tokens.weight', [V, D]);
   for (let l = 0; l < c.num_hidden_layers; l++) {
-    const p = `model.layers.${l}.`;
-    m.set(p + 'input_layernorm.weight', [D]);
-    m.set(p + 'self_attn.q_proj.weight', [D, D]);
-    m.set(p + 'self_attn.k_proj.weight', [KV, D]);
-    m.set(p + 'self_attn.v_proj.weight', [KV, D]);
-    m.set(p + 'self_attn.o_proj.weight', [D, D]);
-    m.set(p + 'post_attention_layernorm.weight', [D]);
-    m.set(p + 'mlp.gate_proj.weight', [F, D]);
-    m.set(p + 'mlp.up_proj.weight', [F, D]);
-    m.set(p + 'mlp.down_proj.weight', [D, F]);
+    for (const [name, shape] of decoderLayerShapes(c)) m.set(`model.layers.${l}.${name}`, shape);
   }
   m.set('model.norm.weight', [D]);
   if (!c.tie_word_embeddings) m.set('lm_head.weight', [V, D]);

@@ -1,6 +1,7 @@
 /**
  * The Llama forward pass, read top to bottom like llama2.c's run.c: weights, run state,
- * forward. Three entry points share one layer loop:
+ * forward. The decoder layer itself (attention and feed-forward sublayers) is in
+ * decoder-layer.ts. Three entry points share one layer loop:
  *   forward(tokens)                      causal prefill / one-token decode with the KV cache
  *   forwardTree(tokens, positions, mask) a batch with an arbitrary mask over cache + batch
  *                                        (tree verification in speculative decoding)
@@ -12,6 +13,10 @@ import type { TensorMap } from '../tensor/dtype.js';
 import * as op from '../tensor/tensor.js';
 import { Tensor } from '../tensor/tensor.js';
 import { headDim, weightShapes, type LlamaConfig } from './config.js';
+import {
+  attentionSublayer, feedForwardSublayer, LayerScratch, loadAttention, loadFeedForward,
+  type DecoderLayerWeights, type LayerActivations,
+} from './decoder-layer.js';
 
 export class ContextError extends Error {
   constructor(message: string) {
@@ -20,32 +25,8 @@ export class ContextError extends Error {
   }
 }
 
-interface LayerWeights {
-  attnNorm: Tensor; // (D)
-  wq: Tensor; // (D, D)       [out, in], as nn.Linear stores it
-  wk: Tensor; // (KVH*hd, D)
-  wv: Tensor; // (KVH*hd, D)
-  wo: Tensor; // (D, D)
-  ffnNorm: Tensor; // (D)
-  gate: Tensor; // (F, D)
-  up: Tensor; // (F, D)
-  down: Tensor; // (D, F)
-  kCache: Tensor; // (maxSeq, KVH, hd)
-  vCache: Tensor; // (maxSeq, KVH, hd)
-}
-
-/** Activation views for a batch of T tokens over the buffers allocated for maxBatch. */
-interface RunState {
-  x: Tensor; // (T, D) residual stream
-  xb: Tensor; // (T, D) normed input of a sublayer
-  q: Tensor; // (T, H, hd)
-  k: Tensor; // (T, KVH, hd)
-  v: Tensor; // (T, KVH, hd)
-  att: Tensor; // (T, H, hd) attention output
-  proj: Tensor; // (T, D) sublayer output before the residual add
-  gate: Tensor; // (T, F)
-  up: Tensor; // (T, F)
-  hidden: Tensor; // (T, F) silu(gate) * up
+/** Activation views for a batch of T tokens: the layers' and the final ones. */
+interface RunState extends LayerActivations {
   logits: Tensor; // (T, V)
   lastHidden: Tensor; // (1, D) the last token's normed hidden state
   lastLogits: Tensor; // (1, V)
@@ -75,10 +56,13 @@ export class Llama {
   cacheLength = 0;
 
   private embed: Tensor; // (V, D)
-  private layers: LayerWeights[] = [];
+  private layers: DecoderLayerWeights[] = [];
   private finalNorm: Tensor; // (D)
   private lmHead: Tensor; // (V, D), embed when tied
-  private buffers: Record<keyof RunState, Tensor>;
+  private scratch: LayerScratch; // the layers' activations for up to maxBatch tokens
+  private logitsAll: Tensor; // (maxBatch, V)
+  private lastHidden: Tensor; // (1, D)
+  private lastLogits: Tensor; // (1, V)
   private stateCache = new Map<number, RunState>();
   private logitsHost: Float32Array; // (maxBatch, V) host copy returned by forward
   private readSrcs: Buf[] = [];
@@ -92,8 +76,7 @@ export class Llama {
     this.config = config;
     this.maxBatch = opts.maxBatch ?? 64;
     this.maxSeq = opts.maxSeq ?? config.max_position_embeddings;
-    const { hidden_size: D, intermediate_size: F, vocab_size: V, num_attention_heads: H } = config;
-    const KVH = config.num_key_value_heads, hd = headDim(config), B = this.maxBatch;
+    const { hidden_size: D, vocab_size: V } = config, B = this.maxBatch;
 
     const shapes = weightShapes(config);
     const load = (name: string): Tensor => {
@@ -105,30 +88,16 @@ export class Llama {
     };
     this.embed = load('model.embed_tokens.weight');
     for (let l = 0; l < config.num_hidden_layers; l++) {
-      const p = `model.layers.${l}.`;
-      this.layers.push({
-        attnNorm: load(p + 'input_layernorm.weight'),
-        wq: load(p + 'self_attn.q_proj.weight'),
-        wk: load(p + 'self_attn.k_proj.weight'),
-        wv: load(p + 'self_attn.v_proj.weight'),
-        wo: load(p + 'self_attn.o_proj.weight'),
-        ffnNorm: load(p + 'post_attention_layernorm.weight'),
-        gate: load(p + 'mlp.gate_proj.weight'),
-        up: load(p + 'mlp.up_proj.weight'),
-        down: load(p + 'mlp.down_proj.weight'),
-        kCache: Tensor.zeros(backend, [this.maxSeq, KVH, hd]),
-        vCache: Tensor.zeros(backend, [this.maxSeq, KVH, hd]),
-      });
+      const layer = (name: string) => load(`model.layers.${l}.${name}`);
+      this.layers.push({ ...loadAttention(backend, config, this.maxSeq, layer), ...loadFeedForward(layer) });
     }
     this.finalNorm = load('model.norm.weight');
     this.lmHead = config.tie_word_embeddings ? this.embed : load('lm_head.weight');
 
-    const z = (shape: number[]) => Tensor.zeros(backend, shape);
-    this.buffers = {
-      x: z([B, D]), xb: z([B, D]), q: z([B, H, hd]), k: z([B, KVH, hd]), v: z([B, KVH, hd]),
-      att: z([B, H, hd]), proj: z([B, D]), gate: z([B, F]), up: z([B, F]), hidden: z([B, F]), logits: z([B, V]),
-      lastHidden: z([1, D]), lastLogits: z([1, V]),
-    };
+    this.scratch = new LayerScratch(backend, config, B);
+    this.logitsAll = Tensor.zeros(backend, [B, V]);
+    this.lastHidden = Tensor.zeros(backend, [1, D]);
+    this.lastLogits = Tensor.zeros(backend, [1, V]);
     this.logitsHost = new Float32Array(B * V);
     this.positions = new Int32Array(B);
     this.ids = new Int32Array(B);
@@ -155,13 +124,13 @@ export class Llama {
         this.ids[t] = tokens[start + t]!;
         this.positions[t] = this.cacheLength + t;
       }
-      this.run(T, null, 'last');
+      const s = this.run(T, null, 'last');
       const hidden = opts.hiddenOut?.subarray(start * D, (start + T) * D);
-      if (hidden && start + T < tokens.length) await this.backend.read(this.buffers.xb.buf, hidden);
-      else if (hidden) await this.readWithLogits(this.buffers.xb.buf, hidden, this.buffers.lastLogits.buf, this.logitsHost.subarray(0, this.config.vocab_size));
+      if (hidden && start + T < tokens.length) await this.backend.read(s.xb.buf, hidden);
+      else if (hidden) await this.readWithLogits(s.xb.buf, hidden, s.lastLogits.buf, this.logitsHost.subarray(0, this.config.vocab_size));
     }
     const out = this.logitsHost.subarray(0, this.config.vocab_size);
-    if (!opts.hiddenOut) await this.backend.read(this.buffers.lastLogits.buf, out);
+    if (!opts.hiddenOut) await this.backend.read(this.lastLogits.buf, out);
     return out;
   }
 
@@ -182,10 +151,10 @@ export class Llama {
       this.positions[t] = positions[t]!;
     }
     this.checkHiddenOut(opts.hiddenOut, T);
-    this.run(T, mask, 'all');
+    const s = this.run(T, mask, 'all');
     const out = this.logitsHost.subarray(0, T * this.config.vocab_size);
-    if (opts.hiddenOut) await this.readWithLogits(this.buffers.xb.buf, opts.hiddenOut.subarray(0, T * this.config.hidden_size), this.buffers.logits.buf, out);
-    else await this.backend.read(this.buffers.logits.buf, out);
+    if (opts.hiddenOut) await this.readWithLogits(s.xb.buf, opts.hiddenOut.subarray(0, T * this.config.hidden_size), s.logits.buf, out);
+    else await this.backend.read(s.logits.buf, out);
     return out;
   }
 
@@ -214,7 +183,7 @@ export class Llama {
 
   /** The last token's final hidden state (after the final norm), (D). */
   async lastHiddenState(out = new Float32Array(this.config.hidden_size)): Promise<Float32Array> {
-    await this.backend.read(this.buffers.lastHidden.buf, out);
+    await this.backend.read(this.lastHidden.buf, out);
     return out;
   }
 
@@ -244,52 +213,29 @@ export class Llama {
   private state(T: number): RunState {
     let s = this.stateCache.get(T);
     if (!s) {
-      const { hidden_size: D, intermediate_size: F, vocab_size: V, num_attention_heads: H } = this.config;
-      const KVH = this.config.num_key_value_heads, hd = headDim(this.config), b = this.buffers;
-      s = {
-        x: b.x.view([T, D]), xb: b.xb.view([T, D]), q: b.q.view([T, H, hd]), k: b.k.view([T, KVH, hd]),
-        v: b.v.view([T, KVH, hd]), att: b.att.view([T, H, hd]), proj: b.proj.view([T, D]),
-        gate: b.gate.view([T, F]), up: b.up.view([T, F]), hidden: b.hidden.view([T, F]), logits: b.logits.view([T, V]),
-        lastHidden: b.lastHidden, lastLogits: b.lastLogits,
-      };
+      const logits = this.logitsAll.view([T, this.config.vocab_size]);
+      s = { ...this.scratch.rows(T), logits, lastHidden: this.lastHidden, lastLogits: this.lastLogits };
       this.stateCache.set(T, s);
     }
     return s;
   }
 
-  /** The layer loop for T tokens already in this.ids / this.positions. */
-  private run(T: number, mask: Float32Array | null, logits: 'last' | 'all'): void {
-    const c = this.config, s = this.state(T), past = this.cacheLength;
-    const D = c.hidden_size, kvRow = c.num_key_value_heads * headDim(c);
+  /** The layer loop for T tokens already in this.ids / this.positions; returns the activations it wrote. */
+  private run(T: number, mask: Float32Array | null, logits: 'last' | 'all'): RunState {
+    const c = this.config, s = this.state(T), past = this.cacheLength, D = c.hidden_size;
     const ids = this.ids.subarray(0, T), pos = this.positions.subarray(0, T);
 
     op.embedding(s.x, this.embed, ids); // x = embed[ids]
     for (const L of this.layers) {
-      // attention: x += wo @ attn(rope(wq @ norm(x)), rope(wk @ norm(x)), wv @ norm(x))
-      op.rmsnorm(s.xb, s.x, L.attnNorm, c.rms_norm_eps);
-      op.matmul(s.q.view([T, D]), s.xb, L.wq);
-      op.matmul(s.k.view([T, kvRow]), s.xb, L.wk);
-      op.matmul(s.v.view([T, kvRow]), s.xb, L.wv);
-      op.rope(s.q, pos, c.rope_theta);
-      op.rope(s.k, pos, c.rope_theta);
-      op.copy(L.kCache, past * kvRow, s.k, 0, T * kvRow); // cache slots [past, past + T)
-      op.copy(L.vCache, past * kvRow, s.v, 0, T * kvRow);
-      op.attention(s.att, s.q, L.kCache, L.vCache, past, mask);
-      op.matmul(s.proj, s.att.view([T, D]), L.wo);
-      op.add(s.x, s.x, s.proj);
-      // feed-forward: x += down @ (silu(gate @ norm(x)) * (up @ norm(x)))
-      op.rmsnorm(s.xb, s.x, L.ffnNorm, c.rms_norm_eps);
-      op.matmul(s.gate, s.xb, L.gate);
-      op.matmul(s.up, s.xb, L.up);
-      op.siluGate(s.hidden, s.gate, s.up);
-      op.matmul(s.proj, s.hidden, L.down);
-      op.add(s.x, s.x, s.proj);
+      attentionSublayer(c, L, s, T, past, pos, mask); // x += wo @ attn(rope(wq @ norm(x)), rope(wk @ norm(x)), wv @ norm(x))
+      feedForwardSublayer(c, L, s); //                  x += down @ (silu(gate @ norm(x)) * (up @ norm(x)))
     }
-    op.rmsnorm(s.xb, s.x, this.finalNorm, c.rms_norm_eps);
+    op.rmsnorm(s.xb, s.x, this.finalNorm, c.rms_norm_eps); // xb = norm(x): the final hidden states
     op.copy(s.lastHidden, 0, s.xb, (T - 1) * D, D);
-    if (logits === 'all') op.matmul(s.logits, s.xb, this.lmHead);
-    else op.matmul(s.lastLogits, s.lastHidden, this.lmHead);
+    if (logits === 'all') op.matmul(s.logits, s.xb, this.lmHead); // (T, V)
+    else op.matmul(s.lastLogits, s.lastHidden, this.lmHead); //       (1, V)
     this.cacheLength += T;
     this.lastBatch = T;
+    return s;
   }
 }
