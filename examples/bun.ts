@@ -1,30 +1,37 @@
 /**
  * Bun example: the same code as the Node one (Bun loads the `webgpu` npm package too).
  *
- *   npx bun examples/bun.ts [MODEL_DIR] [--cpu] [--prompt TEXT]
+ *   npx bun examples/bun.ts [MODEL_DIR] [--cpu] [--prompt TEXT] [--tree-budget N]
  */
-import { CpuBackend, Llama, generate, bpeFromJson, type Backend } from '../src/index.js';
-import { createNodeWebGPU, readModelDir, SHIPPED_MODEL } from '../src/node/index.js';
+import { parseArgs } from 'node:util';
+import { loadModel, SHIPPED_MODEL } from '../src/node/index.js';
+import type { TextModel } from '../src/index.js';
 
-const args = process.argv.slice(2);
-const dir = args.find((a) => !a.startsWith('--')) ?? SHIPPED_MODEL;
-const promptAt = args.indexOf('--prompt');
-const promptText = promptAt >= 0 ? args[promptAt + 1]! : 'Once upon a time';
+const { values, positionals } = parseArgs({
+  args: process.argv.slice(2),
+  allowPositionals: true,
+  options: { cpu: { type: 'boolean', default: false }, prompt: { type: 'string', default: 'The jury said' }, 'tree-budget': { type: 'string', default: 'auto' } },
+});
+const dir = positionals[0] ?? SHIPPED_MODEL;
+const prompt = values.prompt!;
+const treeBudget = values['tree-budget'] === 'auto' ? 'auto' : Number(values['tree-budget']);
 
-const { config, tensors, tokenizerJson } = await readModelDir(dir);
-if (tokenizerJson === undefined) throw new Error(`${dir} has no tokenizer.json`);
-const tokenizer = bpeFromJson(tokenizerJson, `${dir}/tokenizer.json`);
-
-let backend: Backend;
+let lm: TextModel;
 try {
-  backend = args.includes('--cpu') ? new CpuBackend() : await createNodeWebGPU();
+  lm = await loadModel(dir, { backend: values.cpu ? 'cpu' : 'webgpu' });
 } catch (e) {
   console.error(`WebGPU unavailable (${(e as Error).message}); using the CPU backend`);
-  backend = new CpuBackend();
+  lm = await loadModel(dir, { backend: 'cpu' });
 }
 
-const model = new Llama(backend, config, tensors);
-const result = await generate(model, tokenizer.encode(promptText, { bos: true }), { maxNewTokens: 24 });
-console.log(tokenizer.decode(result.tokens));
-console.log(JSON.stringify({ runtime: 'bun', backend: backend.name, tokens: result.tokens, text: tokenizer.decode(result.tokens) }));
+const maxNewTokens = 32;
+const plain = await lm.generate(prompt, { drafter: 'none', maxNewTokens });
+const spec = await lm.generate(prompt, { maxNewTokens, treeBudget }); // drafter 'auto': the CTC head
+console.log(spec.text);
+console.log(`${spec.drafter.name}: ${spec.stats.tokensPerStep.toFixed(2)} tokens/step, ${spec.stats.tokensPerSecond.toFixed(0)} tokens/s`);
+console.log(`plain: ${plain.stats.tokensPerStep.toFixed(2)} tokens/step, ${plain.stats.tokensPerSecond.toFixed(0)} tokens/s`);
+console.log(JSON.stringify({
+  runtime: 'bun', backend: spec.backend, drafter: spec.drafter.name, tokens: spec.tokens, plainTokens: plain.tokens, text: spec.text,
+  tokensPerStep: spec.stats.tokensPerStep, tokensPerSecond: spec.stats.tokensPerSecond, plainTokensPerSecond: plain.stats.tokensPerSecond,
+}));
 process.exit(0);

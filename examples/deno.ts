@@ -1,37 +1,56 @@
 /**
- * Deno example: Deno has WebGPU built in (navigator.gpu), so no npm package is needed.
- * It imports the built JavaScript (run `npm run build` first).
+ * Deno example: Deno has WebGPU built in (navigator.gpu), so no npm package is needed. It
+ * imports the built JavaScript (run `npm run build` first) and reads the model folder through
+ * a FileSource of a few lines (a URL works too: loadModel('https://.../weights/base/')).
  *
- *   npx deno run --unstable-webgpu --allow-read --allow-env examples/deno.ts [MODEL_DIR] [--cpu]
+ *   npx deno run --unstable-webgpu --allow-read --allow-env examples/deno.ts [MODEL_DIR] [--cpu] [--tree-budget N]
  *
  * On a machine without a GPU, Deno finds Mesa's software Vulkan adapter (llvmpipe).
  */
 // @ts-nocheck: type-checked by Deno, not by the Node build
-import { CpuBackend, Llama, generate, createWebGPUBackend, parseModelFiles } from '../dist/src/index.js';
+import { parseArgs } from 'node:util';
+import { CpuBackend, createWebGPUBackend, loadModel } from '../dist/src/index.js';
 
-const args = Deno.args;
-const dir = args.find((a: string) => !a.startsWith('--')) ?? new URL('../weights/base', import.meta.url).pathname;
-const promptAt = args.indexOf('--prompt');
-const promptText = promptAt >= 0 ? args[promptAt + 1] : 'Once upon a time';
+const { values, positionals } = parseArgs({
+  args: Deno.args,
+  allowPositionals: true,
+  options: { cpu: { type: 'boolean', default: false }, prompt: { type: 'string', default: 'The jury said' }, 'tree-budget': { type: 'string', default: 'auto' } },
+});
+const dir = positionals[0] ?? new URL('../weights/base', import.meta.url).pathname;
+const prompt = values.prompt;
+const treeBudget = values['tree-budget'] === 'auto' ? 'auto' : Number(values['tree-budget']);
 
-const files = {
-  config: await Deno.readTextFile(`${dir}/config.json`),
-  weights: await Deno.readFile(`${dir}/model.safetensors`),
-  tokenizer: await Deno.readTextFile(`${dir}/tokenizer.json`),
+/** the model folder on disk: a missing file is undefined, as the FileSource contract says */
+const folder = {
+  location: dir,
+  async read(path: string) {
+    try {
+      return await Deno.readFile(`${dir}/${path}`);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return undefined;
+      throw e;
+    }
+  },
 };
-const { config, tensors, tokenizer } = parseModelFiles(files, dir);
 
 let backend;
 try {
-  if (args.includes('--cpu') || !navigator.gpu) throw new Error('navigator.gpu not available');
+  if (values.cpu || !navigator.gpu) throw new Error('navigator.gpu not available');
   backend = await createWebGPUBackend(navigator.gpu, { fallback: Deno.env.get('CTCSPEC_WEBGPU') === 'fallback' });
 } catch (e) {
   console.error(`WebGPU unavailable (${e.message}); using the CPU backend`);
   backend = new CpuBackend();
 }
 
-const model = new Llama(backend, config, tensors);
-const result = await generate(model, tokenizer.encode(promptText, { bos: true }), { maxNewTokens: 24 });
-console.log(tokenizer.decode(result.tokens));
-console.log(JSON.stringify({ runtime: 'deno', backend: backend.name, tokens: result.tokens, text: tokenizer.decode(result.tokens) }));
+const lm = await loadModel(folder, { backend });
+const maxNewTokens = 32;
+const plain = await lm.generate(prompt, { drafter: 'none', maxNewTokens });
+const spec = await lm.generate(prompt, { maxNewTokens, treeBudget }); // drafter 'auto': the CTC head
+console.log(spec.text);
+console.log(`${spec.drafter.name}: ${spec.stats.tokensPerStep.toFixed(2)} tokens/step, ${spec.stats.tokensPerSecond.toFixed(0)} tokens/s`);
+console.log(`plain: ${plain.stats.tokensPerStep.toFixed(2)} tokens/step, ${plain.stats.tokensPerSecond.toFixed(0)} tokens/s`);
+console.log(JSON.stringify({
+  runtime: 'deno', backend: spec.backend, drafter: spec.drafter.name, tokens: spec.tokens, plainTokens: plain.tokens, text: spec.text,
+  tokensPerStep: spec.stats.tokensPerStep, tokensPerSecond: spec.stats.tokensPerSecond, plainTokensPerSecond: plain.stats.tokensPerSecond,
+}));
 Deno.exit(0);

@@ -1,38 +1,49 @@
 /**
- * Node example: load a model directory and generate greedily, on WebGPU when an adapter
- * is found and on the CPU otherwise.
+ * Node example: load a model directory and generate with speculative decoding (the model's
+ * CTC draft head), beside a plain run of the same prompt. WebGPU when an adapter is found,
+ * the CPU otherwise.
  *
- *   npm run build && node dist/examples/node.js [MODEL_DIR] [--cpu] [--prompt TEXT]
+ *   npm run build && node dist/examples/node.js [MODEL_DIR] [--cpu] [--prompt TEXT] [--tree-budget N]
  *
- * MODEL_DIR defaults to the shipped weights/base. Prints the text as it streams, then
- * one JSON line {runtime, backend, tokens, text}.
+ * MODEL_DIR defaults to the shipped weights/base. Streams the drafted text, prints tokens per
+ * step and speed for both runs, then one JSON line {runtime, backend, drafter, tokens, plainTokens, ...}.
  */
-import { CpuBackend, Llama, generate, StreamDecoder, bpeFromJson, type Backend } from '../src/index.js';
-import { createNodeWebGPU, readModelDir, SHIPPED_MODEL } from '../src/node/index.js';
+import { parseArgs } from 'node:util';
+import { loadModel, SHIPPED_MODEL } from '../src/node/index.js';
+import type { TextModel } from '../src/index.js';
 
-const args = process.argv.slice(2);
-const dir = args.find((a) => !a.startsWith('--')) ?? SHIPPED_MODEL;
-const promptAt = args.indexOf('--prompt');
-const promptText = promptAt >= 0 ? args[promptAt + 1]! : 'Once upon a time';
+const { values, positionals } = parseArgs({
+  args: process.argv.slice(2),
+  allowPositionals: true,
+  options: { cpu: { type: 'boolean', default: false }, prompt: { type: 'string', default: 'The jury said' }, 'tree-budget': { type: 'string', default: 'auto' } },
+});
+const dir = positionals[0] ?? SHIPPED_MODEL;
+const prompt = values.prompt!;
+const treeBudget = values['tree-budget'] === 'auto' ? 'auto' : Number(values['tree-budget']);
 
-const { config, tensors, tokenizerJson } = await readModelDir(dir);
-if (tokenizerJson === undefined) throw new Error(`${dir} has no tokenizer.json`);
-const tokenizer = bpeFromJson(tokenizerJson, `${dir}/tokenizer.json`);
-
-let backend: Backend;
+let lm: TextModel;
 try {
-  backend = args.includes('--cpu') ? new CpuBackend() : await createNodeWebGPU();
+  lm = await loadModel(dir, { backend: values.cpu ? 'cpu' : 'webgpu' });
 } catch (e) {
   console.error(`WebGPU unavailable (${(e as Error).message}); using the CPU backend`);
-  backend = new CpuBackend();
+  lm = await loadModel(dir, { backend: 'cpu' });
 }
 
-const model = new Llama(backend, config, tensors);
-const stream = new StreamDecoder(tokenizer);
-const result = await generate(model, tokenizer.encode(promptText, { bos: true }), {
-  maxNewTokens: 24,
-  onToken: (id) => process.stdout.write(stream.push(id)),
-});
-process.stdout.write(stream.flush() + '\n');
-console.log(JSON.stringify({ runtime: 'node', backend: backend.name, tokens: result.tokens, text: tokenizer.decode(result.tokens) }));
+const maxNewTokens = 32;
+const plain = await lm.generate(prompt, { drafter: 'none', maxNewTokens });
+// drafter 'auto' (the default): the model's CTC head, in the form the library picks for this backend
+let spec;
+for await (const event of lm.stream(prompt, { maxNewTokens, treeBudget })) {
+  if (event.type === 'text') process.stdout.write(event.text);
+  if (event.type === 'done') spec = event.result;
+}
+if (!spec) throw new Error('the stream ended without a result');
+process.stdout.write('\n');
+const line = (name: string, s: typeof spec.stats) => `${name}: ${s.tokensPerStep.toFixed(2)} tokens/step, ${s.tokensPerSecond.toFixed(0)} tokens/s`;
+console.log(line(`${spec.drafter.name} (${spec.drafter.reason})`, spec.stats));
+console.log(line('plain', plain.stats));
+console.log(JSON.stringify({
+  runtime: 'node', backend: spec.backend, drafter: spec.drafter.name, tokens: spec.tokens, plainTokens: plain.tokens, text: spec.text,
+  tokensPerStep: spec.stats.tokensPerStep, tokensPerSecond: spec.stats.tokensPerSecond, plainTokensPerSecond: plain.stats.tokensPerSecond,
+}));
 process.exit(0); // Dawn keeps the event loop alive

@@ -1,75 +1,84 @@
 /**
  * The examples run in every runtime we claim: Node and Bun (the `webgpu` npm package),
  * Deno (built-in navigator.gpu) and headless Chromium (navigator.gpu, via playwright-core),
- * each on its WebGPU backend, and each must produce the CPU backend's greedy tokens for a
- * tiny model written to a temporary directory. Needs `npm run build` first (npm test does it).
+ * each on its WebGPU backend, through the library API, drafting with the shipped model's CTC
+ * head. Each must emit exactly plain greedy decoding's tokens: its own plain run's, and the
+ * CPU backend's. Needs `npm run build` first (npm test does it).
  */
 import { execFile } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium } from 'playwright-core';
-import { CpuBackend } from '../src/backend/cpu/cpu.js';
-import { Llama } from '../src/model/llama.js';
-import { generate } from '../src/decode/generate.js';
-import { PRESETS } from '../src/model/presets.js';
-import { BpeTokenizer, bpeToJson } from '../src/tokenizer/index.js';
-import { writeModelDir } from '../src/node/files.js';
-import { spreadWeights } from './helpers.js';
+import { loadModel, SHIPPED_MODEL } from '../src/node/index.js';
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, '..');
 const bin = (name: string) => join(root, 'node_modules', '.bin', name);
 const env = { ...process.env, CTCSPEC_WEBGPU: 'fallback', EGL_PLATFORM: 'surfaceless' };
+const dir = SHIPPED_MODEL;
+const PROMPT = 'The jury said';
 
-let dir: string;
+interface ExampleResult {
+  runtime: string;
+  backend: string;
+  drafter: string;
+  tokens: number[];
+  plainTokens: number[];
+  tokensPerStep: number;
+  error?: string;
+}
 let expected: number[];
 
 /** the last stdout line is the example's JSON result */
-function result(stdout: string): { runtime: string; backend: string; tokens: number[]; text: string } {
+function result(stdout: string): ExampleResult {
   const lines = stdout.trim().split('\n');
   return JSON.parse(lines[lines.length - 1]!);
 }
 
+/** drafted with the CTC head (a fixed tree budget of 8: every step drafts), output = plain greedy */
+function checkDrafted(r: ExampleResult, backend = 'webgpu'): void {
+  expect(r.backend).toBe(backend);
+  expect(r.drafter).toMatch(/^ctc/);
+  expect(r.tokensPerStep).toBeGreaterThan(1);
+  expect(r.tokens).toEqual(r.plainTokens);
+  expect(r.tokens).toEqual(expected);
+}
+
 beforeAll(async () => {
   if (!existsSync(join(root, 'dist/src/index.js'))) throw new Error('dist/ is missing: run npm run build first');
-  dir = mkdtempSync(join(tmpdir(), 'ctcspec-model-'));
-  const config = PRESETS.tiny!;
-  const tensors = spreadWeights(config, 11, 10);
-  const tokenizer = new BpeTokenizer([]);
-  await writeModelDir(dir, config, tensors, { tokenizerJson: bpeToJson(tokenizer) });
-  const model = new Llama(new CpuBackend(), config, tensors);
-  expected = (await generate(model, tokenizer.encode('Once upon a time', { bos: true }), { maxNewTokens: 24 })).tokens;
-  // a comparison worth making: the tiny model's greedy output is not one repeated token
+  const lm = await loadModel(dir, { backend: 'cpu' });
+  expected = (await lm.generate(PROMPT, { drafter: 'none', maxNewTokens: 32 })).tokens;
   if (new Set(expected).size < 3) throw new Error(`reference output too uniform: ${expected}`);
 });
 
 describe('examples run on WebGPU in every runtime', () => {
   it('node (webgpu npm package)', async () => {
-    const { stdout } = await run(process.execPath, [join(root, 'dist/examples/node.js'), dir], { env, cwd: root });
+    const { stdout } = await run(process.execPath, [join(root, 'dist/examples/node.js'), dir, '--tree-budget', '8'], { env, cwd: root });
+    checkDrafted(result(stdout));
+  });
+
+  it('node on the CPU, default budget: the CPU form of the CTC head, output = plain greedy', async () => {
+    const { stdout } = await run(process.execPath, [join(root, 'dist/examples/node.js'), dir, '--cpu'], { env, cwd: root });
     const r = result(stdout);
-    expect(r.backend).toBe('webgpu');
+    expect(r.drafter).toBe('ctc:short:best-path');
     expect(r.tokens).toEqual(expected);
+    expect(r.plainTokens).toEqual(expected);
   });
 
   it('bun (webgpu npm package)', async () => {
-    const { stdout } = await run(bin('bun'), [join(root, 'examples/bun.ts'), dir], { env, cwd: root });
-    const r = result(stdout);
-    expect(r.backend).toBe('webgpu');
-    expect(r.tokens).toEqual(expected);
+    const { stdout } = await run(bin('bun'), [join(root, 'examples/bun.ts'), dir, '--tree-budget', '8'], { env, cwd: root });
+    checkDrafted(result(stdout));
   });
 
   it('deno (built-in navigator.gpu)', async () => {
-    const { stdout } = await run(bin('deno'), ['run', '--unstable-webgpu', '--allow-read', '--allow-env', join(root, 'examples/deno.ts'), dir], {
+    const { stdout } = await run(bin('deno'), ['run', '--unstable-webgpu', '--allow-read', '--allow-env', join(root, 'examples/deno.ts'), dir, '--tree-budget', '8'], {
       env: { ...env, DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' },
       cwd: root,
     });
-    const r = result(stdout);
-    expect(r.backend).toBe('webgpu');
-    expect(r.tokens).toEqual(expected);
+    checkDrafted(result(stdout));
   });
 
   describe('browser', () => {
@@ -104,12 +113,11 @@ describe('examples run on WebGPU in every runtime', () => {
         const logs: string[] = [];
         page.on('console', (m) => logs.push(m.text()));
         page.on('pageerror', (e) => logs.push(String(e)));
-        await page.goto(`${base}/examples/browser/?model=/model/&fallback=1`);
+        await page.goto(`${base}/examples/browser/?model=/model/&fallback=1&treeBudget=8`);
         await page.waitForFunction(() => (window as unknown as { __ctcspecResult?: unknown }).__ctcspecResult, null, { timeout: 90_000 });
-        const r = await page.evaluate(() => (window as unknown as { __ctcspecResult: { backend: string; tokens: number[]; error?: string } }).__ctcspecResult);
+        const r = await page.evaluate(() => (window as unknown as { __ctcspecResult: ExampleResult }).__ctcspecResult);
         expect(r.error, logs.join('\n')).toBeUndefined();
-        expect(r.backend, logs.join('\n')).toBe('webgpu');
-        expect(r.tokens).toEqual(expected);
+        checkDrafted(r);
       } finally {
         await browser.close();
       }
