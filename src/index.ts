@@ -27,7 +27,8 @@ export { verifyGreedy, verifySampling } from './decode/verify.js';
 export type { Drafter, DraftCandidate } from './draft/drafter.js';
 export { NoDrafter } from './draft/none.js';
 export { PromptLookupDrafter } from './draft/lookup.js';
-export { ctcLoss, ctcLossBatch, ctcBestPath, ctcCollapse } from './train/ctc.js';
+export { ctcLoss, ctcLossBatch } from './train/ctc.js';
+export { ctcBestPath, ctcCollapse } from './decode/ctc-best-path.js';
 
 // The library API: load a model folder (URL or FileSource), generate and stream text with
 // speculative decoding by default.

@@ -5,7 +5,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ctcBestPath, ctcCollapse, ctcLoss, ctcLossBatch, ctcMinFrames } from '../src/train/ctc.js';
+import { ctcBestPath, ctcCollapse } from '../src/decode/ctc-best-path.js';
+import { ctcLoss, ctcLossBatch, ctcMinFrames } from '../src/train/ctc.js';
 
 // ---------------------------------------------------------------------------------------
 // Independent reference: enumerate all classes^frames paths, in log space (so large logits

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ctcPrefixBeamSearch } from '../src/decode/ctc-beam.js';
-import { ctcCollapse } from '../src/train/ctc.js';
+import { ctcCollapse } from '../src/decode/ctc-best-path.js';
 
 /** Every frame path, collapsed: the exact probability of each collapsed sequence (empty included). */
 function bruteForce(logProbs: Float32Array, frames: number, classes: number, blank: number): Map<string, { tokens: number[]; p: number }> {

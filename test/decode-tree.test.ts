@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { argmaxRow, CpuBackend } from '../src/backend/cpu/cpu.js';
+import { CpuBackend } from '../src/backend/cpu/cpu.js';
+import { argmaxRow } from '../src/util/numeric.js';
 import { buildTree, pathTo, treeAttentionMask, treePositions, type TokenTree } from '../src/decode/tree.js';
 import { verifyGreedy } from '../src/decode/verify.js';
 import type { DraftCandidate } from '../src/draft/drafter.js';

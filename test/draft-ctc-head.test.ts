@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/backend/cpu/cpu.js';
 import { CtcHeadDrafter, ctcHeadConfig, ctcHeadShapes, distinct, randomCtcHeadWeights } from '../src/draft/ctc-head.js';
 import { Tape } from '../src/train/autograd.js';
-import { ctcBestPath } from '../src/train/ctc.js';
+import { ctcBestPath } from '../src/decode/ctc-best-path.js';
 import { FrozenVars, HeadParams, headLoss, makeBatch, ctcHeadLogits } from '../src/train/train-drafter.js';
 import { Rng } from '../src/util/random.js';
 import { tinyBase, tinyBaseConfig, tinyDistill } from './draft-helpers.js';

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/backend/cpu/cpu.js';
-import { argmaxRow } from '../src/backend/cpu/cpu.js';
+import { argmaxRow } from '../src/util/numeric.js';
 import { ContextError } from '../src/model/llama.js';
 import { generate } from '../src/decode/generate.js';
 import { checkTreeEqualsDecode, depths, maxAbsDiff, tinyConfig, tinyModel, treeMask } from './helpers.js';

@@ -27,8 +27,10 @@
  *   ctcPrefixBeamSearch(lp, 2, 3, 2, { beamWidth: 8, topK: 2 });
  *   // [{ tokens: [0], logProb: log(0.36 + 0.18 + 0.18) },   paths 00, 0-, -0
  *   //  { tokens: [1], logProb: log(0.01 + 0.03 + 0.03) }]   paths 11, 1-, -1
- * The argmax path with blank-collapse is ctcBestPath (src/train/ctc.ts).
+ * The argmax path with blank-collapse is ctcBestPath (ctc-best-path.ts).
  */
+import { logAddExp } from '../util/numeric.js';
+
 export interface CtcBeamOptions {
   /** prefixes kept after each frame */
   beamWidth: number;
@@ -48,13 +50,6 @@ export interface CtcBeamOptions {
 export interface CtcCandidate {
   tokens: number[];
   logProb: number; // log of the total probability of every frame path collapsing to `tokens`
-}
-
-/** log(e^a + e^b); -Infinity is log 0. */
-function logAdd(a: number, b: number): number {
-  if (a === -Infinity) return b;
-  if (b === -Infinity) return a;
-  return a > b ? a + Math.log1p(Math.exp(b - a)) : b + Math.log1p(Math.exp(a - b));
 }
 
 export function ctcPrefixBeamSearch(
@@ -136,28 +131,28 @@ export class CtcBeamSearch {
       for (let i = 0; i < nBeams; i++) {
         const node = bNode[i]!, beamPb = bPb[i]!, beamPnb = bPnb[i]!, total = bTotal[i]!;
         this.touch(node, t);
-        pb[node] = logAdd(pb[node]!, total + qBlank);
+        pb[node] = logAddExp(pb[node]!, total + qBlank);
         const last = token[node]!;
         const canGrow = len[node]! < maxLen;
         for (let k = 0; k < nTop; k++) {
           const c = top[k]!, q = logProbs[off + c]! - lse;
           if (q === -Infinity) continue;
           if (c === last) {
-            pnb[node] = logAdd(pnb[node]!, beamPnb + q);
+            pnb[node] = logAddExp(pnb[node]!, beamPnb + q);
             if (canGrow && beamPb !== -Infinity) {
               const grown = this.touch(this.child(node, c), t);
-              pnb[grown] = logAdd(pnb[grown]!, beamPb + q);
+              pnb[grown] = logAddExp(pnb[grown]!, beamPb + q);
             }
           } else if (canGrow) {
             const grown = this.touch(this.child(node, c), t);
-            pnb[grown] = logAdd(pnb[grown]!, total + q);
+            pnb[grown] = logAddExp(pnb[grown]!, total + q);
           }
         }
       }
       // keep the beamWidth best touched prefixes: by total, then by node id (creation order)
       nBeams = 0;
       for (let j = 0; j < this.nTouched; j++) {
-        const node = touched[j]!, tot = logAdd(pb[node]!, pnb[node]!);
+        const node = touched[j]!, tot = logAddExp(pb[node]!, pnb[node]!);
         if (tot === -Infinity) continue;
         if (nBeams === beamWidth && !better(tot, node, bTotal[nBeams - 1]!, bNode[nBeams - 1]!)) continue;
         let i = nBeams < beamWidth ? nBeams++ : nBeams - 1; // insertion into the sorted kept set

@@ -3,7 +3,7 @@
  * (nucleus) sampling with a seeded generator. Scratch arrays are allocated once per
  * vocabulary size, so sampling in the token loop allocates nothing.
  */
-import { argmaxRow } from '../backend/cpu/cpu.js';
+import { argmaxRow } from '../util/numeric.js';
 import { Rng } from '../util/random.js';
 
 export interface SamplerOptions {

@@ -7,7 +7,7 @@
  * Both return { accepted, bonus }: accepted = node ids of the kept path (root excluded, in
  * order, increasing), bonus = the base model's own token after the last accepted node.
  */
-import { argmaxRow } from '../backend/cpu/cpu.js';
+import { argmaxRow } from '../util/numeric.js';
 import type { Sampler } from './sampler.js';
 import type { TokenTree } from './tree.js';
 

@@ -54,7 +54,8 @@ import { numel, type TensorMap } from '../tensor/dtype.js';
 import * as op from '../tensor/tensor.js';
 import { Tensor } from '../tensor/tensor.js';
 import { CtcBeamSearch } from '../decode/ctc-beam.js';
-import { ctcCollapse } from '../train/ctc.js';
+import { ctcCollapse } from '../decode/ctc-best-path.js';
+import { argmaxRow } from '../util/numeric.js';
 import type { DraftCandidate, Drafter } from './drafter.js';
 import { checkHeadWeights, positiveInt, positiveNum, type FrozenBase } from './head-io.js';
 
@@ -359,10 +360,8 @@ export class CtcHeadDrafter implements Drafter {
     }
     let score = 0; // log-probability of the argmax path: sum over frames of logit - logsumexp
     for (let t = 0; t < S; t++) {
-      let best = 0;
-      for (let k = 1; k < C; k++) if (lp[t * C + k]! > lp[t * C + best]!) best = k;
-      ids[t] = best;
-      score += lp[t * C + best]! - this.frameLse[t]!;
+      ids[t] = argmaxRow(lp, t * C, C);
+      score += lp[t * C + ids[t]!]! - this.frameLse[t]!;
     }
     // collapse: merge repeats, drop blanks (best path); no collapse: drop blanks, keep repeats
     const tokens = toTokens(this.opts.collapse ? ctcCollapse(ids, blankC) : Array.from(ids).filter((id) => id !== blankC));

@@ -1,15 +1,15 @@
 /**
- * CTC (connectionist temporal classification) loss, its gradient, and blank-collapse
- * decoding. Standalone: no backend, no autograd; plain f64 arithmetic on host arrays.
+ * CTC (connectionist temporal classification) loss and its gradient. Standalone: no
+ * backend, no autograd; plain f64 arithmetic on host arrays. Decoding (blank-collapse, best
+ * path, prefix beam search) is in src/decode/.
  *
  *   ctcLoss(logits, frames, classes, labels, blank, opts?) -> { loss, grad }
  *     logits: (frames, classes) row-major, unnormalised; labels: class ids, never `blank`
  *   ctcLossBatch(logits, batch, frames, classes, labels[], blank, opts?) -> { loss, grad, infinite }
  *     logits: (batch, frames, classes)
- *   ctcBestPath(logits, frames, classes, blank) -> collapsed argmax path
- *   ctcCollapse(frameIds, blank) -> merge consecutive repeats, then drop blanks
  *
- * Math: p(y|x) = sum over frame paths pi with collapse(pi) = y of prod_t softmax(x_t)[pi_t];
+ * Math: p(y|x) = sum over frame paths pi with collapse(pi) = y of prod_t softmax(x_t)[pi_t]
+ * (collapse: merge runs of equal ids, then drop blanks, as ctcCollapse in src/decode/);
  * loss = -log p(y|x), computed by the forward-backward (alpha-beta) recursion in log space.
  * d loss / d x[t,c] = softmax(x_t)[c] - sum_{s : ext[s] = c} alpha[t,s] beta[t,s] / p(y|x),
  * where ext = [blank, y1, blank, y2, ..., yL, blank] is the extended label sequence.
@@ -23,11 +23,11 @@
  *   const logits = new Float32Array(4 * 3);           // 4 frames, 3 classes, all zero: uniform
  *   const { loss, grad } = ctcLoss(logits, 4, 3, [1, 2], 0);
  *   // loss = -log(#paths collapsing to [1, 2] / 3^4); grad: (4, 3), each row sums to 0
- *   ctcCollapse([1, 1, 0, 2, 2], 0);                   // [1, 2]
  *
  * Logits may be -Infinity (a masked class) but not NaN or +Infinity, and every frame needs
  * at least one finite logit.
  */
+import { logAddExp } from '../util/numeric.js';
 
 export type CtcImpossible = 'infinity' | 'zero';
 export type CtcReduction = 'sum' | 'mean' | 'none';
@@ -84,13 +84,6 @@ function checkLogitValues(fn: string, logits: Float32Array, frames: number, clas
 
 // ---------------------------------------------------------------------------------------
 // Building blocks, in f64.
-
-/** log(e^a + e^b) without overflow; -Infinity is the log of zero. */
-function logAddExp(a: number, b: number): number {
-  if (a === -Infinity) return b;
-  if (b === -Infinity) return a;
-  return a > b ? a + Math.log1p(Math.exp(b - a)) : b + Math.log1p(Math.exp(a - b));
-}
 
 /**
  * Softmax of each frame of the (frames, classes) block at `offset`, kept as two parts so
@@ -295,28 +288,4 @@ function checkImpossible(fn: string, v: CtcImpossible | undefined): CtcImpossibl
   if (v === undefined) return 'infinity';
   if (v !== 'infinity' && v !== 'zero') throw new RangeError(`${fn}: impossible must be 'infinity' or 'zero', got ${String(v)}`);
   return v;
-}
-
-/** Blank-collapse: merge runs of equal frame ids, then drop blanks ([a a _ a b b] -> [a a b]). */
-export function ctcCollapse(frameIds: ArrayLike<number>, blank: number): number[] {
-  const out: number[] = [];
-  for (let t = 0; t < frameIds.length; t++) {
-    const id = frameIds[t]!;
-    if (id !== blank && (t === 0 || id !== frameIds[t - 1])) out.push(id);
-  }
-  return out;
-}
-
-/** Best-path decoding: argmax per frame (lowest id on ties), then blank-collapse. */
-export function ctcBestPath(logits: Float32Array, frames: number, classes: number, blank: number): number[] {
-  const fn = 'ctcBestPath';
-  checkDims(fn, logits, frames, classes, blank);
-  checkLogitValues(fn, logits, frames, classes, (t) => `[frame ${t}]`);
-  const ids = new Int32Array(frames);
-  for (let t = 0; t < frames; t++) {
-    let best = 0;
-    for (let c = 1; c < classes; c++) if (logits[t * classes + c]! > logits[t * classes + best]!) best = c;
-    ids[t] = best;
-  }
-  return ctcCollapse(ids, blank);
 }

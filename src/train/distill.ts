@@ -18,8 +18,8 @@
  * Every sequence has the same length N (P varies), so a batch of sequences runs through
  * the head's causal layer as B x N rows without padding.
  */
-import { argmaxRow } from '../backend/cpu/cpu.js';
 import type { Llama } from '../model/llama.js';
+import { argmaxRow } from '../util/numeric.js';
 import { Rng } from '../util/random.js';
 
 export interface DistillOptions {

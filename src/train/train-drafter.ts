@@ -26,6 +26,7 @@ import { FormatError } from '../io/errors.js';
 import { parseSafetensors, serializeSafetensors } from '../io/safetensors.js';
 import type { TensorMap } from '../tensor/dtype.js';
 import { ShapeError } from '../tensor/tensor.js';
+import { argmaxRow } from '../util/numeric.js';
 import { Rng } from '../util/random.js';
 import * as ag from './autograd.js';
 import { param, Tape, Var } from './autograd.js';
@@ -343,7 +344,7 @@ export function acceptedLengths(c: HeadConfig, logits: Var[], batch: DraftBatch)
     let draft: number[];
     if (c.kind === 'medusa') {
       const V = c.vocab_size;
-      draft = logits.map((lj) => argmax(lj.data, m * V, V));
+      draft = logits.map((lj) => argmaxRow(lj.data, m * V, V));
     } else {
       const C = c.vocab_size + 1, S = c.frames, rows = logits[0]!.data.subarray(m * S * C, (m + 1) * S * C);
       if (c.loss === 'ctc') {
@@ -351,7 +352,7 @@ export function acceptedLengths(c: HeadConfig, logits: Var[], batch: DraftBatch)
       } else {
         draft = [];
         for (let s = 0; s < S; s++) {
-          const id = argmax(rows, s * C, C);
+          const id = argmaxRow(rows, s * C, C);
           if (id !== c.vocab_size) draft.push(id);
         }
       }
@@ -361,12 +362,6 @@ export function acceptedLengths(c: HeadConfig, logits: Var[], batch: DraftBatch)
     out.push(n);
   }
   return out;
-}
-
-function argmax(x: Float32Array, o: number, n: number): number {
-  let best = 0;
-  for (let i = 1; i < n; i++) if (x[o + i]! > x[o + best]!) best = i;
-  return best;
 }
 
 // ---- the trainer -----------------------------------------------------------------------------

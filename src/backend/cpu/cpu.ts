@@ -12,6 +12,7 @@
  * Every other kernel, and the plain matmul kept below as `reference`, reads `.data`.
  */
 import { ropeInvFreq } from '../rope.js';
+import { argmaxRow } from '../../util/numeric.js';
 import type { AttentionParams, Backend, Buf } from '../backend.js';
 import { Arena } from './arena.js';
 import { instantiateKernels, simdSupported, type WasmKernels } from './wasm.js';
@@ -254,19 +255,6 @@ export class CpuBackend implements Backend {
   copy(dst: Buf, dstOffset: number, src: Buf, srcOffset: number, n: number): void {
     d(dst).set(d(src).subarray(srcOffset, srcOffset + n), dstOffset);
   }
-}
-
-/** index of the largest of xs[base .. base + n), the first one on ties (NaN never wins) */
-export function argmaxRow(xs: Float32Array, base: number, n: number): number {
-  let best = 0, bestV = -Infinity;
-  for (let i = 0; i < n; i++) {
-    const v = xs[base + i]!;
-    if (v > bestV) {
-      bestV = v;
-      best = i;
-    }
-  }
-  return best;
 }
 
 /** The plain TypeScript kernels the SIMD ones are checked against. */
