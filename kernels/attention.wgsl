@@ -3,10 +3,12 @@
 //   for slots s < past + T, kvh = h / (H / KVH).   q, out: (T, H, hd); k, v: (slots, KVH, hd)
 // One workgroup per (t, h) walks the visible slots 64 at a time with an online softmax:
 // a running max m, running sum l and running output acc, rescaled by exp(m_old - m_new)
-// whenever the max grows. Masked slots (mask entry -Infinity, tested on the bit pattern
-// so no fast-math assumption can fold it) get weight exactly 0, and the running max
-// starts at a finite -3e38, so no inf - inf is ever computed even when a whole chunk is
-// masked. A null mask is causal: query t sees slots [0, past + t], later chunks are skipped.
+// whenever the max grows. A masked slot (mask entry -Infinity, tested on the bit pattern
+// so no fast-math assumption can fold it) is left out, not added in: its key and value rows
+// are never read (q . k + -Infinity and 0 * v would be NaN if they held Infinity or NaN),
+// its score is the finite -3e38 by selection and its weight 0. The running max starts at
+// -3e38 too, so no inf - inf is ever computed even when a whole chunk is masked.
+// A null mask is causal: query t sees slots [0, past + t], later chunks are skipped.
 //
 // To stay within 4 storage buffers per stage (the compatibility-mode limit), q is copied
 // by the launcher into the aux arena next to the mask.
@@ -39,6 +41,7 @@ const NEG_INF_BITS = 0xff800000u;
 
 var<workgroup> qs: array<f32, 256>; // WG * MAXD
 var<workgroup> sc: array<f32, WG>; // this chunk's scores, then its weights
+var<workgroup> seen: array<u32, WG>; // 1 where this chunk's slot is visible to the query, else 0
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -75,6 +78,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       }
     }
     sc[lid] = score;
+    seen[lid] = select(0u, 1u, keep);
     workgroupBarrier();
     // 2. the chunk max (every thread reads all WG scores: one barrier, not a log tree)
     var cmax = NEG_BIG;
@@ -94,7 +98,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       if (d < p.hd) {
         var a = acc[r] * alpha;
         let vb = c * kvStride + kvh * p.hd + d;
-        for (var j = 0u; j < n; j++) { a += sc[j] * vc[vb + j * kvStride]; }
+        for (var j = 0u; j < n; j++) {
+          if (seen[j] != 0u) { a += sc[j] * vc[vb + j * kvStride]; }
+        }
         acc[r] = a;
       }
     }

@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/backend/cpu/cpu.js';
 import type { Buf } from '../src/backend/backend.js';
+import { checkHiddenSlotsAddNothing } from './masked-attention.js';
 
 const be = new CpuBackend();
 const f32 = (n: number) => fc.float32Array({ minLength: n, maxLength: n, noNaN: true, noDefaultInfinity: true, min: -4, max: 4 });
@@ -147,4 +148,7 @@ describe('cpu kernels vs naive definitions', () => {
       ),
     );
   });
+
+  it('attention (plain TS reference): hidden slots add nothing, even with Infinity, NaN or 3e38 in their k and v rows', () =>
+    checkHiddenSlotsAddNothing(new CpuBackend({ simd: false }), { maxPast: 20, maxHeadDim: 70 }, 200));
 });

@@ -9,6 +9,7 @@ import type { AttentionParams, Buf } from '../src/backend/backend.js';
 import { CpuBackend, CpuBuf, reference } from '../src/backend/cpu/cpu.js';
 import { simdSupported } from '../src/backend/cpu/wasm.js';
 import { maxAbsDiff, tinyConfig, tinyModel } from './helpers.js';
+import { checkHiddenSlotsAddNothing } from './masked-attention.js';
 
 const f32 = (n: number) => fc.float32Array({ minLength: n, maxLength: n, noNaN: true, noDefaultInfinity: true, min: -4, max: 4 });
 const dims = fc.record({ T: fc.integer({ min: 1, max: 9 }), K: fc.integer({ min: 1, max: 70 }), N: fc.integer({ min: 1, max: 23 }) });
@@ -199,7 +200,7 @@ describe('cpu SIMD attention', () => {
         simd.attention(out, upload(simd, q.map((x) => x / 2)), upload(simd, k), upload(simd, v), p);
         const got = await download(simd, out);
         const plain = new Float32Array(got.length);
-        reference.attention(plain, q.map((x) => x / 2), k, v, p, new Float32Array(slots));
+        reference.attention(plain, q.map((x) => x / 2), k, v, p, new Float32Array(slots), new Int32Array(slots));
         const want = naiveAttention(q.map((x) => x / 2), k, v, p);
         // outputs are convex combinations of values in [-4, 4]; the scores' f32 rounding
         // (up to hd terms of size 8) moves the weights by about hd * 8 * 2^-24 relative
@@ -234,6 +235,9 @@ describe('cpu SIMD attention', () => {
       expect(Array.from(got.subarray(t * H * hd, (t + 1) * H * hd))).toEqual(Array.from(all.subarray(t * H * hd, (t + 1) * H * hd)));
     }
   });
+
+  it('hidden slots add nothing, even with Infinity, NaN or 3e38 in their k and v rows', () =>
+    checkHiddenSlotsAddNothing(simd, { maxPast: 20, maxHeadDim: 70 }, 200));
 });
 
 describe('cpu logSumExpRows (the vector exp in wasm)', () => {

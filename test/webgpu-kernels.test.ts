@@ -13,6 +13,7 @@ import { CpuBackend } from '../src/backend/cpu/cpu.js';
 import { WebGPUBackend } from '../src/backend/webgpu/webgpu.js';
 import { createNodeWebGPU } from '../src/node/webgpu.js';
 import { checkTreeEqualsDecode } from './helpers.js';
+import { checkHiddenSlotsAddNothing } from './masked-attention.js';
 
 let gpu: WebGPUBackend;
 const cpu = new CpuBackend();
@@ -236,6 +237,9 @@ describe('webgpu kernels vs the CPU reference', () => {
     const [g, c] = await runBoth([q, k, v], [T * H * hd], (b, [qb, kb, vb, out]) => b.attention(out!, qb!, kb!, vb!, p));
     expectClose(g[3]!, c[3]!, 1e-4, 2e-5, 'attention');
   });
+
+  it('attention: hidden slots add nothing, even with Infinity, NaN or 3e38 in their k and v rows (several 64-slot chunks)', () =>
+    checkHiddenSlotsAddNothing(gpu, { maxPast: 150, maxHeadDim: 256 }, 40));
 
   it('softmax, with -Infinity entries and all -Infinity rows', async () => {
     await fc.assert(

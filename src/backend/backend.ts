@@ -24,8 +24,8 @@ export interface AttentionParams {
   past: number; // cache slots [0, past) written by earlier batches
   /**
    * Additive mask, row-major (T, past + T): 0 where query t may attend to slot s, -Infinity
-   * where it may not. `null` means causal: query t sees slots [0, past + t].
-   * Every row must allow at least one slot.
+   * where it may not (the slot then contributes nothing at all, see `attention`). `null`
+   * means causal: query t sees slots [0, past + t]. Every row must allow at least one slot.
    */
   mask: Float32Array | null;
 }
@@ -63,7 +63,9 @@ export interface Backend {
   rope(x: Buf, positions: Int32Array, T: number, nHeads: number, headDim: number, theta: number): void;
   /**
    * out[t, h, :] = softmax_s(q[t,h,:] . k[s,kvh,:] / sqrt(hd) + mask[t, s]) @ v[s, kvh, :]
-   * over cache slots s < past + T.   q, out: (T, H, hd); kCache, vCache: (slots, KVH, hd)
+   * over the slots s < past + T that row t sees (mask[t, s] != -Infinity): a masked slot is
+   * left out (score -Infinity by selection, value row skipped, never 0 * v), so its k and v
+   * rows may hold Infinity or NaN.   q, out: (T, H, hd); kCache, vCache: (slots, KVH, hd)
    */
   attention(out: Buf, q: Buf, kCache: Buf, vCache: Buf, p: AttentionParams): void;
   /** row-wise softmax, (rows, cols) */

@@ -52,6 +52,7 @@ export class CpuBackend implements Backend {
   readonly arena: Arena | null;
   private readonly wasm: WasmKernels | null;
   private scores = new Float32Array(256); // reference attention scratch, one row of (past + T) slots
+  private seenSlots = new Int32Array(256); // reference attention scratch, the slots one query row sees
   private scratch: CpuBuf | null = null; // SIMD attention scratch in the arena, (T, H, past + T) scores
   private statsBuf: CpuBuf | null = null; // logSumExpRows: (max, sum) per row
 
@@ -151,8 +152,9 @@ export class CpuBackend implements Backend {
   /**
    * One query row at a time: scores over the visible slots, softmax, weighted sum of values.
    * Each query's arithmetic is the same whatever else is in the batch (the mask only turns
-   * slots off, and an off slot adds an exact 0), so a tree forward reproduces a step-by-step
-   * decode bit for bit: greedy speculative decoding on this backend is exact.
+   * slots off, and an off slot is left out: no arithmetic reads its key or value row), so a
+   * tree forward reproduces a step-by-step decode bit for bit, even when a hidden node's
+   * activations are Infinity or NaN: greedy speculative decoding on this backend is exact.
    * With SIMD the heavy parts run in wasm: the scores of one head for every query as a
    * strided matmul (q rows against the cache rows of its kv head), the softmax's exp (scale,
    * mask, max and the sum in slot order stay here), and the weighted sum of value rows.
@@ -162,8 +164,11 @@ export class CpuBackend implements Backend {
     const o = out as CpuBuf, qb = q as CpuBuf, kb = kCache as CpuBuf, vb = vCache as CpuBuf;
     const wasm = this.wasm;
     if (!wasm || o.arena !== this.arena || qb.arena !== this.arena || kb.arena !== this.arena || vb.arena !== this.arena) {
-      if (this.scores.length < p.past + p.T) this.scores = new Float32Array((p.past + p.T) * 2);
-      reference.attention(o.data, qb.data, kb.data, vb.data, p, this.scores);
+      if (this.scores.length < p.past + p.T) {
+        this.scores = new Float32Array((p.past + p.T) * 2);
+        this.seenSlots = new Int32Array((p.past + p.T) * 2);
+      }
+      reference.attention(o.data, qb.data, kb.data, vb.data, p, this.scores, this.seenSlots);
       return;
     }
     const { T, nHeads: H, nKvHeads: KVH, headDim: hd, past, mask } = p;
@@ -181,16 +186,20 @@ export class CpuBackend implements Backend {
       const mo = t * slots;
       for (let h = 0; h < H; h++) {
         const row = (t * H + h) * row4;
-        // scaled and masked scores, -Infinity up to the vector boundary, then softmax in wasm
+        // scaled and masked scores, -Infinity up to the vector boundary, then softmax in wasm.
+        // A masked slot's score is -Infinity by selection: its raw q . k may be Infinity or
+        // NaN, and Infinity + -Infinity is NaN.
         let max = -Infinity;
         for (let j = 0; j < visible; j++) {
-          const v = s[row + j]! * scale + (mask ? mask[mo + j]! : 0);
+          const m = mask ? mask[mo + j]! : 0;
+          const v = m === -Infinity ? -Infinity : s[row + j]! * scale + m;
           s[row + j] = v;
           if (v > max) max = v;
         }
         s.fill(-Infinity, row + visible, row + visible4);
         wasm.expShift(sc.byteOffset + row * 4, visible4, Math.fround(max)); // e = exp(score - max), masked -> 0
-        // the sum in slot order (masked zeros add nothing, wherever they fall), then normalise
+        // the sum in slot order (masked zeros add nothing, wherever they fall), then normalise;
+        // the weighted sum skips the zero weights, so a masked slot's value row is never read
         let sum = 0;
         for (let j = 0; j < visible; j++) sum += s[row + j]!;
         const inv = 1 / sum;
@@ -282,28 +291,31 @@ export const reference = {
 
   /**
    * Attention with one query row at a time in plain JS (dot products in f64, stored as f32):
-   * scores over the visible slots, softmax, weighted sum of values. The dot products keep
-   * four independent accumulators and the value sums eight lanes of head_dim per pass.
-   * `sc` is scratch of at least past + T floats.
+   * the slots the row sees, their scores, softmax, weighted sum of values. The dot products
+   * keep four independent accumulators and the value sums eight lanes of head_dim per pass.
+   * A masked slot is left out of the list the row works through, so no arithmetic touches
+   * its key or value row (an Infinity there would make q . k + -Infinity or 0 * v NaN).
+   * `sc` and `seen` are scratch of at least past + T entries.
    */
-  attention(o: Float32Array, qs: Float32Array, ks: Float32Array, vs: Float32Array, p: AttentionParams, sc: Float32Array): void {
+  attention(o: Float32Array, qs: Float32Array, ks: Float32Array, vs: Float32Array, p: AttentionParams, sc: Float32Array, seen: Int32Array): void {
     const { T, nHeads, nKvHeads, headDim: hd, past, mask } = p;
     const slots = past + T, group = nHeads / nKvHeads, kvStride = nKvHeads * hd;
     const scale = 1 / Math.sqrt(hd), hd4 = hd & ~3;
     for (let t = 0; t < T; t++) {
-      const visible = mask ? slots : past + t + 1;
       const mo = t * slots;
+      // seen[0, n): the slots query t attends to, in slot order
+      let n = 0;
+      if (mask) {
+        for (let s = 0; s < slots; s++) if (mask[mo + s] !== -Infinity) seen[n++] = s;
+      } else {
+        for (let s = 0; s <= past + t; s++) seen[n++] = s;
+      }
       for (let h = 0; h < nHeads; h++) {
         const qo = (t * nHeads + h) * hd, kvo = Math.floor(h / group) * hd;
-        // scores[s] = q . k[s] / sqrt(hd) + mask[t, s]
+        // scores[j] = q . k[seen[j]] / sqrt(hd) + mask[t, seen[j]]
         let max = -Infinity;
-        for (let s = 0; s < visible; s++) {
-          const m = mask ? mask[mo + s]! : 0;
-          if (m === -Infinity) {
-            sc[s] = -Infinity;
-            continue;
-          }
-          const ko = s * kvStride + kvo;
+        for (let j = 0; j < n; j++) {
+          const s = seen[j]!, ko = s * kvStride + kvo;
           let d0 = 0, d1 = 0, d2 = 0, d3 = 0, i = 0;
           for (; i < hd4; i += 4) {
             d0 += qs[qo + i]! * ks[ko + i]!;
@@ -312,24 +324,24 @@ export const reference = {
             d3 += qs[qo + i + 3]! * ks[ko + i + 3]!;
           }
           for (; i < hd; i++) d0 += qs[qo + i]! * ks[ko + i]!;
-          const v = (d0 + d1 + (d2 + d3)) * scale + m;
-          sc[s] = v;
+          const v = (d0 + d1 + (d2 + d3)) * scale + (mask ? mask[mo + s]! : 0);
+          sc[j] = v;
           if (v > max) max = v;
         }
         let sum = 0;
-        for (let s = 0; s < visible; s++) {
-          const e = sc[s] === -Infinity ? 0 : Math.exp(sc[s]! - max);
-          sc[s] = e;
+        for (let j = 0; j < n; j++) {
+          const e = sc[j] === -Infinity ? 0 : Math.exp(sc[j]! - max);
+          sc[j] = e;
           sum += e;
         }
         const inv = 1 / sum;
-        // out[i] = sum_s e[s] v[s, i] / sum, eight lanes of i per pass over the slots
+        // out[i] = sum_j e[j] v[seen[j], i] / sum, eight lanes of i per pass over the slots
         const hd8 = hd & ~7;
         let i = 0;
         for (; i < hd8; i += 8) {
           let a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
-          for (let s = 0, vo = kvo + i; s < visible; s++, vo += kvStride) {
-            const w = sc[s]!;
+          for (let j = 0; j < n; j++) {
+            const w = sc[j]!, vo = seen[j]! * kvStride + kvo + i;
             a0 += w * vs[vo]!;
             a1 += w * vs[vo + 1]!;
             a2 += w * vs[vo + 2]!;
@@ -350,7 +362,7 @@ export const reference = {
         }
         for (; i < hd; i++) {
           let a = 0;
-          for (let s = 0, vo = kvo + i; s < visible; s++, vo += kvStride) a += sc[s]! * vs[vo]!;
+          for (let j = 0; j < n; j++) a += sc[j]! * vs[seen[j]! * kvStride + kvo + i]!;
           o[qo + i] = a * inv;
         }
       }

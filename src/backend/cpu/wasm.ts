@@ -77,6 +77,7 @@ const OP = {
   f32Store: 0x38, // f32.store <align> <offset>: pop address and value
   i32Const: 0x41, // i32.const <sleb>
   i32Eqz: 0x45, // push a == 0
+  f32Eq: 0x5b, // push a == b (f32; false when either is NaN, true for 0 == -0)
   i32LtU: 0x49, // push a < b (unsigned)
   i32LeU: 0x4d, // push a <= b (unsigned)
   i32Add: 0x6a,
@@ -165,6 +166,15 @@ class FunctionBuilder {
     this.get(a);
     pushValue();
     return this.op(OP.i32Add).set(a);
+  }
+
+  /** if (!cond) body  as  block { br_if(cond) out; body } */
+  unless(cond: () => void, body: () => void): this {
+    this.op(OP.block, EMPTY_BLOCK);
+    cond();
+    this.op(OP.brIf, 0);
+    body();
+    return this.op(OP.end);
   }
 
   /** while (cond) body  as  block { loop { br_if(!cond) out; body; br loop } } */
@@ -340,17 +350,20 @@ function matmulFunction(): FunctionBuilder {
 // ---- the attention kernel's weighted sum ---------------------------------------------------
 
 /**
- * weightedSum(out, p, v, n, hd, ldv): out[i] = sum_{s < n} p[s] * v[s*ldv + i] for i < hd,
- * offsets in bytes, strides in elements: one query head's attention output, the softmax
- * weights p over n cache slots of one kv head. Each lane adds its slots in order s = 0, 1, ...
- * whatever hd and n are, so a row's result does not depend on the rest of the batch. As C:
+ * weightedSum(out, p, v, n, hd, ldv): out[i] = sum_{s < n, p[s] != 0} p[s] * v[s*ldv + i] for
+ * i < hd, offsets in bytes, strides in elements: one query head's attention output, the
+ * softmax weights p over n cache slots of one kv head. Each lane adds its slots in order
+ * s = 0, 1, ... whatever hd and n are, so a row's result does not depend on the rest of the
+ * batch. A slot of weight exactly 0 is skipped, not multiplied: that is how a masked slot
+ * (weight 0) adds nothing even when its value row holds Infinity or NaN (0 * Infinity is
+ * NaN); for finite values skipping adds the same +0 the product would. As C:
  *
  *   for (i = 0; i + 32 <= hd; i += 32)                       // eight f32x4 accumulators
- *     acc[0..7] = 0; for (s < n) acc[c] += splat(p[s]) * v[s*ldv + i + 4c ..]; store
+ *     acc[0..7] = 0; for (s < n) if (p[s] != 0) acc[c] += splat(p[s]) * v[s*ldv + i + 4c ..]; store
  *   for (; i + 4 <= hd; i += 4)                              // one
- *     acc = 0;       for (s < n) acc    += splat(p[s]) * v[s*ldv + i ..];      store
+ *     acc = 0;       for (s < n) if (p[s] != 0) acc    += splat(p[s]) * v[s*ldv + i ..];      store
  *   for (; i < hd; i++)                                      // scalar tail
- *     a = 0;         for (s < n) a      += p[s] * v[s*ldv + i];                store
+ *     a = 0;         for (s < n) if (p[s] != 0) a      += p[s] * v[s*ldv + i];                store
  */
 const SUM_VECTORS = 8;
 
@@ -368,8 +381,11 @@ function weightedSumFunction(): FunctionBuilder {
     end: f.local(I32), // hd * 4
     acc: f.locals(V128, SUM_VECTORS),
     ps: f.local(V128),
+    w: f.local(F32), // p[s]
     a: f.local(F32),
   };
+  /** push p[s] == 0, keeping p[s] in w */
+  const zeroWeight = () => f.get(L.pp).op(OP.f32Load, ALIGN_F32, 0).tee(L.w).i32(0).op(OP.f32ConvertI32S, OP.f32Eq);
   f.get(ldv).i32(2).op(OP.i32Shl).set(L.vRow);
   f.get(hd).i32(~(4 * SUM_VECTORS - 1)).op(OP.i32And).i32(2).op(OP.i32Shl).set(L.wideEnd);
   f.get(hd).i32(~3).op(OP.i32And).i32(2).op(OP.i32Shl).set(L.vecEnd);
@@ -384,11 +400,13 @@ function weightedSumFunction(): FunctionBuilder {
     f.whileLoop(
       () => f.get(L.s).get(n).op(OP.i32LtU),
       () => {
-        f.get(L.pp).op(OP.f32Load, ALIGN_F32, 0).simd(SIMD.f32x4Splat).set(L.ps);
-        for (let c = 0; c < C; c++) {
-          f.get(L.acc[c]!).get(L.ps).get(L.vp).simd(SIMD.v128Load, ALIGN_F32, ...uleb(16 * c));
-          f.simd(SIMD.f32x4Mul).simd(SIMD.f32x4Add).set(L.acc[c]!);
-        }
+        f.unless(zeroWeight, () => {
+          f.get(L.w).simd(SIMD.f32x4Splat).set(L.ps);
+          for (let c = 0; c < C; c++) {
+            f.get(L.acc[c]!).get(L.ps).get(L.vp).simd(SIMD.v128Load, ALIGN_F32, ...uleb(16 * c));
+            f.simd(SIMD.f32x4Mul).simd(SIMD.f32x4Add).set(L.acc[c]!);
+          }
+        });
         f.addTo(L.s, () => f.i32(1)).addTo(L.pp, () => f.i32(4)).addTo(L.vp, () => f.get(L.vRow));
       },
     );
@@ -405,7 +423,7 @@ function weightedSumFunction(): FunctionBuilder {
       f.whileLoop(
         () => f.get(L.s).get(n).op(OP.i32LtU),
         () => {
-          f.get(L.a).get(L.pp).op(OP.f32Load, ALIGN_F32, 0).get(L.vp).op(OP.f32Load, ALIGN_F32, 0).op(OP.f32Mul, OP.f32Add).set(L.a);
+          f.unless(zeroWeight, () => f.get(L.a).get(L.w).get(L.vp).op(OP.f32Load, ALIGN_F32, 0).op(OP.f32Mul, OP.f32Add).set(L.a));
           f.addTo(L.s, () => f.i32(1)).addTo(L.pp, () => f.i32(4)).addTo(L.vp, () => f.get(L.vRow));
         },
       );
@@ -640,7 +658,7 @@ export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
 export interface WasmKernels {
   /** out = x @ w^T, with row strides in elements (see matmulFunction) */
   matmul(out: number, x: number, w: number, T: number, K: number, N: number, ldx: number, ldw: number, ldo: number): void;
-  /** out[i] = sum_{s < n} p[s] v[s*ldv + i], i < hd (see weightedSumFunction) */
+  /** out[i] = sum_{s < n} p[s] v[s*ldv + i], i < hd, slots of weight 0 skipped (see weightedSumFunction) */
   weightedSum(out: number, p: number, v: number, n: number, hd: number, ldv: number): void;
   /** out[2r] = max of row r of x (rows, cols), out[2r + 1] = sum of exp(x - max) (see expSumRowsFunction) */
   expSumRows(x: number, rows: number, cols: number, out: number): void;
