@@ -180,7 +180,7 @@ export class TextModel {
     if (choice.name === 'none') {
       // plain decoding is the plain loop: the baseline pays nothing for the speculative machinery
       const r = await generate(this.model, ids, base);
-      result = { ...r, stats: { ...r.stats, draftMs: 0, verifyMs: r.stats.wallMs - r.stats.prefillMs, acceptedPerStep: [Math.max(0, r.stats.steps - 1)] } };
+      result = { ...r, stats: { ...r.stats, draftMs: 0, verifyMs: r.stats.wallMs - r.stats.prefillMs, acceptedPerStep: [Math.max(0, r.stats.steps - 1)], draftSteps: 0 } };
     } else {
       let drafter: Drafter, budgets: Map<string, { maxNodes: number; policy: BudgetPolicy }>;
       if (typeof opts.drafter === 'object') {
@@ -196,6 +196,9 @@ export class TextModel {
       result = await generateSpeculative(this.model, ids, drafter, { ...base, treeBudget: budget.maxNodes, maxDraftLen: opts.maxDraftLen, budget: budget.policy });
     }
     const known = result.tokens.filter((id) => id < this.tokenizer.vocabSize);
+    if (choice.name !== 'none' && result.stats.steps > 1 && result.stats.draftSteps === 0) {
+      choice.reason += `; no step drafted: the tree budget measured that drafting does not pay on this backend (${this.backend.name}), so every step was a plain step`;
+    }
     return { ...result, text: this.tokenizer.decode(known), drafter: choice, backend: this.backend.name };
   }
 }

@@ -61,6 +61,8 @@ export interface SpeculativeStats extends GenerationStats {
   verifyMs: number; // tree building, the tree forward, verification, KV compaction
   /** acceptedPerStep[k] = verification steps that accepted k drafted tokens (the prefill is not one) */
   acceptedPerStep: number[];
+  /** steps that asked the drafter (the rest were plain steps: the budget said drafting does not pay) */
+  draftSteps: number;
 }
 
 export interface SpeculativeResult extends GenerationResult {
@@ -118,10 +120,10 @@ async function runSpeculative(model: Llama, prompt: readonly number[], drafter: 
   /** report the step that just emitted tokens[first..] (only built when someone listens) */
   const report = (e: Omit<StepEvent, 'emitted' | 'step'>, first: number) => opts.onStep?.({ ...e, step: steps - 1, emitted: tokens.slice(first) });
 
-  let steps = 0;
+  let steps = 0, draftSteps = 0;
   model.reset();
   opts.budget?.begin?.();
-  if (maxNew === 0) return { tokens, stopReason, stats: { ...generationStats(0, 0, clock.t0, 0), draftMs: 0, verifyMs: 0, acceptedPerStep } };
+  if (maxNew === 0) return { tokens, stopReason, stats: { ...generationStats(0, 0, clock.t0, 0), draftMs: 0, verifyMs: 0, acceptedPerStep, draftSteps: 0 } };
 
   opts.signal?.throwIfAborted();
   const prefillLogits = await model.forward(prompt, drafter.usesHidden === false ? {} : { hiddenOut: queue.hiddenFor(prompt.length) });
@@ -167,6 +169,7 @@ async function runSpeculative(model: Llama, prompt: readonly number[], drafter: 
     const candidates = await drafter.propose(root, maxDepth);
     const proposeMs = clock.lap(clock.draft);
     checkCandidates(drafter, candidates, V);
+    draftSteps++;
 
     // 2. build the tree and verify: one base forward over [root, nodes] with the tree mask
     const tree = buildTree(candidates, room, { rootToken: root, maxDepth });
@@ -194,7 +197,7 @@ async function runSpeculative(model: Llama, prompt: readonly number[], drafter: 
     done = emitPath(tree.tokens, accepted, (root = bonus));
     if (opts.onStep) report({ kind: 'draft', candidates, tree, accepted: accepted.map((n) => tree.tokens[n]!), bonus, draftMs: catchUpMs + proposeMs, verifyMs }, first);
   }
-  const stats = { ...generationStats(tokens.length, steps, clock.t0, prefillMs), draftMs: clock.draft.ms, verifyMs: clock.verify.ms, acceptedPerStep };
+  const stats = { ...generationStats(tokens.length, steps, clock.t0, prefillMs), draftMs: clock.draft.ms, verifyMs: clock.verify.ms, acceptedPerStep, draftSteps };
   return { tokens, stopReason, stats };
 }
 
