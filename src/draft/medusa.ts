@@ -36,7 +36,7 @@ import type { LlamaConfig } from '../model/config.js';
 import type { TensorMap } from '../tensor/dtype.js';
 import * as op from '../tensor/tensor.js';
 import { Tensor } from '../tensor/tensor.js';
-import { normalRng } from './ctc-head.js';
+import { Rng } from '../util/random.js';
 import type { DraftCandidate, Drafter } from './drafter.js';
 import { checkHeadWeights, positiveInt, type FrozenBase } from './head-io.js';
 
@@ -74,11 +74,11 @@ export function medusaShapes(c: MedusaConfig): Map<string, number[]> {
  */
 export function randomMedusaWeights(c: MedusaConfig, seed: number, base: FrozenBase): TensorMap {
   if (base.lmHead.shape.join() !== [c.vocab_size, c.hidden_size].join()) throw new FormatError('medusa heads', `base LM head must be [${c.vocab_size}, ${c.hidden_size}], got [${base.lmHead.shape}]`);
-  const rng = normalRng(seed), out: TensorMap = new Map();
+  const rng = new Rng(seed), out: TensorMap = new Map();
   for (const [name, shape] of medusaShapes(c)) {
     const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
     if (name.endsWith('lm_head.weight')) data.set(base.lmHead.data);
-    else if (name.endsWith('linear.weight')) for (let i = 0; i < data.length; i++) data[i] = 1e-3 * rng();
+    else if (name.endsWith('linear.weight')) for (let i = 0; i < data.length; i++) data[i] = 1e-3 * rng.normal();
     out.set(name, { shape, data });
   }
   return out;
