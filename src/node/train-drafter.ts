@@ -40,6 +40,8 @@ export const DISTILL_VERSION = 1;
 
 export const DISTILL_DEFAULTS: DistillOptions = { sequences: 4800, seqLen: 192, promptMin: 16, promptMax: 96, seed: 1 };
 export const VAL_SEQUENCES = 48; // the last sequences of the set are held out
+/** greedy tokens after the longest prompt: room for training examples in every sequence */
+export const MIN_CONTINUATION = 16;
 
 export interface TrainDrafterOptions {
   kind: 'ctc' | 'medusa';
@@ -134,7 +136,7 @@ async function distillData(
 ): Promise<{ train: DistillSet; val: DistillSet; id: string; distill: DistillOptions }> {
   const opts: DistillOptions = { ...DISTILL_DEFAULTS, ...o.distill };
   opts.seqLen = Math.min(opts.seqLen, base.config.max_position_embeddings);
-  opts.promptMax = Math.min(opts.promptMax, opts.seqLen - 16);
+  opts.promptMax = Math.min(opts.promptMax, opts.seqLen - MIN_CONTINUATION);
   checkDistillOptions(opts, base.config.max_position_embeddings);
   if (opts.sequences <= VAL_SEQUENCES) throw new RangeError(`distill: need more than ${VAL_SEQUENCES} sequences (the validation set), got ${opts.sequences}`);
   const tokenData = await prepareData(o.corpusDir ?? brownCorpusDir(), o.dataDir, base.config.vocab_size, log);
