@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ctcPrefixBeamSearch } from '../src/decode/ctc-beam.js';
+import { CtcBeamSearch, ctcPrefixBeamSearch, ctcPrefixBeamSearchPlain, type CtcBeamOptions } from '../src/decode/ctc-beam.js';
 import { ctcCollapse } from '../src/decode/ctc-best-path.js';
 
 /** Every frame path, collapsed: the exact probability of each collapsed sequence (empty included). */
@@ -120,5 +120,52 @@ describe('ctcPrefixBeamSearch', () => {
     expect(() => ctcPrefixBeamSearch(logits, 3, 3, 2, { beamWidth: 4, topK: 2 })).toThrow(/length 6/);
     expect(() => ctcPrefixBeamSearch(logits, 2, 3, 3, { beamWidth: 4, topK: 2 })).toThrow(/blank/);
     expect(() => ctcPrefixBeamSearch(Float32Array.from([NaN, 0, 0]), 1, 3, 2, { beamWidth: 4, topK: 2 })).toThrow(/NaN/);
+  });
+
+  it('the optimised search returns what the plain Map-of-prefixes search does: same drafts, same order, same scores', () => {
+    // Logits from a few integer levels (ties between classes and between prefixes are common,
+    // so the tie-breaking is exercised) or any double, some -Infinity; every frame keeps one
+    // finite logit. One CtcBeamSearch serves every run, so reused scratch is exercised too.
+    const searcher = new CtcBeamSearch();
+    const level = fc.oneof(
+      { weight: 4, arbitrary: fc.integer({ min: -3, max: 3 }) },
+      { weight: 4, arbitrary: fc.double({ min: -20, max: 20, noNaN: true }) },
+      { weight: 1, arbitrary: fc.constant(-Infinity) },
+    );
+    const problem = fc
+      .record({ frames: fc.integer({ min: 1, max: 9 }), classes: fc.integer({ min: 2, max: 9 }) })
+      .chain(({ frames, classes }) =>
+        fc.record({
+          frames: fc.constant(frames),
+          classes: fc.constant(classes),
+          blank: fc.integer({ min: 0, max: classes - 1 }),
+          raw: fc.array(level, { minLength: frames * classes, maxLength: frames * classes }),
+          beamWidth: fc.integer({ min: 1, max: 10 }),
+          topK: fc.integer({ min: 1, max: 8 }),
+          maxLen: fc.option(fc.integer({ min: 0, max: frames + 1 }), { nil: undefined }),
+          tokensPerFrame: fc.option(fc.integer({ min: 1, max: classes }), { nil: undefined }),
+          passNorm: fc.boolean(),
+        }),
+      );
+    fc.assert(
+      fc.property(problem, ({ frames, classes, blank, raw, beamWidth, topK, maxLen, tokensPerFrame, passNorm }) => {
+        const logits = new Float32Array(raw);
+        for (let t = 0; t < frames; t++) if (logits.subarray(t * classes, (t + 1) * classes).every((v) => v === -Infinity)) logits[t * classes] = 0;
+        const opts: CtcBeamOptions = { beamWidth, topK, maxLen, tokensPerFrame };
+        if (passNorm) {
+          opts.frameLogNorm = Array.from({ length: frames }, (_, t) => {
+            const row = Array.from(logits.subarray(t * classes, (t + 1) * classes)), max = Math.max(...row);
+            return max + Math.log(row.reduce((sum, v) => sum + Math.exp(v - max), 0));
+          });
+        }
+        const fast = searcher.search(logits, frames, classes, blank, opts);
+        const plain = ctcPrefixBeamSearchPlain(logits, frames, classes, blank, opts);
+        expect(fast.map((c) => c.tokens)).toEqual(plain.map((c) => c.tokens));
+        for (let i = 0; i < fast.length; i++) {
+          expect(Math.abs(fast[i]!.logProb - plain[i]!.logProb)).toBeLessThanOrEqual(1e-9 * Math.abs(plain[i]!.logProb) + 1e-12);
+        }
+      }),
+      { numRuns: 1000, seed: 4 },
+    );
   });
 });

@@ -3,9 +3,17 @@
  * its total probability (the sum over every frame path that collapses to it), not just the
  * probability of its single best path as the per-frame argmax (ctcBestPath) gives.
  *
- *   ctcPrefixBeamSearch(logProbs, frames, classes, blank, { beamWidth, topK, maxLen?, tokensPerFrame? })
- *     logProbs: (frames, classes) row-major; classes = V + 1 with blank = V for a draft head
- *     -> [{ tokens, logProb }], best first, never the empty prefix
+ *   ctcPrefixBeamSearch(logits, frames, classes, blank, { beamWidth, topK, maxLen?, tokensPerFrame?, frameLogNorm? })
+ *     logits: (frames, classes) row-major, unnormalised; classes = V + 1 with blank = V for a
+ *     draft head -> [{ tokens, logProb }], best first, never the empty prefix
+ *   new CtcBeamSearch().search(...)   the same, keeping its scratch between calls (a draft head's)
+ *   ctcPrefixBeamSearchPlain(...)     the same search written plainly, a Map of prefixes and
+ *                                     the recurrence below line for line: the reference the
+ *                                     tests hold the optimised one to
+ *
+ * Each frame is normalised as it is read: q_c = logits[t, c] - lse_t, with the frame's
+ * log-normaliser lse_t = log sum_c exp(logits[t, c]) computed here in f64 or passed in as
+ * frameLogNorm. Log-probabilities are accepted as they are (their lse_t is 0, up to rounding).
  *
  * Bookkeeping (log space), for every prefix y kept after frame t:
  *   pb[y]  = log p(frame paths of length t that collapse to y and END IN BLANK)
@@ -18,9 +26,6 @@
  * and p(y) = pb[y] + pnb[y] after the last frame. Every path is counted exactly once, so with
  * no pruning p(y) is exact; pruning (beamWidth prefixes per frame, tokensPerFrame classes per
  * frame, maxLen) only drops paths, so the reported probabilities are then lower bounds.
- *
- * Rows are log-softmax normalised first (a row of log-probabilities is unchanged by that), so
- * raw logits are accepted too.
  *
  * Example (2 frames, classes {0, 1, blank = 2}):
  *   const lp = Float32Array.from([0.6, 0.1, 0.3, 0.6, 0.1, 0.3].map(Math.log));
@@ -53,13 +58,69 @@ export interface CtcCandidate {
 }
 
 export function ctcPrefixBeamSearch(
-  logProbs: Float32Array,
+  logits: Float32Array,
   frames: number,
   classes: number,
   blank: number,
   opts: CtcBeamOptions,
 ): CtcCandidate[] {
-  return new CtcBeamSearch().search(logProbs, frames, classes, blank, opts);
+  return new CtcBeamSearch().search(logits, frames, classes, blank, opts);
+}
+
+/**
+ * The same search written plainly: prefixes in a Map keyed by their tokens, the header's
+ * recurrence line for line. It visits beams, classes and prefixes in the order CtcBeamSearch
+ * does, and breaks ties the same way (the prefix first seen wins), so the two agree exactly;
+ * this one allocates per frame and skips the input checks, so it is the reference, not the
+ * one drafting calls.
+ */
+export function ctcPrefixBeamSearchPlain(logits: Float32Array, frames: number, classes: number, blank: number, opts: CtcBeamOptions): CtcCandidate[] {
+  interface Beam { tokens: number[]; pb: number; pnb: number }
+  const maxLen = opts.maxLen ?? frames, perFrame = Math.min(opts.tokensPerFrame ?? classes - 1, classes - 1);
+  const total = (y: Beam): number => logAddExp(y.pb, y.pnb);
+  const seen = new Map<string, number>([['', 0]]); // prefix -> when first seen, for ties
+  let beams: Beam[] = [{ tokens: [], pb: 0, pnb: -Infinity }];
+  for (let t = 0; t < frames; t++) {
+    const row = logits.subarray(t * classes, (t + 1) * classes);
+    const lse = opts.frameLogNorm ? opts.frameLogNorm[t]! : logSumExp(row);
+    const top = [...row.keys()].filter((c) => c !== blank).sort((a, b) => row[b]! - row[a]! || a - b).slice(0, perFrame);
+    const next = new Map<string, Beam>();
+    const at = (tokens: number[]): Beam => {
+      const key = tokens.join();
+      if (!seen.has(key)) seen.set(key, seen.size);
+      if (!next.has(key)) next.set(key, { tokens, pb: -Infinity, pnb: -Infinity });
+      return next.get(key)!;
+    };
+    for (const y of beams) {
+      const self = at(y.tokens), last = y.tokens[y.tokens.length - 1], canGrow = y.tokens.length < maxLen;
+      const qBlank = row[blank]! - lse;
+      self.pb = logAddExp(self.pb, total(y) + qBlank); //                 c = blank:    y <- (pb + pnb) q_blank
+      for (const c of top) {
+        const q = row[c]! - lse;
+        if (q === -Infinity) continue;
+        if (c === last) {
+          self.pnb = logAddExp(self.pnb, y.pnb + q); //                   c = last(y):  y <- pnb q_c
+          if (!canGrow || y.pb === -Infinity) continue;
+          const grown = at([...y.tokens, c]); //                                        y + c <- pb q_c
+          grown.pnb = logAddExp(grown.pnb, y.pb + q);
+        } else if (canGrow) {
+          const grown = at([...y.tokens, c]); //                          c != last(y): y + c <- (pb + pnb) q_c
+          grown.pnb = logAddExp(grown.pnb, total(y) + q);
+        }
+      }
+    }
+    const order = (a: Beam, b: Beam): number => total(b) - total(a) || seen.get(a.tokens.join())! - seen.get(b.tokens.join())!;
+    beams = [...next.values()].filter((y) => total(y) > -Infinity).sort(order).slice(0, opts.beamWidth);
+  }
+  return beams.filter((y) => y.tokens.length > 0).slice(0, opts.topK).map((y) => ({ tokens: y.tokens, logProb: total(y) }));
+}
+
+/** log sum_c exp(row[c]), in f64, largest term first factored out */
+function logSumExp(row: Float32Array): number {
+  let max = -Infinity, sum = 0;
+  for (const v of row) if (v > max) max = v;
+  for (const v of row) sum += Math.exp(v - max);
+  return max + Math.log(sum);
 }
 
 /**
@@ -90,13 +151,13 @@ export class CtcBeamSearch {
   private bTotal = new Float64Array(0);
   private top = new Int32Array(0);
 
-  search(logProbs: Float32Array, frames: number, classes: number, blank: number, opts: CtcBeamOptions): CtcCandidate[] {
+  search(logits: Float32Array, frames: number, classes: number, blank: number, opts: CtcBeamOptions): CtcCandidate[] {
     const fn = 'ctcPrefixBeamSearch';
     if (!Number.isInteger(frames) || frames < 1) throw new RangeError(`${fn}: frames must be a positive integer, got ${frames}`);
     if (!Number.isInteger(classes) || classes < 2) throw new RangeError(`${fn}: classes must be an integer >= 2, got ${classes}`);
     if (!Number.isInteger(blank) || blank < 0 || blank >= classes) throw new RangeError(`${fn}: blank must be in [0, ${classes}), got ${blank}`);
-    if (logProbs.length !== frames * classes) {
-      throw new RangeError(`${fn}: logProbs has length ${logProbs.length}, expected ${frames} * ${classes}`);
+    if (logits.length !== frames * classes) {
+      throw new RangeError(`${fn}: logits has length ${logits.length}, expected ${frames} * ${classes}`);
     }
     const { beamWidth, topK } = opts;
     const maxLen = opts.maxLen ?? frames;
@@ -109,7 +170,7 @@ export class CtcBeamSearch {
 
     // each kept prefix grows at most perFrame children per frame
     this.reserve(1 + frames * beamWidth * perFrame, beamWidth * (perFrame + 1), beamWidth, perFrame);
-    const { parent, token, len, firstChild, nextSibling, pb, pnb, stamp, touched, bNode, bPb, bPnb, bTotal, top } = this;
+    const { parent, token, len, firstChild, pb, pnb, stamp, touched, bNode, bPb, bPnb, bTotal, top } = this;
     this.nodes = 1;
     parent[0] = -1;
     token[0] = -1;
@@ -124,9 +185,9 @@ export class CtcBeamSearch {
 
     for (let t = 0; t < frames; t++) {
       const off = t * classes;
-      const lse = opts.frameLogNorm ? opts.frameLogNorm[t]! : frameLogSumExp(logProbs, off, classes, fn, t); // q_c = logProbs[off + c] - lse
-      const nTop = topClasses(top, perFrame, logProbs, off, classes, blank);
-      const qBlank = logProbs[off + blank]! - lse;
+      const lse = opts.frameLogNorm ? opts.frameLogNorm[t]! : frameLogSumExp(logits, off, classes, fn, t); // q_c = logits[off + c] - lse
+      const nTop = topClasses(top, perFrame, logits, off, classes, blank);
+      const qBlank = logits[off + blank]! - lse;
       this.nTouched = 0;
       for (let i = 0; i < nBeams; i++) {
         const node = bNode[i]!, beamPb = bPb[i]!, beamPnb = bPnb[i]!, total = bTotal[i]!;
@@ -135,7 +196,7 @@ export class CtcBeamSearch {
         const last = token[node]!;
         const canGrow = len[node]! < maxLen;
         for (let k = 0; k < nTop; k++) {
-          const c = top[k]!, q = logProbs[off + c]! - lse;
+          const c = top[k]!, q = logits[off + c]! - lse;
           if (q === -Infinity) continue;
           if (c === last) {
             pnb[node] = logAddExp(pnb[node]!, beamPnb + q);
@@ -238,10 +299,10 @@ function frameLogSumExp(x: Float32Array, offset: number, classes: number, fn: st
   let max = -Infinity;
   for (let c = 0; c < classes; c++) {
     const v = x[offset + c]!;
-    if (Number.isNaN(v) || v === Infinity) throw new RangeError(`${fn}: logProbs[frame ${t}][${c}] is ${v}`);
+    if (Number.isNaN(v) || v === Infinity) throw new RangeError(`${fn}: logits[frame ${t}][${c}] is ${v}`);
     if (v > max) max = v;
   }
-  if (max === -Infinity) throw new RangeError(`${fn}: logProbs[frame ${t}] is -Infinity for every class`);
+  if (max === -Infinity) throw new RangeError(`${fn}: logits[frame ${t}] is -Infinity for every class`);
   let sum = 0;
   for (let c = 0; c < classes; c++) sum += Math.exp(x[offset + c]! - max);
   return max + Math.log(sum);
