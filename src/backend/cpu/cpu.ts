@@ -186,15 +186,25 @@ export class CpuBackend implements Backend {
       const mo = t * slots;
       for (let h = 0; h < H; h++) {
         const row = (t * H + h) * row4;
-        // scaled and masked scores, -Infinity up to the vector boundary, then softmax in wasm.
-        // A masked slot's score is -Infinity by selection: its raw q . k may be Infinity or
-        // NaN, and Infinity + -Infinity is NaN.
+        // scaled and masked scores, -Infinity up to the vector boundary, then softmax in wasm
         let max = -Infinity;
-        for (let j = 0; j < visible; j++) {
-          const m = mask ? mask[mo + j]! : 0;
-          const v = m === -Infinity ? -Infinity : s[row + j]! * scale + m;
-          s[row + j] = v;
-          if (v > max) max = v;
+        if (mask) {
+          for (let j = 0; j < visible; j++) {
+            const m = mask[mo + j]!;
+            if (m === -Infinity) {
+              s[row + j] = -Infinity; // by selection: the raw q . k may be Infinity or NaN (+ -Infinity: NaN)
+              continue;
+            }
+            const v = s[row + j]! * scale + m;
+            s[row + j] = v;
+            if (v > max) max = v;
+          }
+        } else {
+          for (let j = 0; j < visible; j++) {
+            const v = s[row + j]! * scale;
+            s[row + j] = v;
+            if (v > max) max = v;
+          }
         }
         s.fill(-Infinity, row + visible, row + visible4);
         wasm.expShift(sc.byteOffset + row * 4, visible4, Math.fround(max)); // e = exp(score - max), masked -> 0
