@@ -103,7 +103,7 @@ export class CtcHeadDrafter implements Drafter {
   private readonly frameMask: Float32Array; // (S, S) zeros: every frame sees every frame
   private readonly positions: Int32Array; // (maxBatch)
   private readonly rootId = new Int32Array(1);
-  private readonly opts: Required<Omit<CtcDraftOptions, 'shortlist'>>;
+  private readonly opts: Required<Pick<CtcDraftOptions, 'candidates' | 'collapse' | 'beamWidth' | 'topK' | 'tokensPerFrame'>>;
   private readonly classes: number; // C = frame outputs: V (or the shortlist's size) + BLANK, the last
   private readonly classToken: Int32Array | null; // class -> token id with a shortlist
 
@@ -119,7 +119,7 @@ export class CtcHeadDrafter implements Drafter {
     this.maxBatch = opts.maxBatch ?? 64;
     const collapse = opts.collapse ?? c.loss === 'ctc';
     const candidates = opts.candidates ?? 'beam';
-    this.opts = { candidates, collapse, beamWidth: opts.beamWidth ?? 8, topK: opts.topK ?? 4, tokensPerFrame: opts.tokensPerFrame ?? 8, maxBatch: this.maxBatch };
+    this.opts = { candidates, collapse, beamWidth: opts.beamWidth ?? 8, topK: opts.topK ?? 4, tokensPerFrame: opts.tokensPerFrame ?? 8 };
     const list = opts.shortlist;
     if (list) {
       const seen = new Set<number>();

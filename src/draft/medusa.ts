@@ -142,7 +142,7 @@ export class MedusaDrafter implements Drafter {
   /** the heads' log-probabilities (k, V): row j-1 is head j's guess of the j-th token after the root */
   headLogProbs(): Float32Array {
     if (!this.started) throw new Error('MedusaDrafter: propose before begin');
-    const { hidden_size: D, vocab_size: V, heads: k } = this.config;
+    const { vocab_size: V, heads: k } = this.config;
     const pre = this.pre, rj = this.rj;
     for (let j = 0; j < k; j++) {
       op.matmul(pre, this.h, this.W[j]!); // pre = W_j h

@@ -4,7 +4,7 @@
  * block copy is enough, otherwise we fall back to a DataView element by element.
  * Every reader copies, so the returned arrays never alias the file bytes.
  */
-import { f16ToF32, numel } from '../tensor/dtype.js';
+import { f16ToF32 } from '../tensor/dtype.js';
 
 const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -92,9 +92,4 @@ export function describeNonFinite(data: Float32Array, shape: readonly number[], 
 
 export function shapeString(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
-}
-
-/** True when `data` holds exactly numel(shape) values and every dim is a non-negative integer. */
-export function isWellFormed(shape: readonly number[], data: Float32Array): boolean {
-  return shape.every((d) => Number.isSafeInteger(d) && d >= 0) && data.length === numel(shape);
 }

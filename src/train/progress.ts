@@ -3,7 +3,7 @@
  *
  *   [#########...........] 1200/8000 15% | 812 tok/s | loss 3.412 | val 3.520 | lr 2.8e-3 | 41m12s left
  *
- * On a terminal the line is redrawn in place with "\r" (at most every `minIntervalMs`);
+ * On a terminal the line is redrawn in place with "\r" (at most every MIN_REDRAW_MS);
  * anywhere else (a log file, CI) a plain line is printed every `every` steps and at the
  * last step, so logs stay readable.
  */
@@ -24,17 +24,18 @@ export interface ProgressInfo {
   etaSeconds: number;
 }
 
+/** characters inside the bar's [...] */
+const BAR_WIDTH = 20;
+/** a terminal's bar is redrawn at most this often */
+const MIN_REDRAW_MS = 100;
+
 export interface ProgressOptions {
   every?: number; // non-TTY: a line every N steps (default 50)
-  barWidth?: number; // characters inside [...] (default 20)
-  minIntervalMs?: number; // TTY: redraw at most this often (default 100)
   now?: () => number; // clock in ms (default Date.now)
 }
 
 export class ProgressBar {
   private readonly every: number;
-  private readonly barWidth: number;
-  private readonly minIntervalMs: number;
   private readonly now: () => number;
   private lastDraw = -Infinity;
   private drawn = 0; // characters of the bar now on screen (TTY)
@@ -44,21 +45,19 @@ export class ProgressBar {
     opts: ProgressOptions = {},
   ) {
     this.every = opts.every ?? 50;
-    this.barWidth = opts.barWidth ?? 20;
-    this.minIntervalMs = opts.minIntervalMs ?? 100;
     this.now = opts.now ?? Date.now;
   }
 
   update(info: ProgressInfo): void {
     const last = info.step >= info.total;
     if (!this.sink.isTTY) {
-      if (info.step % this.every === 0 || last) this.sink.write(formatProgress(info, this.barWidth) + '\n');
+      if (info.step % this.every === 0 || last) this.sink.write(formatProgress(info) + '\n');
       return;
     }
     const t = this.now();
-    if (!last && t - this.lastDraw < this.minIntervalMs) return;
+    if (!last && t - this.lastDraw < MIN_REDRAW_MS) return;
     this.lastDraw = t;
-    const line = formatProgress(info, this.barWidth);
+    const line = formatProgress(info);
     this.sink.write('\r' + line.padEnd(this.drawn));
     this.drawn = line.length;
   }
@@ -82,7 +81,7 @@ export class ProgressBar {
   }
 }
 
-export function formatProgress(info: ProgressInfo, barWidth = 20): string {
+export function formatProgress(info: ProgressInfo, barWidth = BAR_WIDTH): string {
   const frac = info.total > 0 ? Math.min(1, info.step / info.total) : 1;
   const filled = Math.round(frac * barWidth);
   const parts = [

@@ -17,14 +17,16 @@ export interface PlotOptions {
   title: string;
   xLabel: string;
   yLabel: string;
-  width?: number; // default 720
-  height?: number; // default 420
+  width?: number; // pixels, default DEFAULT_WIDTH
 }
+
+/** plot size in pixels (a wide bar chart asks for more width) */
+const DEFAULT_WIDTH = 720, HEIGHT = 420;
 
 const MARGIN = { left: 64, right: 20, top: 40, bottom: 52 };
 
 export function lineChartSvg(series: readonly Series[], opts: PlotOptions): string {
-  const W = opts.width ?? 720, H = opts.height ?? 420;
+  const W = opts.width ?? DEFAULT_WIDTH, H = HEIGHT;
   const plotW = W - MARGIN.left - MARGIN.right, plotH = H - MARGIN.top - MARGIN.bottom;
   const all = series.flatMap((s) => s.points);
   if (all.length === 0) throw new RangeError('lineChartSvg: no points to plot');
@@ -147,7 +149,7 @@ export function barChartSvg(
   series: readonly { name: string; color: string }[],
   opts: PlotOptions & { reference?: number },
 ): string {
-  const W = opts.width ?? 720, H = opts.height ?? 420;
+  const W = opts.width ?? DEFAULT_WIDTH, H = HEIGHT;
   const plotW = W - MARGIN.left - MARGIN.right, plotH = H - MARGIN.top - MARGIN.bottom;
   const all = groups.flatMap((g) => g.values).filter(Number.isFinite);
   if (all.length === 0) throw new RangeError('barChartSvg: no values to plot');
