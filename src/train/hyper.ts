@@ -75,9 +75,8 @@ export interface TrainRecipe {
 export const TRAIN_PRESETS: Record<string, TrainRecipe> = {
   /**
    * The shipped model: 8 layers of width 128 (depth over width), ~1.7M parameters with a
-   * 1024-token vocab and a 256-token context. 2400 steps of 4 x 2 x 256 = 2048 tokens (4.9M tokens, ~2.3 epochs of
-   * the training split) take ~75 min at the ~1100 tokens/s measured on a shared 2-core
-   * machine (bench/train.ts).
+   * 1024-token vocab and a 256-token context. 2400 steps of 4 x 2 x 256 = 2048 tokens (4.9M
+   * tokens, ~2.3 epochs of the training split); bench/train.ts measures the training speed.
    */
   base: {
     model: {

@@ -87,9 +87,9 @@ export interface WebGPUBackendOptions {
   /** matmul_vec tuning; default picked from `cpuLike` */
   matvec?: MatvecTuning;
   /**
-   * largest T that takes matmul_vec (default 4). Its rows are computed the same way for any
-   * T, so a value >= the largest verification tree makes tree forwards bit-identical to
-   * one-token decoding (see the `batchInvariant` notes in the README).
+   * largest T that takes matmul_vec (default MATVEC_MAX_T). Its rows are computed the same
+   * way for any T, so a value >= the largest verification tree makes tree forwards
+   * bit-identical to one-token decoding (see the `batchInvariant` notes in the README).
    */
   matvecMaxT?: number;
   /** the adapter is a CPU rasteriser (llvmpipe, SwiftShader): prefer kernels without barriers */
