@@ -3,7 +3,7 @@
  * cache, training, checkpoints, resume, the exported head directory and its record.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -76,5 +76,78 @@ describe('train-drafter', () => {
       expect(Number.isFinite(r.finalValLoss)).toBe(true);
       expect(o.logs.some((l) => l.startsWith('distill: cached'))).toBe(true);
     }
+  }, 60_000);
+
+  /** every file under `dir` with its bytes and modification time, to show nothing was touched */
+  async function snapshot(dir: string): Promise<Map<string, string>> {
+    const files = new Map<string, string>();
+    for (const name of (await readdir(dir, { recursive: true })).sort()) {
+      const path = join(dir, name), info = await stat(path);
+      if (info.isFile()) files.set(name, `${info.mtimeMs} ${(await readFile(path)).toString('base64')}`);
+    }
+    return files;
+  }
+
+  it('refuses a cache built from other inputs before writing anything, naming what differs', async () => {
+    const ckpt = join(root, 'ckpt-caches'), cache = join(ckpt, 'distill');
+    const first = options('ctc', { checkpointDir: ckpt, timeBudgetMin: 0 });
+    await trainDrafter(first); // builds the cache, stops after a step
+    expect(first.logs.some((l) => l.startsWith('data: cached'))).toBe(true); // the token cache was read, not rebuilt for the model's vocab size
+    const saved = await snapshot(ckpt);
+    const refuse = async (o: TrainDrafterOptions, problem: RegExp) => {
+      const error = await trainDrafter(o).then(() => undefined, (e: Error) => e);
+      expect(error?.message).toMatch(problem);
+      expect(await snapshot(ckpt)).toEqual(saved);
+    };
+    const remedy = /pass another --checkpoint-dir, or delete .*distill to rebuild it/;
+
+    // other distill options
+    await refuse(options('medusa', { checkpointDir: ckpt, distill: { sequences: 57, seqLen: 24, promptMin: 4, promptMax: 8 } }), /distill options: cached \{"sequences":56,.*this run \{"sequences":57/);
+    await refuse(options('medusa', { checkpointDir: ckpt, distill: { sequences: 57, seqLen: 24, promptMin: 4, promptMax: 8 } }), remedy);
+    // another base model: same shape and tokenizer, other weights
+    const base = await readModelDir(join(root, 'base'));
+    await writeModelDir(join(root, 'base-other'), base.config, spreadWeights(base.config, 5, 10), { tokenizerJson: base.tokenizerJson });
+    const other = options('medusa', { checkpointDir: ckpt, base: join(root, 'base-other') });
+    await refuse(other, /built from other inputs \(base model \(config and weights\): cached "[0-9a-f]{16}", this run "[0-9a-f]{16}"\)/);
+    // resuming with options that give other data, with the cache gone: refused before distilling
+    await rm(cache, { recursive: true });
+    const gone = await snapshot(ckpt);
+    const resumed = await trainDrafter(options('ctc', { checkpointDir: ckpt, resume: true, distill: { sequences: 57, seqLen: 24, promptMin: 4, promptMax: 8 } })).then(() => undefined, (e: Error) => e);
+    expect(resumed?.message).toMatch(/the run trained on distillation data [0-9a-f]{16}, but this base model and these options give [0-9a-f]{16}/);
+    expect(await snapshot(ckpt)).toEqual(gone);
+    expect(existsSync(cache)).toBe(false);
+  }, 60_000);
+
+  it('reads its own cache from before the inputs were recorded, and refuses an unreadable or foreign one', async () => {
+    const ckpt = join(root, 'ckpt-fake'), cache = join(ckpt, 'distill');
+    await trainDrafter(options('ctc', { checkpointDir: ckpt, timeBudgetMin: 0 }));
+    const manifest = JSON.parse(await readFile(join(cache, 'manifest.json'), 'utf8'));
+    const { key, options: distill, count, seqLen, D, promptLens } = manifest; // the fields a cache had before
+    await writeFile(join(cache, 'manifest.json'), JSON.stringify({ key, options: distill, count, seqLen, D, promptLens }));
+    const old = options('medusa', { checkpointDir: ckpt });
+    await trainDrafter(old);
+    expect(old.logs.some((l) => l.startsWith('distill: cached'))).toBe(true);
+
+    const fake = { key: 'feedfacefeedface', options: distill, count: 1, seqLen: 2, D: 16, promptLens: [1] };
+    for (const [text, problem] of [
+      [JSON.stringify(fake), /built from other inputs \(cache format version: cached unrecorded, this run 1; base model .*: cached unrecorded/],
+      ['{"key": ', /manifest\.json: unreadable .* what the cache holds is unknown/],
+    ] as const) {
+      await writeFile(join(cache, 'manifest.json'), text);
+      const saved = await snapshot(ckpt);
+      await expect(trainDrafter(options('ctc', { checkpointDir: ckpt, resume: true }))).rejects.toThrow(problem);
+      expect(await snapshot(ckpt)).toEqual(saved);
+    }
+  }, 60_000);
+
+  it('refuses a token cache prepared from other inputs instead of rebuilding it', async () => {
+    const data = join(root, 'data-other');
+    await prepareData(join(root, 'corpus'), data, 280);
+    const saved = await snapshot(data);
+    const base = await readModelDir(join(root, 'base'));
+    const o = options('ctc', { checkpointDir: join(root, 'ckpt-data'), dataDir: data });
+    await expect(trainDrafter(o)).rejects.toThrow(new RegExp(`its tokenizer has \\d+ tokens, the model's vocab_size is ${base.config.vocab_size}.*or delete .*data-other to rebuild it`));
+    expect(await snapshot(data)).toEqual(saved);
+    expect(existsSync(join(root, 'ckpt-data'))).toBe(false);
   }, 60_000);
 });

@@ -121,6 +121,6 @@ describe('train-base', () => {
     const gen = JSON.parse((await run(['generate', '--model', out, '--prompt', 'The cat', '--max-new-tokens', '5', '--json'])).stdout);
     expect(gen.tokens).toHaveLength(5);
     const bad = await run(['train-base', '--steps', 'abc']).catch((e: { code: number; stderr: string }) => e);
-    expect(bad).toMatchObject({ code: 2, stderr: expect.stringContaining('--steps must be a number') });
+    expect(bad).toMatchObject({ code: 2, stderr: expect.stringContaining('--steps must be an integer >= 1, got "abc"') });
   });
 });

@@ -4,11 +4,16 @@
  *
  *   <base>/                                    the frozen base model (weights/base)
  *   checkpoints/train-base/data/               the base trainer's token cache (prompts come from its training split)
- *   <checkpointDir>/distill/                   the distillation cache, rebuilt when its key changes:
- *       manifest.json   key, options, sequence count and length, hidden size, prompt lengths
+ *   <checkpointDir>/distill/                   the distillation cache:
+ *       manifest.json   what it was built from (DistillInputs) and its key, sequence count and
+ *                       length, hidden size, prompt lengths; written last, so a cache without
+ *                       one is an interrupted build
  *       tokens.bin      int32 LE (count, N): prompt + greedy continuation
  *       hidden.bin      float32 LE (count, N, D): the base model's final normed hidden states
  *     key = SHA-256 of the base weights and config, the token cache key and the distill options
+ *     (the data id a checkpoint records). A cache is used when its key matches and refused,
+ *     before anything is written, when it was built from other inputs: hours of work that
+ *     another base model, tokenizer or set of options may still need.
  *   <checkpointDir>/<name>/checkpoint.safetensors   resumable checkpoint (and .prev)
  *   <out>/config.json, model.safetensors       the head (src/draft/head-io.ts), default <base>/drafters/<name>
  *   <out>/loss.svg, README.md, training.json   the training record for the model card
@@ -33,7 +38,7 @@ import {
   type DrafterCheckpoint, type DrafterHyper, type HeadConfig,
 } from '../train/train-drafter.js';
 import { readModelDir, writeFileAtomic } from './files.js';
-import { brownCorpusDir, CHECKPOINT_FILE, loadKeptFile, prepareData, writeFileKeepingPrev } from './train-files.js';
+import { brownCorpusDir, CHECKPOINT_FILE, loadKeptFile, readDataFor, writeFileKeepingPrev } from './train-files.js';
 
 /** bump when distill.ts changes what a cached set holds */
 export const DISTILL_VERSION = 1;
@@ -103,13 +108,17 @@ export async function trainDrafter(o: TrainDrafterOptions): Promise<TrainDrafter
     ? medusaConfig(base.config, o.draftLen ?? 4)
     : ctcHeadConfig(base.config, { frames: o.frames, draftLen: o.draftLen, loss: o.loss });
 
-  const data = await distillData(o, base, log);
+  const plan = await planDistill(o, base, log); // checks every cache; writes nothing
   let from: DrafterCheckpoint | undefined;
   if (o.resume) {
     from = await loadKeptFile(ckptPath, (b, s) => parseDrafterCheckpoint(b, s, (raw) => checkHeadConfig(raw, s)), log);
     if (JSON.stringify(from.config) !== JSON.stringify(config)) throw new Error(`${ckptPath}: the checkpoint's head config differs from these options: resume with the options it was started with`);
+    if (from.dataId !== plan.key) {
+      throw new Error(`${ckptPath}: the run trained on distillation data ${from.dataId}, but this base model and these options give ${plan.key}: resume with the base model and options it was started with`);
+    }
     log(`resuming from ${ckptPath} at step ${from.step}/${from.hyper.steps}`);
   }
+  const data = await distillData(plan, base, log);
   const trainer = new DrafterTrainer(config, from?.hyper ?? hyper, data, frozenBase(base.config, base.tensors), from);
   const h = trainer.hyper;
   log(`${name}: ${paramCount(config)} trained parameters; ${h.steps} steps x ${h.positionsPerStep} positions (from ${h.seqsPerStep} sequences of ${data.train.seqLen} tokens)`);
@@ -128,28 +137,93 @@ function paramCount(c: HeadConfig): number {
   return n;
 }
 
-/** the distillation set from the cache, or built from the base model and its training split, then cached */
-async function distillData(
-  o: TrainDrafterOptions,
-  base: Awaited<ReturnType<typeof readModelDir>>,
-  log: (m: string) => void,
-): Promise<{ train: DistillSet; val: DistillSet; id: string; distill: DistillOptions }> {
+/** What a distillation set is built from; a cache built from other inputs is never used or overwritten. */
+interface DistillInputs {
+  version: number; // DISTILL_VERSION
+  base: string; // SHA-256 of the base model's config and weights
+  tokenizer: string; // SHA-256 of the tokenizer's JSON
+  data: string; // the key of the token cache the prompts come from (corpus, vocab size, split)
+  options: DistillOptions;
+}
+
+interface DistillManifest extends DistillInputs {
+  key: string; // one hash of all the inputs: the data id checkpoints record
+  count: number;
+  seqLen: number;
+  D: number;
+  promptLens: number[];
+}
+
+interface DistillPlan {
+  inputs: DistillInputs;
+  key: string;
+  dir: string; // the cache
+  stream: Uint16Array; // the training split the prompts are drawn from
+}
+
+const HASH_CHARS = 16; // of a SHA-256 in hex: ids, not security
+
+/** The distillation inputs and key, with the token cache and the distillation cache checked against them (nothing written but a missing token cache). */
+async function planDistill(o: TrainDrafterOptions, base: Awaited<ReturnType<typeof readModelDir>>, log: (m: string) => void): Promise<DistillPlan> {
   const opts: DistillOptions = { ...DISTILL_DEFAULTS, ...o.distill };
   opts.seqLen = Math.min(opts.seqLen, base.config.max_position_embeddings);
   opts.promptMax = Math.min(opts.promptMax, opts.seqLen - MIN_CONTINUATION);
   checkDistillOptions(opts, base.config.max_position_embeddings);
   if (opts.sequences <= VAL_SEQUENCES) throw new RangeError(`distill: need more than ${VAL_SEQUENCES} sequences (the validation set), got ${opts.sequences}`);
-  const tokenData = await prepareData(o.corpusDir ?? brownCorpusDir(), o.dataDir, base.config.vocab_size, log);
+  const tokenData = await readDataFor(o.corpusDir ?? brownCorpusDir(), o.dataDir, base.config.vocab_size, log);
   if (base.tokenizerJson !== undefined && base.tokenizerJson !== tokenData.tokenizerJson) {
     throw new Error(`${o.dataDir}: its tokenizer differs from ${o.base}/tokenizer.json: point --data-dir at the base model's training data`);
   }
-  const hash = createHash('sha256').update(`distill ${DISTILL_VERSION} ${JSON.stringify(opts)} data ${tokenData.manifest.key}\n`).update(JSON.stringify(base.config));
-  for (const name of [...base.tensors.keys()].sort()) {
-    const d = base.tensors.get(name)!.data;
-    hash.update(name).update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
-  }
-  const key = hash.digest('hex').slice(0, 16);
+  const weights = (hash: ReturnType<typeof createHash>) => {
+    hash.update(JSON.stringify(base.config));
+    for (const name of [...base.tensors.keys()].sort()) {
+      const d = base.tensors.get(name)!.data;
+      hash.update(name).update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+    }
+    return hash.digest('hex').slice(0, HASH_CHARS);
+  };
+  const inputs: DistillInputs = {
+    version: DISTILL_VERSION,
+    base: weights(createHash('sha256')),
+    tokenizer: createHash('sha256').update(tokenData.tokenizerJson).digest('hex').slice(0, HASH_CHARS),
+    data: tokenData.manifest.key,
+    options: opts,
+  };
+  const key = weights(createHash('sha256').update(`distill ${DISTILL_VERSION} ${JSON.stringify(opts)} data ${tokenData.manifest.key}\n`));
   const dir = join(o.checkpointDir, 'distill');
+  await checkDistillCache(dir, inputs, key);
+  return { inputs, key, dir, stream: tokenData.train };
+}
+
+/**
+ * Refuse a distillation cache built from other inputs, naming each that differs. A cache
+ * whose key matches is this run's (also one written before the inputs were recorded).
+ */
+async function checkDistillCache(dir: string, inputs: DistillInputs, key: string): Promise<void> {
+  const path = join(dir, 'manifest.json');
+  if (!existsSync(path)) return; // none, or an interrupted build: nothing finished to lose
+  const remedy = `pass another --checkpoint-dir, or delete ${dir} to rebuild it`;
+  let m: Partial<DistillManifest>;
+  try {
+    m = JSON.parse(await readFile(path, 'utf8')) as Partial<DistillManifest>;
+  } catch (e) {
+    throw new Error(`${path}: unreadable (${(e as Error).message}), so what the cache holds is unknown: ${remedy}`);
+  }
+  if (m.key === key) return;
+  const what: Record<keyof DistillInputs, string> = { version: 'cache format version', base: 'base model (config and weights)', tokenizer: 'tokenizer', data: 'token data', options: 'distill options' };
+  const differences = (Object.keys(what) as (keyof DistillInputs)[])
+    .filter((field) => JSON.stringify(m[field]) !== JSON.stringify(inputs[field]))
+    .map((field) => `${what[field]}: cached ${m[field] === undefined ? 'unrecorded' : JSON.stringify(m[field])}, this run ${JSON.stringify(inputs[field])}`);
+  throw new Error(`${dir} holds a distillation set built from other inputs (${differences.join('; ') || `key ${m.key}, this run ${key}`}): ${remedy}`);
+}
+
+/** the distillation set from the cache, or built from the base model and its training split, then cached */
+async function distillData(
+  plan: DistillPlan,
+  base: Awaited<ReturnType<typeof readModelDir>>,
+  log: (m: string) => void,
+): Promise<{ train: DistillSet; val: DistillSet; id: string; distill: DistillOptions }> {
+  const { dir, key, inputs: { options: opts } } = plan;
   let set = await readDistillCache(dir, key);
   if (set) log(`distill: cached in ${dir} (key ${key})`);
   else {
@@ -157,37 +231,28 @@ async function distillData(
     const model = new Llama(new CpuBackend(), base.config, base.tensors);
     const t0 = performance.now();
     const every = Math.max(1, Math.round(opts.sequences / 10));
-    set = await buildDistillSet(model, tokenData.train, opts, (done, total) => {
+    set = await buildDistillSet(model, plan.stream, opts, (done, total) => {
       if (done % every && done !== total) return;
       const secs = (performance.now() - t0) / 1000;
       log(`distill: ${done}/${total} sequences, ${((done * opts.seqLen) / secs).toFixed(0)} tokens/s, ${formatDuration(((total - done) * secs) / done)} left`);
     });
     log(`distill: ${opts.sequences * opts.seqLen} tokens in ${formatDuration((performance.now() - t0) / 1000)}`);
-    await writeDistillCache(dir, key, opts, set);
+    await writeDistillCache(dir, key, plan.inputs, set);
   }
   const n = set.count;
   return { train: sliceDistillSet(set, 0, n - VAL_SEQUENCES), val: sliceDistillSet(set, n - VAL_SEQUENCES, n), id: key, distill: opts };
-}
-
-interface DistillManifest {
-  key: string;
-  options: DistillOptions;
-  count: number;
-  seqLen: number;
-  D: number;
-  promptLens: number[];
 }
 
 function littleEndian(): void {
   if (endianness() !== 'LE') throw new Error('the distillation cache is little-endian; this machine is big-endian');
 }
 
-async function writeDistillCache(dir: string, key: string, options: DistillOptions, set: DistillSet): Promise<void> {
+async function writeDistillCache(dir: string, key: string, inputs: DistillInputs, set: DistillSet): Promise<void> {
   littleEndian();
   await mkdir(dir, { recursive: true });
   await writeFileAtomic(join(dir, 'tokens.bin'), new Uint8Array(set.tokens.buffer, set.tokens.byteOffset, set.tokens.byteLength));
   await writeFileAtomic(join(dir, 'hidden.bin'), new Uint8Array(set.hidden.buffer, set.hidden.byteOffset, set.hidden.byteLength));
-  const manifest: DistillManifest = { key, options, count: set.count, seqLen: set.seqLen, D: set.D, promptLens: Array.from(set.promptLens) };
+  const manifest: DistillManifest = { ...inputs, key, count: set.count, seqLen: set.seqLen, D: set.D, promptLens: Array.from(set.promptLens) };
   await writeFileAtomic(join(dir, 'manifest.json'), new TextEncoder().encode(JSON.stringify(manifest) + '\n')); // last: marks the cache complete
 }
 
@@ -204,7 +269,7 @@ async function readDistillCache(dir: string, key: string): Promise<DistillSet | 
       tokens: new Int32Array(copy(tok)), hidden: new Float32Array(copy(hid)),
     };
   } catch {
-    return undefined; // missing or damaged: rebuild
+    return undefined; // missing or damaged (checkDistillCache found its inputs to be this run's): rebuild
   }
 }
 

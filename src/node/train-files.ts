@@ -8,7 +8,9 @@
  *   train.bin        training token ids, uint16 little-endian, [BOS, doc...] per document
  *   val.bin          validation token ids, same layout
  * The key is a SHA-256 over the corpus file names and bytes, the vocab size, the split
- * rule and the text-rules version, so any change to the inputs rebuilds the cache.
+ * rule and the text-rules version, so any change to the inputs rebuilds the cache
+ * (prepareData, for train-base, whose cache it is); readDataFor, for train-drafter, which
+ * only reads it, refuses a cache of other inputs instead.
  *
  * Checkpoint file <dir>/checkpoint.safetensors, saved as:
  *   1. write <path>.<random>.tmp and fsync it
@@ -72,15 +74,67 @@ export async function prepareData(
   log: (msg: string) => void = () => {},
 ): Promise<PreparedData> {
   const files = await readCorpusFiles(corpusDir);
-  const hash = createHash('sha256').update(`rules ${TEXT_RULES_VERSION} split ${SPLIT_EVERY} vocab ${vocabSize}\n`);
-  for (const f of files) hash.update(`${f.name} ${f.bytes.length}\n`).update(f.bytes);
-  const key = hash.digest('hex').slice(0, 16);
-
+  const key = dataKey(files, vocabSize);
   const cached = await readCache(cacheDir, key);
   if (cached) {
     log(`data: cached in ${cacheDir} (key ${key})`);
     return cached;
   }
+  return buildData(files, corpusDir, cacheDir, vocabSize, key, log);
+}
+
+/**
+ * The prepared data a model with `modelVocab` tokens was trained on, for a command that
+ * only reads it (train-drafter): the cache in `cacheDir` when it was prepared from this
+ * corpus and its tokenizer has `modelVocab` tokens (whatever size was asked of the BPE
+ * trainer, which stops early on a small corpus), built only when `cacheDir` holds none.
+ * A cache of other inputs belongs to another run and is refused, never rebuilt.
+ */
+export async function readDataFor(
+  corpusDir: string,
+  cacheDir: string,
+  modelVocab: number,
+  log: (msg: string) => void = () => {},
+): Promise<PreparedData> {
+  const files = await readCorpusFiles(corpusDir);
+  const manifestPath = join(cacheDir, 'manifest.json');
+  if (!existsSync(manifestPath)) return buildData(files, corpusDir, cacheDir, modelVocab, dataKey(files, modelVocab), log); // nothing there (or an interrupted build: the manifest comes last)
+  let manifest: Partial<DataManifest>;
+  try {
+    manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as Partial<DataManifest>;
+  } catch (e) {
+    throw new DataError(`${manifestPath}: unreadable (${(e as Error).message}), so what the cache holds is unknown: point --data-dir at the base model's training data, or delete ${cacheDir} to rebuild it`);
+  }
+  const problems: string[] = [];
+  const asked = manifest.vocabSize;
+  if (typeof asked !== 'number' || manifest.key !== dataKey(files, asked)) problems.push(`it was prepared from another corpus or with other text rules (key ${manifest.key})`);
+  if (manifest.tokenizerVocab !== modelVocab) problems.push(`its tokenizer has ${manifest.tokenizerVocab} tokens, the model's vocab_size is ${modelVocab}`);
+  if (problems.length) {
+    throw new DataError(`${cacheDir} holds other token data than the model was trained on from ${corpusDir}: ${problems.join('; ')}. Point --data-dir at the base model's training data (or --corpus at its corpus), or delete ${cacheDir} to rebuild it`);
+  }
+  const cached = await readCache(cacheDir, manifest.key!);
+  if (cached) {
+    log(`data: cached in ${cacheDir} (key ${manifest.key})`);
+    return cached;
+  }
+  return buildData(files, corpusDir, cacheDir, asked!, manifest.key!, log); // damaged: rebuilt from the same inputs
+}
+
+/** SHA-256 over everything the prepared data depends on (see the file comment) */
+function dataKey(files: readonly { name: string; bytes: Uint8Array }[], vocabSize: number): string {
+  const hash = createHash('sha256').update(`rules ${TEXT_RULES_VERSION} split ${SPLIT_EVERY} vocab ${vocabSize}\n`);
+  for (const f of files) hash.update(`${f.name} ${f.bytes.length}\n`).update(f.bytes);
+  return hash.digest('hex').slice(0, 16);
+}
+
+async function buildData(
+  files: { name: string; bytes: Uint8Array }[],
+  corpusDir: string,
+  cacheDir: string,
+  vocabSize: number,
+  key: string,
+  log: (msg: string) => void,
+): Promise<PreparedData> {
   log(`data: reading ${files.length} documents from ${corpusDir}`);
   const docs = brownDocs(files, corpusDir);
   const { train, val } = splitByDocument(docs, SPLIT_EVERY);
