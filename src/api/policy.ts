@@ -1,9 +1,9 @@
 /**
  * The library's defaults, one function each, called alike by the library API, the CLI and the
- * bench: which drafter 'auto' means, and which tree budget 'auto' means.
+ * bench: which drafter 'auto' means, and which tree budget (src/decode/cost-model.ts autoBudget).
  */
 import type { Llama } from '../model/llama.js';
-import { AdaptiveBudget, fixedBudget, measureVerifyCost, type BudgetPolicy } from '../decode/cost-model.js';
+import { autoBudget, fixedBudget, type BudgetPolicy } from '../decode/cost-model.js';
 import type { FileSource } from './source.js';
 
 export interface DrafterChoice {
@@ -27,17 +27,12 @@ export async function chooseDrafter(backendName: string, source: FileSource | un
   return { name: 'ctc', reason: 'the CTC head (prefix beam search)' };
 }
 
-/** most draft nodes per step under 'auto': on the CPU verifying grows about linearly with the tree */
-export function autoTreeCap(backendName: string): number {
-  return backendName === 'cpu' ? 16 : 32;
-}
-
 /** The budget policy for `treeBudget`: a fixed number of nodes, or 'auto' (learns what pays). */
-export async function makeBudget(treeBudget: number | 'auto', model: Llama): Promise<{ maxNodes: number; policy: BudgetPolicy }> {
+export function makeBudget(treeBudget: number | 'auto', model: Llama): { maxNodes: number; policy: BudgetPolicy } {
   if (treeBudget !== 'auto') {
     if (!(Number.isInteger(treeBudget) && treeBudget >= 0)) throw new RangeError(`treeBudget must be an integer >= 0 or 'auto', got ${treeBudget}`);
     return { maxNodes: treeBudget, policy: fixedBudget(treeBudget) };
   }
-  const maxNodes = autoTreeCap(model.backend.name);
-  return { maxNodes, policy: new AdaptiveBudget(await measureVerifyCost(model, maxNodes + 1), { exploreEvery: 16 }) };
+  const policy = autoBudget(model.backend.name); // learns online what pays: no measurement up front
+  return { maxNodes: policy.maxNodes, policy };
 }

@@ -112,7 +112,8 @@ export class TextModel {
     let settled = false, failed = false, failure: unknown;
     const running = this.run(prompt, { ...opts, signal: stop.signal }, (e) => {
       push({ type: 'step', ...e });
-      const text = e.emitted.map((id) => decoder.push(id)).join('');
+      // an id past the tokenizer's vocabulary (a padded or random-init model) shows as U+FFFD
+      const text = e.emitted.map((id) => (id < this.tokenizer.vocabSize ? decoder.push(id) : '\uFFFD')).join('');
       if (text) push({ type: 'text', text });
     }).then(
       (result) => {
@@ -192,7 +193,7 @@ export class TextModel {
       const treeBudget = opts.treeBudget ?? 'auto';
       const key = String(treeBudget);
       let budget = budgets.get(key);
-      if (!budget) budgets.set(key, (budget = await makeBudget(treeBudget, this.model)));
+      if (!budget) budgets.set(key, (budget = makeBudget(treeBudget, this.model)));
       result = await generateSpeculative(this.model, ids, drafter, { ...base, treeBudget: budget.maxNodes, maxDraftLen: opts.maxDraftLen, budget: budget.policy });
     }
     const known = result.tokens.filter((id) => id < this.tokenizer.vocabSize);

@@ -10,23 +10,19 @@
  *                      [--checkpoint-dir DIR] [--time-budget-min M] [--corpus DIR]
  *   ctcspec train-drafter --kind ctc|medusa [--loss ctc|ce] [--base DIR] [--out DIR] [--steps N] [--resume] ...
  */
-import { existsSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Llama } from '../model/llama.js';
-import { generate } from '../decode/generate.js';
+import { writeFileSync } from 'node:fs';
 import { createBackend } from '../node/backend.js';
 import { loadModelSource, type ModelSourceOptions } from '../node/model-source.js';
 import { writeModelDir } from '../node/files.js';
 import { writeLlama2cCheckpoint } from '../io/llama2c.js';
-import { BpeTokenizer, bpeToJson, FIRST_MERGED_ID, StreamDecoder, writeLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
+import { BpeTokenizer, bpeToJson, FIRST_MERGED_ID, writeLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { trainBase } from '../node/train-base.js';
 import { DISTILL_DEFAULTS, MIN_CONTINUATION, trainDrafter, VAL_SEQUENCES } from '../node/train-drafter.js';
 import { CTC_DEFAULTS } from '../draft/ctc-head.js';
 import { loadDrafter } from '../node/drafters.js';
 import { benchPrompts, benchSvg, benchTable, runSpecBench, writeBenchFiles } from '../node/bench-spec.js';
-import { generateSpeculative, type SpeculativeStats } from '../decode/speculative.js';
-import { AdaptiveBudget, measureVerifyCost } from '../decode/cost-model.js';
-import type { GenerationResult } from '../decode/generate.js';
+import { TextModel, type TextResult } from '../api/text-model.js';
+import { dirSource } from '../node/dir-source.js';
 import {
   checkAtMost, choiceOption, intOption, intOrAutoOption, listOption, numberOption, parseCommandArgs, requiredOption, UsageError, USAGE_EXIT_CODE,
   type OptionValues,
@@ -159,11 +155,6 @@ function checkFitsContext(o: { treeBudget: number | 'auto'; maxDraftLen?: number
   if (o.maxDraftLen !== undefined) checkAtMost('max-draft-len', o.maxDraftLen, limit, what);
 }
 
-/** Text for display: ids the tokenizer does not know (random-init vocab past 258) print as U+FFFD. */
-function displayable(tokenizer: Tokenizer, ids: readonly number[]): number[] {
-  return ids.map((id) => (id < tokenizer.vocabSize ? id : -1)).filter((id) => id >= 0);
-}
-
 async function cmdGenerate(argv: string[]): Promise<void> {
   const { values } = parseCommandArgs('generate', argv, {
     prompt: { type: 'string', default: 'Once upon a time' },
@@ -188,50 +179,35 @@ async function cmdGenerate(argv: string[]): Promise<void> {
   const src: ModelSourceOptions = { model: values.model, tokenizer: values.tokenizer, randomInit: values['random-init'], initSeed: intOption(values, 'init-seed', { ...SEED_RANGE, default: 0 }) };
   const loaded = await loadModelSource(src);
   checkFitsContext(decoding, loaded.config.max_position_embeddings);
-  const treeBudget = decoding.treeBudget;
   const backend = await createBackend(backendName, { fallback: values['webgpu-fallback'] });
-  const model = new Llama(backend, loaded.config, loaded.tensors);
-  const tok = loaded.tokenizer;
-  const prompt = tok.encode(values.prompt!, { bos: true });
-  const stream = new StreamDecoder(tok);
-  const unknown = '\uFFFD';
-  // default drafter (said in the output): the model's CTC head, on the CPU in its cheapest form
-  // (draft vocabulary, best path: the one that pays there, see README Speed) when the model has
-  // a draft vocabulary; none without a head
-  const modelDir = loaded.dir;
-  const hasCtc = !!modelDir && existsSync(join(modelDir, 'drafters', 'ctc', 'config.json'));
-  const cpuDefault = hasCtc && backend.name === 'cpu' && existsSync(join(modelDir!, 'draft-vocab.json'));
-  const drafterName = values.drafter ?? (cpuDefault ? 'ctc:short:best-path' : hasCtc ? 'ctc' : 'none');
-  const factory = await loadDrafter(drafterName, modelDir, loaded, { beam: decoding.beam });
-  const opts = {
+  // the library API, as a user calls it: drafter 'auto' (the model's CTC head, by the policy in
+  // src/api/policy.ts) and the automatic tree budget unless the options say otherwise
+  const lm = new TextModel(loaded.config, loaded.tensors, loaded.tokenizer, backend, loaded.dir === undefined ? undefined : dirSource(loaded.dir));
+  let result: TextResult | undefined;
+  const options = {
     maxNewTokens: decoding.maxNewTokens,
     temperature: decoding.temperature,
-    topP: decoding.topP ?? 1,
+    topP: decoding.topP,
     seed: decoding.seed,
-    eosId: loaded.config.eos_token_id ?? tok.eosId,
-    onToken: values.json ? undefined : (id: number) => writeOut(id < tok.vocabSize ? stream.push(id) : unknown),
+    drafter: values.drafter ?? 'auto',
+    treeBudget: decoding.treeBudget,
+    maxDraftLen: decoding.maxDraftLen,
+    beam: decoding.beam,
   };
-  let result: GenerationResult & { stats: Partial<SpeculativeStats> };
-  if (drafterName === 'none') {
-    result = await generate(model, prompt, opts); // the plain loop is the `none` baseline
-  } else {
-    // auto: trees of up to 32 nodes on a GPU (where 32 cost little more than 1), up to 16 on
-    // the CPU (where verifying grows about linearly: 16 nodes cost 5-6 plain steps here, more
-    // than any draft returns), which also halves the start-up measurement
-    const maxBudget = treeBudget === 'auto' ? (backend.name === 'cpu' ? 16 : 32) : treeBudget;
-    const budget = treeBudget === 'auto' ? new AdaptiveBudget(await measureVerifyCost(model, maxBudget + 1), { exploreEvery: 16 }) : undefined;
-    const maxDraftLen = decoding.maxDraftLen;
-    result = await generateSpeculative(model, prompt, factory.make(), { ...opts, treeBudget: maxBudget, maxDraftLen, budget });
+  for await (const event of lm.stream(values.prompt!, options)) {
+    if (event.type === 'text' && !values.json) writeOut(event.text);
+    if (event.type === 'done') result = event.result;
   }
-  const text = tok.decode(displayable(tok, result.tokens));
-  const { newTokens, steps, tokensPerStep, wallMs, tokensPerSecond, draftMs = 0, verifyMs = 0 } = result.stats;
+  if (!result) throw new Error('generation ended without a result');
+  const { newTokens, steps, tokensPerStep, wallMs, tokensPerSecond, draftMs, verifyMs, draftSteps } = result.stats;
+  const drafter = result.drafter.name;
   if (values.json) {
-    const stats = { newTokens, steps, tokensPerStep, wallMs, tokensPerSecond, draftMs, verifyMs };
-    writeOut(JSON.stringify({ text, tokens: result.tokens, stats, drafter: drafterName, backend: backend.name, stopReason: result.stopReason }) + '\n');
+    const stats = { newTokens, steps, tokensPerStep, wallMs, tokensPerSecond, draftMs, verifyMs, draftSteps };
+    writeOut(JSON.stringify({ text: result.text, tokens: result.tokens, stats, drafter, drafterReason: result.drafter.reason, backend: backend.name, stopReason: result.stopReason }) + '\n');
   } else {
-    writeOut(stream.flush() + '\n');
+    writeOut('\n');
     console.error(
-      `[${loaded.description}, ${backend.name}, drafter ${drafterName}] ${newTokens} tokens in ${steps} steps (${tokensPerStep.toFixed(2)} tokens/step), ` +
+      `[${loaded.description}, ${backend.name}, drafter ${drafter}: ${result.drafter.reason}] ${newTokens} tokens in ${steps} steps (${tokensPerStep.toFixed(2)} tokens/step), ` +
         `${wallMs.toFixed(0)} ms, ${tokensPerSecond.toFixed(1)} tokens/s (draft ${draftMs.toFixed(0)} ms, verify ${verifyMs.toFixed(0)} ms), stop: ${result.stopReason}`,
     );
   }
