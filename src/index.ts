@@ -34,7 +34,7 @@ export { ctcBestPath, ctcCollapse } from './decode/ctc-best-path.js';
 // speculative decoding by default.
 export { loadModel, TextModel, type TextOptions, type TextResult, type StreamEvent, type LoadOptions } from './api/text-model.js';
 export { urlSource, memorySource, type FileSource } from './api/source.js';
-export { loadDrafter, MAX_BEAM, type DrafterFactory, type DrafterOptions } from './api/drafters.js';
+export { loadDrafter, UnknownDrafterError, MAX_BEAM, type DrafterFactory, type DrafterOptions } from './api/drafters.js';
 export { chooseDrafter, makeBudget, type DrafterChoice } from './api/policy.js';
 export { NumericError, type StepEvent } from './decode/generate.js';
 export { AdaptiveBudget, autoBudget, fixedBudget, measureVerifyCost, type BudgetPolicy, type StepReport } from './decode/cost-model.js';

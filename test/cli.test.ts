@@ -113,11 +113,12 @@ describe('ctcspec CLI', () => {
     expect(spec.tokens).toEqual(plain.tokens);
     expect(forced.tokens).toEqual(plain.tokens);
     expect(forced.stats.steps).toBeLessThan(plain.stats.steps); // drafts were accepted (19 steps for 24 tokens when pinned)
-    const unknown = await fails(['generate', '--drafter', 'oracle']);
+    // a drafter name that names nothing is a usage error (exit 2) that says what is there
+    const unknown = await usageError(['generate', '--drafter', 'oracle']);
     expect(unknown).toMatch(/unknown drafter "oracle"/);
-    expect(unknown).toMatch(/heads there: .*ctc.*medusa/); // names what is there
-    expect(await fails(['generate', '--drafter', 'medusa:best-path'])).toMatch(/applies to CTC heads/);
-    expect(await fails(['generate', '--drafter', 'ctc:beam:x'])).toMatch(/unknown drafter/);
+    expect(unknown).toMatch(/heads there: .*ctc.*medusa/);
+    expect(await usageError(['generate', '--drafter', 'medusa:best-path'])).toMatch(/applies to CTC heads/);
+    expect(await usageError(['generate', '--drafter', 'ctc:beam:x'])).toMatch(/unknown drafter/);
   });
 
   it('bench, greedy and sampling: a table, JSON and SVG; greedy outputs compared with plain, sampled ones not', async () => {

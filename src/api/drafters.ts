@@ -32,6 +32,11 @@ const VARIANTS = ['best-path', 'no-collapse', 'short'];
  */
 export const MAX_BEAM = 64;
 
+/** A drafter name that names no drafter (a typo, a head that is not there, a bad variant). */
+export class UnknownDrafterError extends Error {
+  override name = 'UnknownDrafterError';
+}
+
 export interface DrafterOptions {
   /** CTC heads: candidates kept from the prefix beam search (default 4) */
   beam?: number;
@@ -58,16 +63,16 @@ export async function loadDrafter(
     variants.some((v) => !VARIANTS.includes(v)) || new Set(variants).size < variants.length || (variants.includes('best-path') && variants.includes('no-collapse'));
   if (!/^[\w.-]+$/.test(head) || badVariants) {
     const found = source ? await knownHeads(source) : [];
-    throw new Error(
+    throw new UnknownDrafterError(
       `unknown drafter "${name}": expected none, lookup, or a head in drafters/ (optionally with :best-path or :no-collapse, and :short)` +
         (found.length ? `; found: ${found.join(', ')}` : ''),
     );
   }
-  if (!source) throw new Error(`drafter "${name}" needs a trained head: load the model from a folder that has drafters/${head}/`);
+  if (!source) throw new UnknownDrafterError(`drafter "${name}" needs a trained head: load the model from a folder that has drafters/${head}/`);
   const configText = await readText(source, `drafters/${head}/config.json`);
   if (configText === undefined) {
     const found = await knownHeads(source);
-    throw new Error(
+    throw new UnknownDrafterError(
       `unknown drafter "${name}": no trained head at ${joinLocation(source, `drafters/${head}`)}` +
         (found.length ? ` (heads there: ${found.join(', ')})` : '') +
         ` (train one with: npx ctcspec train-drafter --kind ${head === 'medusa' ? 'medusa' : 'ctc'}${head === 'ctc-ce' ? ' --loss ce' : ''} --out <model>/drafters/${head})`,
@@ -80,7 +85,7 @@ export async function loadDrafter(
   const tensors = parseHeadTensors(await readRequired(source, `drafters/${head}/model.safetensors`, 'a draft head needs its weights'), weightsPath);
   const frozen = frozenBase(base.config, base.tensors);
   if (config.kind === 'medusa') {
-    if (variants.length) throw new Error(`drafter "${name}": ${variants.join(':')} applies to CTC heads; ${head} holds Medusa heads`);
+    if (variants.length) throw new UnknownDrafterError(`drafter "${name}": ${variants.join(':')} applies to CTC heads; ${head} holds Medusa heads`);
     return { name, make: () => new MedusaDrafter(config, tensors, frozen) };
   }
   const o: CtcDraftOptions = {};

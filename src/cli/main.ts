@@ -22,6 +22,7 @@ import { CTC_DEFAULTS } from '../draft/ctc-head.js';
 import { loadDrafter } from '../node/drafters.js';
 import { benchPrompts, benchSvg, benchTable, runSpecBench, writeBenchFiles } from '../node/bench-spec.js';
 import { TextModel, type TextResult } from '../api/text-model.js';
+import { UnknownDrafterError } from '../api/drafters.js';
 import { dirSource } from '../node/dir-source.js';
 import {
   checkAtMost, choiceOption, intOption, intOrAutoOption, listOption, numberOption, parseCommandArgs, requiredOption, UsageError, USAGE_EXIT_CODE,
@@ -428,5 +429,5 @@ async function main(argv: string[]): Promise<void> {
 main(process.argv.slice(2)).catch((e: Error) => {
   console.error(`ctcspec: ${e.message}`);
   if (process.env.CTCSPEC_DEBUG) console.error(e.stack);
-  process.exit(e instanceof UsageError ? USAGE_EXIT_CODE : 1);
+  process.exit(e instanceof UsageError || e instanceof UnknownDrafterError ? USAGE_EXIT_CODE : 1);
 });
