@@ -88,11 +88,11 @@ describe('CtcHeadDrafter', () => {
           at += m;
         }
         if (at < i + 1) drafter.accept(tokens.slice(at, i + 1), hidden.subarray(at * D, (i + 1) * D));
-        const incremental = Float32Array.from(drafter.frameLogProbs(root));
+        const incremental = Float32Array.from(await drafter.frameLogProbs(root));
 
         const full = new CtcHeadDrafter(cfg, weights, base.frozen, { maxBatch: 4 }, backend); // chunks of 4 rows
         full.begin(tokens.slice(0, i + 1), hidden.subarray(0, (i + 1) * D));
-        const once = full.frameLogProbs(root);
+        const once = await full.frameLogProbs(root);
 
         const tape = new Tape(backend);
         const params = new HeadParams(backend, cfg, weights);
@@ -119,13 +119,13 @@ describe('CtcHeadDrafter', () => {
     const set = await tinyDistill(base, 1, 16, 9);
     let multi = 0; // beam steps that found several drafts
     await fc.assert(
-      fc.property(
+      fc.asyncProperty(
         fc.record({ seed: fc.nat(500), root: fc.nat(9), maxLen: fc.integer({ min: 0, max: 10 }), mode: fc.constantFrom('best-path', 'no-collapse', 'beam') }),
-        ({ seed, root, maxLen, mode }) => {
+        async ({ seed, root, maxLen, mode }) => {
           const opts = mode === 'beam' ? { topK: 6 } : { candidates: 'best-path' as const, collapse: mode !== 'no-collapse' };
           const d = new CtcHeadDrafter(cfg, spreadHead(cfg, seed, 30), base.frozen, opts, backend);
           d.begin(Array.from(set.tokens.subarray(0, 5)), set.hidden.subarray(0, 5 * cfg.hidden_size));
-          const cands = d.propose(root, maxLen);
+          const cands = await d.propose(root, maxLen);
           if (maxLen === 0) expect(cands).toEqual([]);
           const keys = new Set<string>();
           for (const c of cands) {
@@ -138,7 +138,7 @@ describe('CtcHeadDrafter', () => {
           for (let k = 1; k < cands.length; k++) expect(cands[k - 1]!.score).toBeGreaterThanOrEqual(cands[k]!.score);
           if (mode === 'beam') multi += cands.length > 1 ? 1 : 0;
           if (mode === 'best-path' && maxLen > 0) {
-            const best = ctcBestPath(d.frameLogProbs(root), cfg.frames, cfg.vocab_size + 1, cfg.vocab_size).slice(0, maxLen);
+            const best = ctcBestPath(await d.frameLogProbs(root), cfg.frames, cfg.vocab_size + 1, cfg.vocab_size).slice(0, maxLen);
             expect(cands.map((c) => c.tokens)).toEqual(best.length ? [best] : []);
           }
         },
@@ -153,21 +153,21 @@ describe('CtcHeadDrafter', () => {
     const cfg = ctcHeadConfig(base.config, { frames: 8, draftLen: 4 });
     const set = await tinyDistill(base, 1, 16, 9);
     await fc.assert(
-      fc.property(
+      fc.asyncProperty(
         fc.record({ seed: fc.nat(500), root: fc.nat(9), list: fc.uniqueArray(fc.nat(9), { minLength: 1, maxLength: 10 }), best: fc.boolean() }),
-        ({ seed, root, list, best }) => {
+        async ({ seed, root, list, best }) => {
           const w = spreadHead(cfg, seed, 30), opts = best ? { candidates: 'best-path' as const } : { topK: 6 };
           const full = new CtcHeadDrafter(cfg, w, base.frozen, opts, backend);
           const short = new CtcHeadDrafter(cfg, w, base.frozen, { ...opts, shortlist: list }, backend);
           for (const d of [full, short]) d.begin(Array.from(set.tokens.subarray(0, 5)), set.hidden.subarray(0, 5 * cfg.hidden_size));
           const C = cfg.vocab_size + 1, M = list.length + 1;
-          const fl = Float32Array.from(full.frameLogProbs(root)), sl = short.frameLogProbs(root);
+          const fl = Float32Array.from(await full.frameLogProbs(root)), sl = await short.frameLogProbs(root);
           for (let f = 0; f < cfg.frames; f++) {
             // the same logits, normalised over fewer classes: differences are one constant per frame
             const shift = sl[f * M + M - 1]! - fl[f * C + C - 1]!;
             list.forEach((id, i) => expect(Math.abs(sl[f * M + i]! - fl[f * C + id]! - shift)).toBeLessThan(1e-4));
           }
-          for (const c of short.propose(root, 6)) for (const t of c.tokens) expect(list).toContain(t);
+          for (const c of await short.propose(root, 6)) for (const t of c.tokens) expect(list).toContain(t);
         },
       ),
       { numRuns: 40 },

@@ -27,8 +27,8 @@ describe('MedusaDrafter', () => {
           for (const t of w.values()) for (let j = 0; j < t.data.length; j++) t.data[j] = 0.5 * rng.normal();
           const d = new MedusaDrafter(cfg, w, base.frozen, { topPerHead: top, maxCandidates: cap }, backend);
           d.begin(Array.from(set.tokens.subarray(0, i + 1)), set.hidden.subarray(0, (i + 1) * D));
-          const cands = d.propose(0, maxLen);
-          const lp = Float32Array.from(d.headLogProbs());
+          const cands = await d.propose(0, maxLen);
+          const lp = Float32Array.from(await d.headLogProbs());
 
           const tape = new Tape(backend);
           const logits = tape.noGrad(() => medusaLogits(new HeadParams(backend, cfg, w), cfg, makeBatch(set, [0], [[0, i]], k), tape));

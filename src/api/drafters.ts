@@ -12,6 +12,7 @@
  *                        ctc:short:best-path
  * A CTC head trained with the CTC loss otherwise proposes the top drafts of a prefix beam search.
  */
+import type { Backend } from '../backend/backend.js';
 import type { LlamaConfig } from '../model/config.js';
 import type { TensorMap } from '../tensor/dtype.js';
 import type { Drafter } from '../draft/drafter.js';
@@ -45,8 +46,11 @@ export interface DrafterOptions {
 /** A drafter name resolved to its trained weights, ready to make drafters. */
 export interface DrafterFactory {
   name: string;
-  /** a fresh drafter (each holds its own state: give each model its own) */
-  make: () => Drafter;
+  /**
+   * a fresh drafter (each holds its own state: give each model its own); a trained head runs
+   * on `backend` when given (the base model's, say), else on a CPU backend of its own
+   */
+  make: (backend?: Backend) => Drafter;
 }
 
 /** Resolve a drafter name, reading trained heads from `source` (the model's folder). */
@@ -86,7 +90,7 @@ export async function loadDrafter(
   const frozen = frozenBase(base.config, base.tensors);
   if (config.kind === 'medusa') {
     if (variants.length) throw new UnknownDrafterError(`drafter "${name}": ${variants.join(':')} applies to CTC heads; ${head} holds Medusa heads`);
-    return { name, make: () => new MedusaDrafter(config, tensors, frozen) };
+    return { name, make: (backend) => new MedusaDrafter(config, tensors, frozen, {}, backend) };
   }
   const o: CtcDraftOptions = {};
   if (opts.beam !== undefined) {
@@ -102,7 +106,7 @@ export async function loadDrafter(
     if (text === undefined) throw new Error(`drafter "${name}": no draft vocabulary at ${path} (make one with scripts/draft-vocab.mjs)`);
     o.shortlist = parseDraftVocab(text, base.config.vocab_size, path);
   }
-  return { name, make: () => new CtcHeadDrafter(config, tensors, frozen, o) };
+  return { name, make: (backend) => new CtcHeadDrafter(config, tensors, frozen, o, backend) };
 }
 
 /** the heads in drafters/, when the source can list them */

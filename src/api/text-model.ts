@@ -45,6 +45,13 @@ export interface TextOptions {
   maxDraftLen?: number;
   /** CTC heads: candidates kept from the prefix beam search (default 4) */
   beam?: number;
+  /**
+   * where a trained head runs: 'cpu' (default: a CPU backend of its own; a head is small, and
+   * its proposals are searched on the host anyway) or 'model' (the base model's backend: on a
+   * GPU its matrix products run there, for the price of uploading the hidden states it catches
+   * up on and one readback of its frames per proposal)
+   */
+  headBackend?: 'cpu' | 'model';
   /** stop token (default: the model's eos_token_id, else the tokenizer's EOS); null: never stop early */
   eosId?: number | null;
   /** abort between steps: the call rejects with the signal's reason, the model stays usable */
@@ -144,17 +151,20 @@ export class TextModel {
     }
   }
 
-  /** The drafter a name resolves to on this model (made once per name, then reused). */
-  async drafter(name: string, opts: { beam?: number } = {}): Promise<Drafter> {
+  /** The drafter a name resolves to on this model (made once per name and options, then reused). */
+  async drafter(name: string, opts: Pick<TextOptions, 'beam' | 'headBackend'> = {}): Promise<Drafter> {
     return (await this.drafterEntry(name, opts)).drafter;
   }
 
-  private async drafterEntry(name: string, opts: { beam?: number }) {
-    const key = opts.beam === undefined ? name : `${name}@${opts.beam}`;
+  private async drafterEntry(name: string, opts: Pick<TextOptions, 'beam' | 'headBackend'>) {
+    const key = `${name} beam=${opts.beam ?? ''} on=${opts.headBackend ?? 'cpu'}`;
     let entry = this.drafters.get(key);
     if (!entry) {
-      const factory = await loadDrafter(name, this.source, this, opts);
-      entry = { drafter: factory.make(), budgets: new Map() };
+      const factory = await loadDrafter(name, this.source, this, { beam: opts.beam });
+      if (opts.headBackend !== undefined && opts.headBackend !== 'cpu' && opts.headBackend !== 'model') {
+        throw new RangeError(`headBackend must be 'cpu' or 'model', got ${JSON.stringify(opts.headBackend)}`);
+      }
+      entry = { drafter: factory.make(opts.headBackend === 'model' ? this.backend : undefined), budgets: new Map() };
       this.drafters.set(key, entry);
     }
     return entry;
@@ -188,7 +198,7 @@ export class TextModel {
         drafter = opts.drafter;
         budgets = new Map();
       } else {
-        ({ drafter, budgets } = await this.drafterEntry(choice.name, { beam: opts.beam }));
+        ({ drafter, budgets } = await this.drafterEntry(choice.name, opts));
       }
       const treeBudget = opts.treeBudget ?? 'auto';
       const key = String(treeBudget);

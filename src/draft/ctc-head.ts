@@ -33,7 +33,8 @@
  * and readback cost, and the candidates are searched on the host anyway. The KV cache and
  * every activation buffer are allocated once, in the constructor: a step allocates no buffers.
  */
-import { CpuBackend, type CpuBuf } from '../backend/cpu/cpu.js';
+import type { Backend } from '../backend/backend.js';
+import { CpuBackend, reference, type CpuBuf } from '../backend/cpu/cpu.js';
 import { FormatError } from '../io/errors.js';
 import { decoderLayerShapes, type LlamaConfig } from '../model/config.js';
 import {
@@ -77,7 +78,7 @@ export interface CtcDraftOptions {
 export class CtcHeadDrafter implements Drafter {
   readonly name: string;
   readonly config: CtcHeadConfig;
-  readonly backend: CpuBackend;
+  readonly backend: Backend;
   readonly blank: number; // = vocab_size
   /** rows in the head's cache (= tokens in the base cache) */
   cacheLength = 0;
@@ -107,7 +108,8 @@ export class CtcHeadDrafter implements Drafter {
   private readonly classes: number; // C = frame outputs: V (or the shortlist's size) + BLANK, the last
   private readonly classToken: Int32Array | null; // class -> token id with a shortlist
 
-  constructor(config: CtcHeadConfig, weights: TensorMap, base: FrozenBase, opts: CtcDraftOptions = {}, backend = new CpuBackend()) {
+  /** `backend`: where the head runs (default a CPU backend of its own; see the header for why) */
+  constructor(config: CtcHeadConfig, weights: TensorMap, base: FrozenBase, opts: CtcDraftOptions = {}, backend: Backend = new CpuBackend()) {
     const c = (this.config = checkCtcHeadConfig(config));
     checkHeadWeights(ctcHeadShapes(c), weights, 'ctc head');
     const { hidden_size: D, vocab_size: V, frames: S } = c;
@@ -170,10 +172,11 @@ export class CtcHeadDrafter implements Drafter {
     this.push(tokens.length, hidden);
   }
 
-  propose(root: number, maxLen: number): DraftCandidate[] {
+  propose(root: number, maxLen: number): DraftCandidate[] | Promise<DraftCandidate[]> {
     if (maxLen <= 0) return [];
-    this.frameLogits(root);
-    return this.candidates(maxLen);
+    const frames = this.frameLogits(root);
+    // on the CPU the frames are ready at once; another backend's come back through a readback
+    return frames instanceof Promise ? frames.then(() => this.candidates(maxLen)) : this.candidates(maxLen);
   }
 
   /**
@@ -181,8 +184,8 @@ export class CtcHeadDrafter implements Drafter {
    * the last (id V); with a shortlist, C = its size + 1, class i being token shortlist[i].
    * The array is reused by the next call.
    */
-  frameLogProbs(root: number): Float32Array {
-    const out = this.frameLogits(root), C = this.classes;
+  async frameLogProbs(root: number): Promise<Float32Array> {
+    const out = await this.frameLogits(root), C = this.classes;
     for (let t = 0; t < this.config.frames; t++) {
       for (let i = t * C; i < (t + 1) * C; i++) out[i] = out[i]! - this.frameLse[t]!;
     }
@@ -194,7 +197,7 @@ export class CtcHeadDrafter implements Drafter {
    * log-sum-exp into this.frameLse (in wasm: one vector exp pass over the logits). Drafting
    * reads these directly instead of normalising every entry.
    */
-  private frameLogits(root: number): Float32Array {
+  private frameLogits(root: number): Float32Array | Promise<Float32Array> {
     const c = this.config, { hidden_size: D, frames: S, vocab_size: V } = c;
     if (this.cacheLength === 0) throw new Error('CtcHeadDrafter: propose before begin');
     if (!(Number.isInteger(root) && root >= 0 && root < V)) throw new RangeError(`CtcHeadDrafter: root ${root} outside [0, ${V})`);
@@ -209,12 +212,22 @@ export class CtcHeadDrafter implements Drafter {
     op.rmsnorm(this.frameOut, s.x, this.norm, c.rms_norm_eps);
     op.matmul(this.logits, this.frameOut, this.headExt); // (S, C)
     const out = this.hostLogits;
-    out.set((this.logits.buf as CpuBuf).data.subarray(0, out.length)); // the CPU backend's read, done synchronously
-    this.backend.logSumExpRows(this.logits.buf, S, this.classes, this.frameLse);
-    for (let t = 0; t < S; t++) {
+    if (this.backend instanceof CpuBackend) {
+      out.set((this.logits.buf as CpuBuf).data.subarray(0, out.length)); // the CPU backend's read, done synchronously
+      this.backend.logSumExpRows(this.logits.buf, S, this.classes, this.frameLse);
+      return this.checkedFrames();
+    }
+    return this.backend.read(this.logits.buf, out).then(() => {
+      for (let t = 0; t < S; t++) this.frameLse[t] = reference.logSumExp(out, t * this.classes, this.classes);
+      return this.checkedFrames();
+    });
+  }
+
+  private checkedFrames(): Float32Array {
+    for (let t = 0; t < this.config.frames; t++) {
       if (!Number.isFinite(this.frameLse[t]!)) throw new Error(`${this.name}: frame ${t} has non-finite logits (NaN or infinite weights?)`);
     }
-    return out;
+    return this.hostLogits;
   }
 
   /** push n rows of base hidden states through the layer (its KV cache), keeping the last output */

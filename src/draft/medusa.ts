@@ -30,7 +30,8 @@
  *
  * Runs on the CPU backend: per head one D x D and one V x D matrix-vector product.
  */
-import { CpuBackend, type CpuBuf } from '../backend/cpu/cpu.js';
+import type { Backend } from '../backend/backend.js';
+import { CpuBackend, reference, type CpuBuf } from '../backend/cpu/cpu.js';
 import { FormatError } from '../io/errors.js';
 import type { LlamaConfig } from '../model/config.js';
 import type { TensorMap } from '../tensor/dtype.js';
@@ -109,7 +110,7 @@ export class MedusaDrafter implements Drafter {
   private started = false;
 
   /** `base`: the base model the heads were trained on (its LM head's shape is checked against the heads') */
-  constructor(config: MedusaConfig, weights: TensorMap, base: FrozenBase, opts: MedusaDraftOptions = {}, readonly backend = new CpuBackend()) {
+  constructor(config: MedusaConfig, weights: TensorMap, base: FrozenBase, opts: MedusaDraftOptions = {}, readonly backend: Backend = new CpuBackend()) {
     const c = (this.config = checkMedusaConfig(config));
     checkHeadWeights(medusaShapes(c), weights, 'medusa heads');
     const { hidden_size: D, vocab_size: V, heads: k } = c;
@@ -140,27 +141,56 @@ export class MedusaDrafter implements Drafter {
   }
 
   /** the heads' log-probabilities (k, V): row j-1 is head j's guess of the j-th token after the root */
-  headLogProbs(): Float32Array {
+  async headLogProbs(): Promise<Float32Array> {
+    this.runHeads();
+    await this.readHeads();
+    return this.logProbs;
+  }
+
+  /** logits_j = lm_head_j @ (h + silu(W_j h + b_j)) for every head, on the backend */
+  private runHeads(): void {
     if (!this.started) throw new Error('MedusaDrafter: propose before begin');
-    const { vocab_size: V, heads: k } = this.config;
     const pre = this.pre, rj = this.rj;
-    for (let j = 0; j < k; j++) {
+    for (let j = 0; j < this.config.heads; j++) {
       op.matmul(pre, this.h, this.W[j]!); // pre = W_j h
       op.add(pre, pre, this.b[j]!); //      + b_j
       op.siluGate(rj, pre, this.ones); // silu(pre)
       op.add(rj, rj, this.h); // r_j = h + silu(W_j h + b_j)
       op.matmul(this.logits[j]!, rj, this.lmHeads[j]!); // logits_j = lm_head_j @ r_j
-      this.logProbs.set((this.logits[j]!.buf as CpuBuf).data.subarray(0, V), j * V); // the CPU backend's read, synchronous
-      this.backend.logSumExpRows(this.logits[j]!.buf, 1, V, this.lse); // in wasm: a vector exp pass
-      for (let i = j * V; i < (j + 1) * V; i++) this.logProbs[i] = this.logProbs[i]! - this.lse[0]!;
     }
-    return this.logProbs;
   }
 
-  propose(_root: number, maxLen: number): DraftCandidate[] {
+  /** the heads' logits into this.logProbs, normalised: synchronous on the CPU, a readback elsewhere */
+  private readHeads(): void | Promise<void> {
+    const { vocab_size: V, heads: k } = this.config;
+    const normalise = (j: number, lse: number) => {
+      for (let i = j * V; i < (j + 1) * V; i++) this.logProbs[i] = this.logProbs[i]! - lse;
+    };
+    if (this.backend instanceof CpuBackend) {
+      for (let j = 0; j < k; j++) {
+        this.logProbs.set((this.logits[j]!.buf as CpuBuf).data.subarray(0, V), j * V); // the CPU backend's read, synchronous
+        this.backend.logSumExpRows(this.logits[j]!.buf, 1, V, this.lse); // in wasm: a vector exp pass
+        normalise(j, this.lse[0]!);
+      }
+      return;
+    }
+    const rows = Array.from({ length: k }, (_, j) => this.logProbs.subarray(j * V, (j + 1) * V));
+    return this.backend.readMany(this.logits.map((t) => t.buf), rows).then(() => {
+      for (let j = 0; j < k; j++) normalise(j, reference.logSumExp(this.logProbs, j * V, V));
+    });
+  }
+
+  propose(_root: number, maxLen: number): DraftCandidate[] | Promise<DraftCandidate[]> {
     const n = Math.min(this.config.heads, maxLen);
     if (n <= 0) return [];
-    const lp = this.headLogProbs(), V = this.config.vocab_size;
+    this.runHeads();
+    const read = this.readHeads();
+    return read instanceof Promise ? read.then(() => this.beam(n)) : this.beam(n);
+  }
+
+  /** the top drafts over the first n heads: each head's top tokens, combined, best first */
+  private beam(n: number): DraftCandidate[] {
+    const lp = this.logProbs, V = this.config.vocab_size;
     let beam: DraftCandidate[] = [{ tokens: [], score: 0 }];
     for (let j = 0; j < n; j++) {
       const best = topIndices(lp, j * V, V, this.top[j]!);
