@@ -63,14 +63,16 @@ generate options:
                          NAME:no-collapse, and NAME:short (draft vocabulary), e.g.
                          ctc:short:best-path (the one that pays on the CPU)
                          (default: ctc when the model has drafters/ctc, else none)
-  --tree-budget N|auto   most draft nodes verified per step; auto (default) measures what
-                         verifying N nodes costs on this backend and picks the size with the
-                         best expected tokens/s (up to 16 on the CPU, 32 elsewhere), down to 0
-                         (plain steps) when drafting does not pay; N from 0 to the model's
-                         context length less one
+  --tree-budget N|auto   most draft nodes verified per step; auto (default) learns from the
+                         steps themselves what verifying N nodes costs on this backend and how
+                         often drafts are accepted, and picks the size with the best expected
+                         tokens/s (up to 16 on the CPU, 32 elsewhere), down to 0 (plain steps)
+                         when drafting does not pay; N from 0 to the model's context length less one
   --max-draft-len N      longest draft per step, N >= 1 (default 6)
   --beam K               CTC drafter: candidates kept from the prefix beam search, 1 to 64
                          (default 4; the beam keeps max(8, 2K) prefixes per frame)
+  --head-backend cpu|model   where a trained draft head runs: a CPU backend of its own
+                         (default) or the base model's backend
 
 bench options (speculative decoding on 50 held-out prompts, every drafter, every backend):
   --model DIR            default weights/base
@@ -80,6 +82,7 @@ bench options (speculative decoding on 50 held-out prompts, every drafter, every
   --max-new-tokens N --tree-budget N|auto --max-draft-len N   as for generate
   --out PREFIX           writes PREFIX.json, PREFIX.svg, PREFIX.md (default bench/results/spec)
   --beam K               CTC drafters: candidates kept from the prefix beam search, 1 to 64 (default 4)
+  --head-backend cpu|model   as for generate
   --temperature X [--top-p P] [--seed N]   as for generate: sampling instead of greedy (prompt i uses seed N + i);
                          outputs then differ from plain runs by chance, so no token comparison
 
@@ -125,6 +128,7 @@ train-drafter options:
 `;
 
 const BACKENDS = ['cpu', 'webgpu'] as const;
+const HEAD_BACKENDS = ['cpu', 'model'] as const;
 /** Rng keeps 32 bits of its seed, so a larger seed would only repeat a smaller one */
 const SEED_RANGE = { min: 0, max: 2 ** 32 - 1 };
 const TOP_P_RANGE = { min: 0, aboveMin: true, max: 1 };
@@ -174,6 +178,7 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     'tree-budget': { type: 'string' },
     'max-draft-len': { type: 'string' },
     beam: { type: 'string' },
+    'head-backend': { type: 'string' },
   });
   const decoding = decodingOptions(values);
   const backendName = choiceOption(values, 'backend', BACKENDS, 'cpu');
@@ -194,6 +199,7 @@ async function cmdGenerate(argv: string[]): Promise<void> {
     treeBudget: decoding.treeBudget,
     maxDraftLen: decoding.maxDraftLen,
     beam: decoding.beam,
+    headBackend: choiceOption(values, 'head-backend', HEAD_BACKENDS, 'cpu'),
   };
   for await (const event of lm.stream(values.prompt!, options)) {
     if (event.type === 'text' && !values.json) writeOut(event.text);
@@ -243,8 +249,10 @@ async function cmdBench(argv: string[]): Promise<void> {
     'top-p': { type: 'string' },
     seed: { type: 'string' },
     beam: { type: 'string' },
+    'head-backend': { type: 'string' },
   });
   const { maxNewTokens, temperature, topP, seed, treeBudget, maxDraftLen = 6, beam } = decodingOptions(values);
+  const headOnModel = choiceOption(values, 'head-backend', HEAD_BACKENDS, 'cpu') === 'model';
   const promptCount = intOption(values, 'prompts', { min: 1, default: 50 });
   const backendNames = listOption(values, 'backends', BACKENDS);
   const sampling = temperature > 0 ? { temperature, topP, seed } : undefined;
@@ -261,7 +269,7 @@ async function cmdBench(argv: string[]): Promise<void> {
   log(`bench: ${prompts.length} prompts x ${maxNewTokens} new tokens, ${mode}, tree budget ${treeBudget}`);
   const { runs, verifyCost } = await runSpecBench({
     backends, config: loaded.config, tensors: loaded.tensors, prompts, maxNewTokens,
-    drafters: drafters.map((d) => ({ name: d.name, make: () => d.make() })), treeBudget, maxDraftLen, sampling, log,
+    drafters: drafters.map((d) => ({ name: d.name, make: (model) => d.make(headOnModel ? model.backend : undefined) })), treeBudget, maxDraftLen, sampling, log,
   });
   const table = benchTable(runs);
   const command = ['npx ctcspec bench', ...argv].join(' ');
