@@ -170,13 +170,21 @@ export function benchTable(runs: readonly DrafterRun[]): string {
 
 export function benchSvg(runs: readonly DrafterRun[], mode = 'greedy'): string {
   const shown = runs.filter((r) => r.drafter !== 'plain');
+  const backends = [...new Set(shown.map((r) => r.backend))];
+  // one backend: named once in the title, not under every bar
+  const label = (r: DrafterRun): string => (backends.length > 1 ? `${r.drafter} (${r.backend})` : r.drafter);
   return barChartSvg(
-    shown.map((r) => ({ label: `${r.drafter} (${r.backend})`, values: [r.beta, r.gamma] })),
+    shown.map((r) => ({ label: label(r), values: [r.beta, r.gamma] })),
     [
-      { name: 'beta: tokens per step', color: '#4477aa' },
-      { name: 'gamma: speedup vs plain', color: '#ee6677' },
+      { name: 'beta: tokens per base-model step', color: '#4477aa' },
+      { name: 'gamma: speed over plain decoding', color: '#ee6677' },
     ],
-    { title: `Speculative decoding on the held-out Brown prompts (${mode})`, xLabel: 'drafter (backend)', yLabel: 'ratio', width: Math.max(720, 110 * shown.length), reference: 1 },
+    {
+      title: `Speculative decoding, held-out Brown prompts (${backends.join(', ')}, ${mode})`,
+      groupLabel: backends.length > 1 ? 'drafter (backend)' : 'drafter',
+      valueLabel: 'ratio',
+      reference: { value: 1, name: '1 = plain decoding' },
+    },
   );
 }
 
