@@ -9,6 +9,7 @@
  *   ctcspec train-base [--out DIR] [--steps N] [--config base|tiny|FILE.json] [--vocab N] [--resume]
  *                      [--checkpoint-dir DIR] [--time-budget-min M] [--corpus DIR]
  *   ctcspec train-drafter --kind ctc|medusa [--loss ctc|ce] [--base DIR] [--out DIR] [--steps N] [--resume] ...
+ *   ctcspec serve [--port N] [--host H]
  */
 import { writeFileSync } from 'node:fs';
 import { createBackend } from '../node/backend.js';
@@ -24,6 +25,7 @@ import { benchPrompts, benchSvg, benchTable, runSpecBench, writeBenchFiles } fro
 import { TextModel, type TextResult } from '../api/text-model.js';
 import { UnknownDrafterError } from '../api/drafters.js';
 import { dirSource } from '../node/dir-source.js';
+import { DEFAULT_HOST, DEFAULT_PORT, EXPLAINER_PATH, PACKAGE_ROOT, serveStatic } from '../node/serve.js';
 import {
   checkAtMost, choiceOption, intOption, intOrAutoOption, listOption, numberOption, parseCommandArgs, requiredOption, UsageError, USAGE_EXIT_CODE,
   type OptionValues,
@@ -37,6 +39,7 @@ Commands:
   convert    convert between a Hugging Face model dir (safetensors) and a llama2.c .bin
   train-base train the base model from scratch on the Brown corpus (resumable)
   train-drafter  train a draft head (CTC or Medusa) on the base model's own greedy output
+  serve      serve the package's pages (the CTC drafting explainer) over HTTP
 
 A bad option or value (unknown option, missing value, an integer option given "1.5", a
 value out of range) exits with status 2 and names the option; a failure while running
@@ -85,6 +88,12 @@ bench options (speculative decoding on 50 held-out prompts, every drafter, every
   --head-backend cpu|model   as for generate
   --temperature X [--top-p P] [--seed N]   as for generate: sampling instead of greedy (prompt i uses seed N + i);
                          outputs then differ from plain runs by chance, so no token comparison
+
+serve options (serves the package folder, so dist/, weights/ and examples/ resolve; prints the
+explainer's URL; Ctrl-C stops):
+  --port N               0 to 65535; 0 picks a free port (default ${DEFAULT_PORT})
+  --host H               address to listen on (default ${DEFAULT_HOST}: this machine only;
+                         0.0.0.0 serves every network interface)
 
 convert options:
   --out PATH             a directory (writes safetensors + config.json + tokenizer.json) or a
@@ -397,6 +406,15 @@ async function cmdTrainDrafter(argv: string[]): Promise<void> {
   if (result.status === 'stopped') process.exitCode = 3;
 }
 
+/** Serve the package root until the process is stopped. */
+async function cmdServe(argv: string[]): Promise<void> {
+  const { values } = parseCommandArgs('serve', argv, { port: { type: 'string' }, host: { type: 'string' } });
+  const port = intOption(values, 'port', { min: 0, max: 65535, default: DEFAULT_PORT });
+  const host = values.host ?? DEFAULT_HOST;
+  const { url } = await serveStatic({ root: PACKAGE_ROOT, port, host });
+  writeOut(`serving ${PACKAGE_ROOT} at ${url}\nthe CTC drafting explainer: ${new URL(EXPLAINER_PATH, url).href}\n`);
+}
+
 /**
  * A reader that stops early (`ctcspec generate | head -c 3`) closes the pipe, and the next
  * write fails with EPIPE: the rest of the output is not wanted, which is no error, so the
@@ -431,6 +449,7 @@ async function main(argv: string[]): Promise<void> {
   if (cmd === 'train-base') return cmdTrainBase(rest);
   if (cmd === 'train-drafter') return cmdTrainDrafter(rest);
   if (cmd === 'bench') return cmdBench(rest);
+  if (cmd === 'serve') return cmdServe(rest);
   throw new UsageError(`unknown command "${cmd}" (try --help)`);
 }
 
