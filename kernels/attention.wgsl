@@ -80,16 +80,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     sc[lid] = score;
     seen[lid] = select(0u, 1u, keep);
     workgroupBarrier();
-    // 2. the chunk max (every thread reads all WG scores: one barrier, not a log tree)
+    // 2. the chunk max (every thread reads all WG scores: one barrier, not a log tree), and
+    //    whether any of its n slots may be masked: a masked slot scores exactly NEG_BIG (a
+    //    visible score of exactly -3e38 only sends the chunk down the slot-testing loop)
+    let n = min(WG, visible - c);
     var cmax = NEG_BIG;
-    for (var j = 0u; j < WG; j++) { cmax = max(cmax, sc[j]); }
+    var mayMask = false;
+    for (var j = 0u; j < WG; j++) {
+      let sj = sc[j];
+      cmax = max(cmax, sj);
+      mayMask = mayMask || (j < n && sj == NEG_BIG);
+    }
     let mNew = max(m, cmax);
     let alpha = exp(m - mNew); // 1 while nothing is kept yet, 0 once a real score replaces NEG_BIG
     workgroupBarrier();
     sc[lid] = select(0.0, exp(score - mNew), keep);
     workgroupBarrier();
-    // 3. rescale and accumulate weights @ v for this thread's output dims
-    let n = min(WG, visible - c);
+    // 3. rescale and accumulate weights @ v for this thread's output dims; a chunk that may
+    //    hold masked slots tests each slot and skips the masked ones' value rows, the rest
+    //    (every chunk of the causal case, the cache part of a tree) add every slot
     var psum = 0.0;
     for (var j = 0u; j < n; j++) { psum += sc[j]; }
     l = l * alpha + psum;
@@ -98,8 +107,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       if (d < p.hd) {
         var a = acc[r] * alpha;
         let vb = c * kvStride + kvh * p.hd + d;
-        for (var j = 0u; j < n; j++) {
-          if (seen[j] != 0u) { a += sc[j] * vc[vb + j * kvStride]; }
+        if (mayMask) {
+          for (var j = 0u; j < n; j++) {
+            if (seen[j] != 0u) { a += sc[j] * vc[vb + j * kvStride]; }
+          }
+        } else {
+          for (var j = 0u; j < n; j++) { a += sc[j] * vc[vb + j * kvStride]; }
         }
         acc[r] = a;
       }
