@@ -29,6 +29,7 @@ import type { Drafter } from '../draft/drafter.js';
 import { loadDrafter } from './drafters.js';
 import { chooseDrafter, makeBudget } from './policy.js';
 import { readRequired, readText, urlSource, type FileSource } from './source.js';
+import { ChatTemplateError, readChatTemplate, renderChat, type ChatMessage, type ChatTemplate } from './chat.js';
 
 export interface TextOptions {
   /** new tokens at most (default 64) */
@@ -77,6 +78,8 @@ export interface LoadOptions {
 export class TextModel {
   readonly model: Llama;
   private readonly drafters = new Map<string, { drafter: Drafter; budgets: Map<string, { maxNodes: number; policy: BudgetPolicy }> }>();
+  /** the chat template, read from the folder when chat is first asked for */
+  private chatTemplate: Promise<ChatTemplate> | undefined;
 
   constructor(
     readonly config: LlamaConfig,
@@ -149,6 +152,50 @@ export class TextModel {
       if (!settled) stop.abort(new DOMException('the stream was closed before it ended', 'AbortError'));
       await running;
     }
+  }
+
+  /**
+   * Generate the assistant's reply to a conversation: `messages` rendered with the model's
+   * chat template (chat.ts: chat_template.jinja or tokenizer_config.json's chat_template;
+   * a ChatTemplateError when the model has none), then generate() on those ids. Unless
+   * `opts.eosId` says otherwise, any of the model's end tokens ends the reply (chatStopIds).
+   */
+  async chat(messages: readonly ChatMessage[], opts: TextOptions = {}): Promise<TextResult> {
+    return this.generate(await this.chatPrompt(messages), { ...opts, eosId: opts.eosId === undefined ? this.chatStopIds() : opts.eosId });
+  }
+
+  /** chat() as stream() gives it: the reply's steps and text as they come, then the result. */
+  async *chatStream(messages: readonly ChatMessage[], opts: TextOptions = {}): AsyncGenerator<StreamEvent, void, undefined> {
+    yield* this.stream(await this.chatPrompt(messages), { ...opts, eosId: opts.eosId === undefined ? this.chatStopIds() : opts.eosId });
+  }
+
+  /**
+   * The prompt ids of a conversation, ending with the opening of the assistant's turn. The
+   * template writes the special tokens as text (BOS among them, in most templates), which the
+   * tokenizer reads back as those tokens; BOS is put first only when the tokenizer starts
+   * sequences with one and the template did not write it, so a prompt never starts with two.
+   */
+  async chatPrompt(messages: readonly ChatMessage[]): Promise<number[]> {
+    if (!this.source) throw new ChatTemplateError('this model was given without its folder, so it has no chat template to read: load it from a model folder');
+    this.chatTemplate ??= readChatTemplate(this.source);
+    const template = await this.chatTemplate.catch((e: unknown) => {
+      this.chatTemplate = undefined; // a folder fixed later is read again
+      throw e;
+    });
+    const text = renderChat(template.text, messages, { bos_token: template.bosToken ?? '', eos_token: template.eosToken ?? '', add_generation_prompt: true }, template.source);
+    const ids = this.tokenizer.encode(text, { bos: true });
+    const bos = this.tokenizer.bosId;
+    return bos !== undefined && ids[0] === bos && ids[1] === bos ? ids.slice(1) : ids;
+  }
+
+  /**
+   * Every token that ends a reply: generation_config.json's and config.json's eos_token_id
+   * (instruction-tuned models often name several: end of text, end of turn) and the
+   * tokenizer's EOS tokens (tokenizer_config.json's eos_token, often the end of a turn).
+   */
+  chatStopIds(): number[] {
+    const ids = (v: number | readonly number[] | undefined | null): readonly number[] => (v === undefined || v === null ? [] : typeof v === 'number' ? [v] : v);
+    return [...new Set([...ids(this.config.generation_config?.eos_token_id), ...ids(this.config.eos_token_id), ...this.tokenizer.eosIds])];
   }
 
   /** The drafter a name resolves to on this model (made once per name and options, then reused). */

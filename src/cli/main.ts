@@ -4,7 +4,8 @@
  *
  *   ctcspec generate [--prompt TEXT] [--max-new-tokens N] [--backend cpu|webgpu] [--temperature T]
  *                    [--top-p P] [--seed S] [--model DIR|FILE.bin] [--tokenizer FILE]
- *                    [--random-init tiny|stories15M|config.json] [--json]
+ *                    [--random-init tiny|stories15M|config.json] [--json] [--chat]
+ *   ctcspec chat [--model DIR] [--system TEXT] [generate's options]   (user turns on stdin)
  *   ctcspec convert --model DIR|FILE.bin [--tokenizer FILE] --out DIR|FILE.bin [--tokenizer-out FILE]
  *   ctcspec train-base [--out DIR] [--steps N] [--config base|tiny|FILE.json] [--vocab N] [--resume]
  *                      [--checkpoint-dir DIR] [--time-budget-min M] [--corpus DIR]
@@ -12,6 +13,7 @@
  *   ctcspec serve [--port N] [--host H]
  */
 import { writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { createBackend } from '../node/backend.js';
 import { loadModelSource, type ModelSourceOptions } from '../node/model-source.js';
 import { writeModelDir } from '../node/files.js';
@@ -22,7 +24,8 @@ import { DISTILL_DEFAULTS, MIN_CONTINUATION, trainDrafter, VAL_SEQUENCES } from 
 import { CTC_DEFAULTS } from '../draft/ctc-head.js';
 import { loadDrafter } from '../node/drafters.js';
 import { benchPrompts, benchSvg, benchTable, runSpecBench, writeBenchFiles } from '../node/bench-spec.js';
-import { TextModel, type TextResult } from '../api/text-model.js';
+import { TextModel, type TextOptions, type TextResult } from '../api/text-model.js';
+import type { ChatMessage } from '../api/chat.js';
 import { UnknownDrafterError } from '../api/drafters.js';
 import { dirSource } from '../node/dir-source.js';
 import { DEFAULT_HOST, DEFAULT_PORT, EXPLAINER_PATH, PACKAGE_ROOT, serveStatic } from '../node/serve.js';
@@ -35,6 +38,8 @@ const HELP = `ctcspec: Llama-style models in TypeScript (CPU and WebGPU backends
 
 Commands:
   generate   generate text from a prompt
+  chat       a conversation with an instruction-tuned model, in its chat template: each line
+             read from stdin is a user turn, the reply streams to stdout; end of input ends it
   bench      speculative decoding benchmark: beta, gamma, time shares per drafter and backend
   convert    convert between a Hugging Face model dir (safetensors) and a llama2.c .bin
   train-base train the base model from scratch on the Brown corpus (resumable)
@@ -60,6 +65,9 @@ generate options:
                          tokenizer is then byte-level (ids past 258 print as U+FFFD)
   --init-seed S          seed of --random-init, as --seed (default 0)
   --json                 print one JSON object {text, tokens, stats, drafter} instead of streaming text
+  --chat                 the prompt as one user message in the model's chat template
+                         (chat_template.jinja or tokenizer_config.json's chat_template), the reply
+                         ending at any of the model's end tokens; a model without a template is refused
   --drafter NAME         none | lookup | a head in <model>/drafters/: ctc (default; on the CPU
                          ctc:short:best-path when the model has a draft-vocab.json) | ctc-l6 |
                          ctc-ce | medusa | ...; a CTC head also as NAME:best-path or
@@ -76,6 +84,11 @@ generate options:
                          (default 4; the beam keeps max(8, 2K) prefixes per frame)
   --head-backend cpu|model   where a trained draft head runs: a CPU backend of its own
                          (default) or the base model's backend
+
+chat options: generate's, less --prompt and --chat, plus
+  --system TEXT          a system message first in the conversation
+  --json                 one JSON object per reply {text, tokens, promptTokens, stats, ...}, one a line
+  --max-new-tokens N     tokens per reply at most (default 64)
 
 bench options (speculative decoding on 50 held-out prompts, every drafter, every backend):
   --model DIR            default weights/base
@@ -169,63 +182,123 @@ function checkFitsContext(o: { treeBudget: number | 'auto'; maxDraftLen?: number
   if (o.maxDraftLen !== undefined) checkAtMost('max-draft-len', o.maxDraftLen, limit, what);
 }
 
-async function cmdGenerate(argv: string[]): Promise<void> {
-  const { values } = parseCommandArgs('generate', argv, {
-    prompt: { type: 'string', default: 'Once upon a time' },
-    'max-new-tokens': { type: 'string' },
-    backend: { type: 'string' },
-    'webgpu-fallback': { type: 'boolean', default: false },
-    temperature: { type: 'string' },
-    'top-p': { type: 'string' },
-    seed: { type: 'string' },
-    model: { type: 'string' },
-    tokenizer: { type: 'string' },
-    'random-init': { type: 'string' },
-    'init-seed': { type: 'string' },
-    json: { type: 'boolean', default: false },
-    drafter: { type: 'string' },
-    'tree-budget': { type: 'string' },
-    'max-draft-len': { type: 'string' },
-    beam: { type: 'string' },
-    'head-backend': { type: 'string' },
-  });
+/** The options generate and chat share: the model, the backend, decoding, the output form. */
+const GENERATION_ARGS = {
+  'max-new-tokens': { type: 'string' },
+  backend: { type: 'string' },
+  'webgpu-fallback': { type: 'boolean', default: false },
+  temperature: { type: 'string' },
+  'top-p': { type: 'string' },
+  seed: { type: 'string' },
+  model: { type: 'string' },
+  tokenizer: { type: 'string' },
+  'random-init': { type: 'string' },
+  'init-seed': { type: 'string' },
+  json: { type: 'boolean', default: false },
+  drafter: { type: 'string' },
+  'tree-budget': { type: 'string' },
+  'max-draft-len': { type: 'string' },
+  beam: { type: 'string' },
+  'head-backend': { type: 'string' },
+} as const;
+
+/**
+ * The model the options name, as a library TextModel, and the TextOptions they ask for: the
+ * library API, as a user calls it: drafter 'auto' (the model's CTC head, by the policy in
+ * src/api/policy.ts) and the automatic tree budget unless the options say otherwise.
+ */
+async function openTextModel(values: OptionValues) {
   const decoding = decodingOptions(values);
   const backendName = choiceOption(values, 'backend', BACKENDS, 'cpu');
-  const src: ModelSourceOptions = { model: values.model, tokenizer: values.tokenizer, randomInit: values['random-init'], initSeed: intOption(values, 'init-seed', { ...SEED_RANGE, default: 0 }) };
+  const src: ModelSourceOptions = {
+    model: values.model as string | undefined, tokenizer: values.tokenizer as string | undefined, randomInit: values['random-init'] as string | undefined,
+    initSeed: intOption(values, 'init-seed', { ...SEED_RANGE, default: 0 }),
+  };
   const loaded = await loadModelSource(src);
   checkFitsContext(decoding, loaded.config.max_position_embeddings);
-  const backend = await createBackend(backendName, { fallback: values['webgpu-fallback'] });
-  // the library API, as a user calls it: drafter 'auto' (the model's CTC head, by the policy in
-  // src/api/policy.ts) and the automatic tree budget unless the options say otherwise
+  const backend = await createBackend(backendName, { fallback: values['webgpu-fallback'] === true });
   const lm = new TextModel(loaded.config, loaded.tensors, loaded.tokenizer, backend, loaded.dir === undefined ? undefined : dirSource(loaded.dir));
-  let result: TextResult | undefined;
-  const options = {
+  const options: TextOptions = {
     maxNewTokens: decoding.maxNewTokens,
     temperature: decoding.temperature,
     topP: decoding.topP,
     seed: decoding.seed,
-    drafter: values.drafter ?? 'auto',
+    drafter: (values.drafter as string | undefined) ?? 'auto',
     treeBudget: decoding.treeBudget,
     maxDraftLen: decoding.maxDraftLen,
     beam: decoding.beam,
     headBackend: choiceOption(values, 'head-backend', HEAD_BACKENDS, 'cpu'),
   };
-  for await (const event of lm.stream(values.prompt!, options)) {
-    if (event.type === 'text' && !values.json) writeOut(event.text);
+  return { lm, loaded, options };
+}
+
+/**
+ * Generate from `prompt` (text, or ids a chat template made), streaming the text to stdout;
+ * then the statistics on stderr, or with `json` one JSON object on stdout instead of both.
+ */
+async function streamReply(lm: TextModel, prompt: string | readonly number[], options: TextOptions, json: boolean, description: string): Promise<TextResult> {
+  let result: TextResult | undefined;
+  for await (const event of lm.stream(prompt, options)) {
+    if (event.type === 'text' && !json) writeOut(event.text);
     if (event.type === 'done') result = event.result;
   }
   if (!result) throw new Error('generation ended without a result');
   const { newTokens, steps, tokensPerStep, wallMs, tokensPerSecond, draftMs, verifyMs, draftSteps } = result.stats;
   const drafter = result.drafter.name;
-  if (values.json) {
+  if (json) {
     const stats = { newTokens, steps, tokensPerStep, wallMs, tokensPerSecond, draftMs, verifyMs, draftSteps };
-    writeOut(JSON.stringify({ text: result.text, tokens: result.tokens, stats, drafter, drafterReason: result.drafter.reason, backend: backend.name, stopReason: result.stopReason }) + '\n');
+    const promptTokens = typeof prompt === 'string' ? undefined : prompt.length;
+    writeOut(JSON.stringify({ text: result.text, tokens: result.tokens, promptTokens, stats, drafter, drafterReason: result.drafter.reason, backend: result.backend, stopReason: result.stopReason }) + '\n');
   } else {
     writeOut('\n');
     console.error(
-      `[${loaded.description}, ${backend.name}, drafter ${drafter}: ${result.drafter.reason}] ${newTokens} tokens in ${steps} steps (${tokensPerStep.toFixed(2)} tokens/step), ` +
+      `[${description}, ${result.backend}, drafter ${drafter}: ${result.drafter.reason}] ${newTokens} tokens in ${steps} steps (${tokensPerStep.toFixed(2)} tokens/step), ` +
         `${wallMs.toFixed(0)} ms, ${tokensPerSecond.toFixed(1)} tokens/s (draft ${draftMs.toFixed(0)} ms, verify ${verifyMs.toFixed(0)} ms), stop: ${result.stopReason}`,
     );
+  }
+  return result;
+}
+
+async function cmdGenerate(argv: string[]): Promise<void> {
+  const { values } = parseCommandArgs('generate', argv, {
+    prompt: { type: 'string', default: 'Once upon a time' },
+    chat: { type: 'boolean', default: false },
+    ...GENERATION_ARGS,
+  });
+  const { lm, loaded, options } = await openTextModel(values);
+  if (!values.chat) {
+    await streamReply(lm, values.prompt!, options, values.json, loaded.description);
+    return;
+  }
+  const ids = await lm.chatPrompt([{ role: 'user', content: values.prompt! }]);
+  await streamReply(lm, ids, { ...options, eosId: lm.chatStopIds() }, values.json, loaded.description);
+}
+
+/**
+ * A conversation on stdin: each line is the user's turn, the reply streams to stdout as it
+ * is generated, the whole conversation so far is the next prompt; end of input ends it.
+ * Works the same from a terminal and from a pipe (on a terminal a "> " prompt goes to stderr).
+ */
+async function cmdChat(argv: string[]): Promise<void> {
+  const { values } = parseCommandArgs('chat', argv, { system: { type: 'string' }, ...GENERATION_ARGS });
+  const { lm, loaded, options } = await openTextModel(values);
+  const history: ChatMessage[] = values.system === undefined ? [] : [{ role: 'system', content: values.system }];
+  await lm.chatPrompt([...history, { role: 'user', content: '' }]); // a model without a template fails here, before any input is read
+  const stopIds = lm.chatStopIds();
+  const interactive = process.stdin.isTTY === true;
+  const lines = createInterface({ input: process.stdin, terminal: interactive, crlfDelay: Infinity });
+  const ask = () => interactive && process.stderr.write('> ');
+  ask();
+  for await (const line of lines) {
+    if (line.trim() === '') {
+      ask();
+      continue;
+    }
+    history.push({ role: 'user', content: line });
+    const ids = await lm.chatPrompt(history);
+    const reply = await streamReply(lm, ids, { ...options, eosId: stopIds }, values.json, loaded.description);
+    history.push({ role: 'assistant', content: reply.text });
+    ask();
   }
 }
 
@@ -445,6 +518,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (cmd === 'generate') return cmdGenerate(rest);
+  if (cmd === 'chat') return cmdChat(rest);
   if (cmd === 'convert') return cmdConvert(rest);
   if (cmd === 'train-base') return cmdTrainBase(rest);
   if (cmd === 'train-drafter') return cmdTrainDrafter(rest);
