@@ -1,33 +1,37 @@
 /**
  * Choosing the tree size: a cost model in the style of EAGLE-2 / Sequoia.
  *
- * Verifying a tree of T tokens (root + T-1 drafts) costs c(T) milliseconds; it is cheap per
- * token on a GPU (c(16) is barely c(1)) and close to linear on a CPU. A tree of n drafts
- * emits 1 + E[accepted | n] tokens. So the best budget maximises
+ * Verifying a tree of T tokens (the root and T - 1 drafts) costs c(T) milliseconds: nearly
+ * flat on a GPU, close to linear on a CPU. A step allowed n drafts emits 1 + q sum_{r<n} p_r
+ * tokens on average, so the budget is the n with the most expected tokens per millisecond:
  *
- *     rate(n) = (1 + q sum_{r < n} p_r) / (q c(n + 1) + (1 - q) c(1) + draftMs + o_1)
- *     rate(0) = 1 / (c(1) + o_0)
+ *     rate(n) = (1 + q sum_{r<n} p_r) / (q c(n + 1) + (1 - q) c(1) + s)
  *
- * where p_r is the chance that the r-th best draft node (by drafter score) is accepted when
- * the drafter proposes, q the share of steps in which it proposes anything at all (prompt
- * lookup often finds no match: such a step verifies the root alone), and o_0, o_1 what a
- * plain or a drafting step takes beyond its verify and draft time (the loop's own work).
- * All of them are measured online, from steady steps: a step right after a switch between
- * plain and drafting runs on cold caches and is left out, and the draft time is sampled from
- * the third drafting step in a row on (see speculative.ts for the catch-up it includes).
- * If no n beats plain decoding, the budget is 0: the step is a plain decode step and the
- * drafter is not even asked, which is how speculative decoding stays (nearly) no slower than
- * plain decoding on every backend.
+ * p_r is the chance that the rank-r draft node (ranked by drafter score) is accepted, q the
+ * share of drafting steps in which the drafter proposes anything (a step without drafts
+ * verifies the root alone), s the rest of a step's wall time (drafting, the loop's own work)
+ * for the kind of step: plain (n = 0: the drafter is not asked, q = 0) or drafting. When no
+ * tree beats plain decoding the budget is 0, a plain step: that is how speculative decoding
+ * stays no slower than plain decoding where drafting cannot pay.
  *
- * What keeps the estimates honest (choose() numbers the cases):
- *  - the first 8 drafting steps always draft, so acceptance is measured, not assumed;
- *  - probes, short runs (PROBE_STEPS) of the kind of step not in use: drafting while the
- *    budget is 0, plain steps while it drafts, after `exploreEvery` steps, then after twice
- *    as many each time (up to 1024; close calls stay frequent);
- *  - now and then a tree one node larger than asked, so the next rank's p_r is seen;
- *  - a guard: the wall time actually spent per emitted token (total time over total tokens)
- *    in steady plain and drafting steps; while drafting is clearly slower (GUARD_MARGIN),
- *    the budget is 0 whatever the model says.
+ * Nothing is measured before generation: every term is learned from the steps themselves
+ * (measureVerifyCost can still give c(T) as a prior):
+ *  - c(T): the average cost of each tree size verified, and a line a + b (T - 1) fitted to
+ *    them, which also reads the sizes not yet seen (VerifyCostCurve);
+ *  - p_r, q: decayed counts over drafting steps; a rank never seen is assumed a little less
+ *    likely than the rank before it, so a tree grows by a node when that would pay, and the
+ *    step then measures the new rank (RankAcceptance);
+ *  - s: the wall time between two steps of the same kind, less verification (a step right
+ *    after a switch between plain and drafting runs on cold caches: not a steady cost).
+ * Averages cap their samples (CappedAverage), so one pause cannot swing a decision.
+ *
+ * A generation drafts at once with a small tree (START_NODES), runs a few plain steps so that
+ * both kinds are measured, then follows the model. The first drafting steps are a trial: they
+ * go on while drafting would pay with a drafter as good as the prior assumes, as a few cold or
+ * unlucky first steps prove little. Now and then the budget probes the kind of step not in
+ * use (BackOff: less often while the probes lose). A guard compares what steady steps really
+ * took per emitted token (RealizedSpeed): drafting clearly slower than plain steps is
+ * switched off whatever the model says.
  */
 import type { Llama } from '../model/llama.js';
 import type { TokenTree } from './tree.js';
@@ -116,290 +120,502 @@ export function fixedBudget(n: number): BudgetPolicy {
   return { choose: (max) => Math.min(n, max), observe: () => {} };
 }
 
-/** steps in a probe: a short run of the kind of step not in use (its first runs cold) */
-export const PROBE_STEPS = 6;
+/** most draft nodes per step on the CPU: verifying grows about linearly there (16 nodes cost 5-6 plain steps), so larger trees never pay */
+export const CPU_TREE_CAP = 16;
+/** most draft nodes per step elsewhere: on a GPU 32 nodes cost little more than 1 */
+export const GPU_TREE_CAP = 32;
 /**
- * The guard overrules the model only when drafting steps are this much slower per token. The
- * model is calibrated to wall time (it charges each kind of step its measured overhead), so
- * the guard is there for gross errors; the realized speeds are noisy (tokens per drafting step
- * vary from 1 to 5), and without a margin that noise switched drafting off where it paid by
- * about 5% (the CPU: steady drafting 0.37 ms per token, plain 0.41).
+ * Drafting steps that run cold in a fresh process on the CPU, and are not measured: their
+ * JavaScript (tree building and verification, the drafter's search) is not yet optimised by
+ * the JIT, and it is a large share of a CPU step (measured: trees 2 to 4 took 8-13 ms against
+ * 3-4 ms later, plain steps 3 ms; proposals 1 to 5 took 1-5 ms against 0.9 later). Elsewhere
+ * the JavaScript is a small share of a step, and only the first tree runs cold: it compiles
+ * the GPU pipelines of tree verification, which on a fast GPU takes many times a step. Plain
+ * steps run the prefill's code: only the first one is cold, everywhere.
+ */
+export const CPU_COLD_TREES = 6;
+
+/**
+ * The library's default budget for a backend (Backend.name: 'cpu', 'webgpu', ...): an
+ * AdaptiveBudget with the backend's tree cap and cold start. Give generateSpeculative
+ * `treeBudget: budget.maxNodes` with it. One budget can serve many generations on the same
+ * model and drafter (it keeps learning); a new one starts from scratch, drafting a small tree.
+ */
+export function autoBudget(backendName: string): AdaptiveBudget {
+  const cpu = backendName === 'cpu';
+  return new AdaptiveBudget({ maxNodes: cpu ? CPU_TREE_CAP : GPU_TREE_CAP, coldTrees: cpu ? CPU_COLD_TREES : 1 });
+}
+
+/**
+ * A sample this many times the current mean is counted as this many times the mean: one
+ * pause (GC, another process) would otherwise move an average by more than the margins
+ * compared here, while a real change still gets through in a few steps.
+ */
+export const OUTLIER_CAP = 1.5;
+/** samples a cost average remembers (a new sample weighs 1/this once it has as many): costs drift as caches warm and other work comes and goes */
+const COST_MEMORY = 8;
+/** drafting steps the acceptance counts remember (they decay by 1 - 1/this per step) */
+const ACCEPTANCE_MEMORY = 32;
+/** plain or drafting steps the realized speed remembers */
+const REALIZED_MEMORY = 16;
+/** the acceptance of the best draft node before any is seen: drafters are trained to be right more often than not */
+const FIRST_RANK_PRIOR = 0.6;
+/**
+ * A rank not yet seen is assumed this share as likely as the rank before it: a little
+ * optimistic for a drafter whose ranks fall off faster, so a tree grows one node when that
+ * would pay at this rate, and the step measures the new rank (a pessimistic prior would
+ * keep trees small for good).
+ */
+const RANK_PRIOR_DECAY = 0.8;
+/** drafting steps a prior counts as: few, so that measured steps soon outweigh it */
+const PRIOR_STEPS = 2;
+/**
+ * Before two sizes are verified, one more node is assumed to cost this share of c(1): about a
+ * CPU's (16 more nodes cost about 5 plain steps); pessimistic for a GPU, where the first
+ * steps correct it.
+ */
+const PRIOR_SLOPE = 0.25;
+/** the prior slope weighs as a tenth of a sample one node away: it settles the slope while a single size is seen, and hardly bends a fit of two */
+const PRIOR_SLOPE_WEIGHT = 0.1;
+/** a size's weight in the line fit grows with its samples up to this, so a size verified in every step does not silence the others */
+const FIT_WEIGHT_CAP = 4;
+/** draft nodes in the first steps: small, so a backend where drafting cannot pay loses little while it is measured */
+export const START_NODES = 1;
+/** steps of each kind measured at the start: one could be a pause (another process), and the first decision rests on them */
+const START_SAMPLES = 2;
+/** plain steps not measured at the start: see CPU_COLD_TREES */
+const COLD_PLAIN_STEPS = 1;
+/**
+ * Measured drafting steps in a trial (the start-up, and each drafting probe). A trial drafts
+ * where the model says drafting loses, as long as it would pay with a drafter as good as the
+ * prior assumes: its first steps run cold (JIT, caches; in a probe, right after plain steps),
+ * maybe on a busy machine, and a drafter's first few drafts may all miss. A few such steps
+ * would otherwise switch off a drafter that pays, and a probe of a drafter that got better
+ * would not outweigh the misses the model remembers.
+ */
+export const TRIAL_STEPS = 8;
+/** steps in a probe of plain steps: the first runs cold after the switch, the rest are steady */
+export const PROBE_STEPS = 2;
+/** the first wait for a probe, in steps: short generations (64-256 tokens) still see a probe or two */
+const DEFAULT_EXPLORE_EVERY = 32;
+/** the longest wait between probes, in steps */
+const MAX_PROBE_WAIT = 1024;
+/**
+ * Where drafting loses even with a drafter as good as the prior assumes (the costs alone rule
+ * it out: verifying grows linearly), the wait for a trial grows with the loss: this share of
+ * plain decoding's rate lost doubles the wait, twice this share triples it, and so on. Such a
+ * trial can only find the costs changed, and it costs more than it could win back in a short
+ * generation (measured: Mesa llvmpipe on a busy 2-core machine, where a tree of 2 costs 2 plain
+ * steps).
+ */
+const PROBE_LOSS_SCALE = 0.05;
+/**
+ * The guard switches drafting off when its steady steps take this much longer per emitted
+ * token than plain steps. The model is calibrated to wall time, so the guard is for gross
+ * errors; tokens per drafting step vary from 1 to 5, and a tighter margin would let that
+ * noise switch off drafting that pays by a few percent.
  */
 const GUARD_MARGIN = 1.05;
+/** steady drafting steps the guard needs before it judges */
+const GUARD_MIN_STEPS = 4;
+
+const PLAIN = 0;
+const DRAFTING = 1;
+type StepKind = typeof PLAIN | typeof DRAFTING;
+
 /**
- * the draft cost is sampled from the 3rd drafting step in a row on: right after plain steps
- * the drafter's weights are out of the caches, and a cost measured there (in a probe, say)
- * is not what continuous drafting pays (measured: 0.32 ms vs 0.20 ms on the CPU)
+ * An exponential moving average whose samples are capped at `cap` x the current mean. The
+ * first `memory` samples are averaged evenly, later ones weigh 1/memory.
  */
-const WARM_DRAFT_STEP = 3;
-/** drafting steps at the start that always draft (at least 4 nodes), to measure acceptance and cost */
-const INITIAL_DRAFT_STEPS = 8;
-/** a drafting rate at least this share of plain decoding's is a close call: probed every 4 x exploreEvery steps, not less and less often */
-const CLOSE_CALL = 0.95;
+export class CappedAverage {
+  private mean = 0;
+  private samples = 0;
+
+  constructor(
+    readonly memory: number,
+    readonly cap = OUTLIER_CAP,
+  ) {}
+
+  add(x: number): void {
+    this.samples++;
+    // a mean of 0 (a quantity that was 0 so far) caps nothing: it would stay 0 for good
+    const capped = this.mean > 0 ? Math.min(x, this.cap * this.mean) : x;
+    this.mean += (capped - this.mean) / Math.min(this.samples, this.memory);
+  }
+
+  get count(): number {
+    return this.samples;
+  }
+
+  /** the average, or `empty` before any sample */
+  valueOr(empty: number): number {
+    return this.samples > 0 ? this.mean : empty;
+  }
+}
+
+/** A wait (in steps) that doubles each time it runs out, up to a cap, and starts over on reset(). */
+export class BackOff {
+  private wait: number;
+  private waited = 0;
+
+  /** @param base the first wait; 0 never runs out */
+  constructor(
+    readonly base: number,
+    readonly max = MAX_PROBE_WAIT,
+  ) {
+    this.wait = base;
+  }
+
+  /** one more step waited, `scale` times the base wait this time: true when the wait has run out (the next is then twice as long) */
+  due(scale = 1): boolean {
+    if (this.base <= 0 || ++this.waited < Math.min(this.wait * scale, this.max)) return false;
+    this.waited = 0;
+    this.wait = Math.min(2 * this.wait, this.max);
+    return true;
+  }
+
+  reset(): void {
+    this.wait = this.base;
+    this.waited = 0;
+  }
+}
+
 /**
- * ... and only if drafting would add at least this many tokens per step: a drafter that
- * (nearly) never proposes costs about nothing, so it looks close while it has nothing to win
+ * c(T), the milliseconds to verify T tokens: each size's CappedAverage, and a line
+ * a + b (T - 1) fitted to them by weighted least squares, its slope pulled toward
+ * PRIOR_SLOPE x a when few sizes are seen (one size alone says nothing about the slope).
+ * The line reads every size, seen or not, and b >= 0 keeps it non-decreasing.
  */
-const CLOSE_CALL_GAIN = 0.1;
-/** per-sample decay of the realized-speed sums (a memory of about 30 steps of each kind) */
-const REALIZED_DECAY = 0.97;
+export class VerifyCostCurve {
+  private readonly bySize: CappedAverage[]; // [T - 1]
+  private a = NaN; // ms at T = 1
+  private b = NaN; // ms per node beyond the first
+  private fitted = false;
+  private sizesSeen = 0;
+
+  /** @param prior measureVerifyCost(...): counted as one sample of each size */
+  constructor(readonly maxT: number, prior?: Float64Array) {
+    this.bySize = Array.from({ length: maxT }, () => new CappedAverage(COST_MEMORY));
+    if (prior) for (let T = 1; T <= Math.min(maxT, prior.length); T++) this.observe(T, prior[T - 1]!);
+  }
+
+  observe(T: number, ms: number): void {
+    if (T < 1 || T > this.maxT || !(ms >= 0)) return;
+    const size = this.bySize[T - 1]!;
+    // a size's first sample has no mean of its own to be capped by: once two sizes have drawn
+    // the line, the line's value is its cap (a new size's first step often runs cold)
+    if (size.count > 0) size.add(ms);
+    else size.add(this.sizesSeen++ >= 2 ? Math.min(ms, OUTLIER_CAP * this.at(T)) : ms);
+    this.fitted = false;
+  }
+
+  /** milliseconds to verify T tokens (NaN before any sample) */
+  at(T: number): number {
+    if (!this.fitted) this.fit();
+    return this.a + this.b * (T - 1);
+  }
+
+  private fit(): void {
+    let w = 0, sx = 0, sy = 0;
+    for (let x = 0; x < this.maxT; x++) {
+      const size = this.bySize[x]!, wx = Math.min(size.count, FIT_WEIGHT_CAP);
+      w += wx;
+      sx += wx * x;
+      sy += wx * size.valueOr(0);
+    }
+    const mx = sx / w, my = sy / w;
+    let sxx = 0, sxy = 0;
+    for (let x = 0; x < this.maxT; x++) {
+      const size = this.bySize[x]!, wx = Math.min(size.count, FIT_WEIGHT_CAP);
+      sxx += wx * (x - mx) ** 2;
+      sxy += wx * (x - mx) * (size.valueOr(0) - my);
+    }
+    const priorB = (PRIOR_SLOPE * my) / (1 + PRIOR_SLOPE * mx); // the prior line through the mean point
+    this.b = Math.max(0, (sxy + PRIOR_SLOPE_WEIGHT * priorB) / (sxx + PRIOR_SLOPE_WEIGHT));
+    this.a = Math.max(0, my - this.b * mx);
+    this.fitted = true;
+  }
+}
+
+/**
+ * p_r, the chance that the rank-r draft node (by drafter score, best first) is accepted, and
+ * q, the share of drafting steps in which the drafter proposed anything. Decayed counts over
+ * drafting steps, each rank with PRIOR_STEPS steps of its prior.
+ */
+export class RankAcceptance {
+  private readonly hits: Float64Array; // decayed: rank-r node accepted
+  private readonly seen: Float64Array; // decayed: rank-r node verified (or allowed and not proposed)
+  private readonly p: Float64Array;
+  private readonly ranked: Int32Array; // scratch: a tree's draft nodes, best score first
+  private readonly proposed = new CappedAverage(ACCEPTANCE_MEMORY, Infinity);
+  private current = false;
+
+  constructor(readonly maxRanks: number) {
+    this.hits = new Float64Array(maxRanks);
+    this.seen = new Float64Array(maxRanks);
+    this.p = new Float64Array(maxRanks);
+    this.ranked = new Int32Array(maxRanks + 1);
+  }
+
+  /** a drafting step: `asked` nodes allowed, the tree verified, the nodes accepted */
+  observe(tree: TokenTree, accepted: readonly number[], asked: number): void {
+    this.proposed.add(tree.size > 1 ? 1 : 0);
+    if (tree.size === 1) return; // nothing proposed: q counts it, no rank was tried
+    const nodes = Math.min(tree.size - 1, this.maxRanks);
+    // insertion sort by score, best first (ties: the earlier node); trees are small
+    for (let i = 0; i < nodes; i++) {
+      let j = i;
+      while (j > 0 && tree.score[this.ranked[j - 1]!]! < tree.score[i + 1]!) {
+        this.ranked[j] = this.ranked[j - 1]!;
+        j--;
+      }
+      this.ranked[j] = i + 1;
+    }
+    // every rank fades, tried or not: a rank not tried for long drifts back to its prior, and
+    // a tree grows to try it again when that prior says it would pay. Ranks allowed but left
+    // empty by the drafter count as misses.
+    const decay = 1 - 1 / ACCEPTANCE_MEMORY, tried = Math.max(nodes, asked);
+    for (let r = 0; r < this.maxRanks; r++) {
+      this.seen[r] = decay * this.seen[r]! + (r < tried ? 1 : 0);
+      this.hits[r] = decay * this.hits[r]! + (r < nodes && accepted.includes(this.ranked[r]!) ? 1 : 0);
+    }
+    this.current = false;
+  }
+
+  /** p_r */
+  at(r: number): number {
+    if (!this.current) {
+      let prior = FIRST_RANK_PRIOR;
+      for (let i = 0; i < this.maxRanks; i++) {
+        this.p[i] = (this.hits[i]! + PRIOR_STEPS * prior) / (this.seen[i]! + PRIOR_STEPS);
+        prior = RANK_PRIOR_DECAY * this.p[i]!;
+      }
+      this.current = true;
+    }
+    return this.p[r]!;
+  }
+
+  /** q (1 before any drafting step) */
+  proposing(): number {
+    return this.proposed.valueOr(1);
+  }
+}
+
+/** What steady steps of one kind really took per emitted token: total ms over total tokens. */
+export class RealizedSpeed {
+  // two averages with the same weights: their ratio is the (decayed) total ms over the total
+  // tokens, so a step that emitted 4 tokens weighs 4 times one that emitted 1 (a mean of
+  // per-step ratios would overstate the cost of drafting, whose steps emit 1 to 5 tokens)
+  private readonly ms = new CappedAverage(REALIZED_MEMORY);
+  private readonly tokens = new CappedAverage(REALIZED_MEMORY, Infinity);
+
+  add(ms: number, tokens: number): void {
+    this.ms.add(ms);
+    this.tokens.add(tokens);
+  }
+
+  get steps(): number {
+    return this.ms.count;
+  }
+
+  /** NaN before any step */
+  msPerToken(): number {
+    return this.ms.valueOr(NaN) / this.tokens.valueOr(NaN);
+  }
+}
+
+export interface AdaptiveBudgetOptions {
+  /** most draft nodes per step (the tree less its root); give the loop `treeBudget: maxNodes` */
+  maxNodes: number;
+  /** measureVerifyCost(model, maxNodes + 1): a prior for c(T), which the steps measure anyway */
+  verifyCost?: Float64Array;
+  /** steps before the first probe of the kind of step not in use (doubling while probes lose); 0: no probes. Default 32 */
+  exploreEvery?: number;
+  /** trees at the start not measured, as they run cold (code being compiled); default 1. See CPU_COLD_TREES */
+  coldTrees?: number;
+  /** the clock in milliseconds (default performance.now) */
+  now?: () => number;
+}
 
 export class AdaptiveBudget implements BudgetPolicy {
-  private accepted: Float64Array; // decayed counts: node of rank r accepted
-  private seen: Float64Array; // decayed counts: node of rank r verified
-  private draftMs = 0;
-  private draftSamples = 0;
-  private proposed = 1; // decayed count of drafting steps with drafts (prior: 1 of 1)
-  private askedSteps = 1;
-  // realized speed, [plain steps, drafting steps]: decayed sums of wall ms and of emitted
-  // tokens (their ratio is the ms per token; a mean of per-step ratios would weigh a drafting
-  // step that emitted 1 token like one that emitted 4, and so overstate drafting's cost), and
-  // sample counts. Only steps of the same kind as the step before count: a switch between
-  // drafting and plain steps runs on cold caches, which is not either kind's steady cost.
-  private realizedMs = new Float64Array(2);
-  private realizedTokens = new Float64Array(2);
-  private realizedSteps = new Float64Array(2); // decayed step counts
-  private realizedSamples = new Float64Array(2);
-  private prevKind = -1; // the kind (0 plain, 1 drafting) of the last step recorded; -1 none
-  // what a step takes beyond its verify and draft time (the loop's own work: emitting tokens,
-  // queueing them for the drafter, building the tree...), per kind, from steady steps: the
-  // model charges it, so its rates are wall-clock rates
-  private overheadMs = new Float64Array(2);
-  private overheadSamples = new Float64Array(2);
-  private lastAccountedMs = NaN; // verify + draft ms of the step being timed
-  private switching = false; // this step's kind differs from the last step's
-  private lastChooseAt = 0;
-  private lastChoice = -1; // -1: nothing to attribute yet
-  private lastTokens = 0;
-  private lastSwitchMs = 0;
-  private sinceGuard = 0; // steps the guard has held drafting off since its last re-test
-  private sinceCheck = 0; // drafting steps since the last probe of plain steps
-  private checkEvery: number; // drafting steps between probes of plain steps
-  private probeKind = 0; // the kind of step probed: 0 plain, 1 drafting
-  private probeLeft = 0; // steps left to choose in the current probe
-  private retested = false; // a re-test has run since the guard last let drafting through
-  private guardEvery: number; // plain steps between re-tests
-  private interval: number; // plain steps between explorations (doubles while exploring fails)
-  private sinceExplore = 0;
-  private sinceGrow = 0; // drafting steps since a tree was grown past the model's size
-  private draftingRun = 0; // drafting steps in a row, this one included
+  readonly maxNodes: number;
+  private readonly coldTrees: number;
+  private readonly cost: VerifyCostCurve;
+  private readonly acceptance: RankAcceptance;
+  /** s, the rest of a steady step's wall time beyond verification, per kind */
+  private readonly rest = [new CappedAverage(COST_MEMORY), new CappedAverage(COST_MEMORY)];
+  private readonly realized = [new RealizedSpeed(), new RealizedSpeed()];
+  private readonly plainProbes: BackOff; // while drafting
+  private readonly draftProbes: BackOff; // while plain
+  private readonly now: () => number;
+  private plainProbeLeft = 0; // plain steps of the probe still to choose
+  private trialLeft = TRIAL_STEPS; // drafting steps of the trial still to choose (the start-up is one)
+  private draftingSteps = 0; // drafting steps observed
+  private plainSteps = 0; // plain steps observed
+  // the step being timed: chosen at `stepStart`, observed, closed by the next choose()
+  private stepStart = NaN;
+  private stepKind: StepKind | null = null; // null: not observed (nothing to close)
+  private stepVerifyMs = 0;
+  private stepSwitchMs = 0;
+  private stepTokens = 0;
+  private lastKind: StepKind | null = null; // the kind of the last step closed
 
-  /**
-   * @param verifyCost  measureVerifyCost(...) of this model and backend
-   * @param prior       initial acceptance estimate of the best node, halved per rank
-   */
-  constructor(
-    readonly verifyCost: Float64Array, // copied: observe() refines it
-    readonly opts: { decay?: number; exploreEvery?: number; prior?: number } = {},
-  ) {
-    this.verifyCost = Float64Array.from(verifyCost);
-    const n = verifyCost.length;
-    this.accepted = new Float64Array(n);
-    this.seen = new Float64Array(n);
-    this.interval = opts.exploreEvery ?? 0;
-    this.guardEvery = opts.exploreEvery ?? 0;
-    this.checkEvery = opts.exploreEvery ?? 0;
-    const prior = opts.prior ?? 0.6;
-    for (let r = 0; r < n; r++) {
-      this.seen[r] = 1;
-      this.accepted[r] = prior * 0.5 ** r;
-    }
+  constructor(opts: AdaptiveBudgetOptions) {
+    const { maxNodes, exploreEvery = DEFAULT_EXPLORE_EVERY, coldTrees = 1 } = opts;
+    if (!(Number.isInteger(maxNodes) && maxNodes >= 0)) throw new RangeError(`AdaptiveBudget: maxNodes must be an integer >= 0, got ${maxNodes}`);
+    if (!(Number.isInteger(exploreEvery) && exploreEvery >= 0)) throw new RangeError(`AdaptiveBudget: exploreEvery must be an integer >= 0, got ${exploreEvery}`);
+    if (!(Number.isInteger(coldTrees) && coldTrees >= 0)) throw new RangeError(`AdaptiveBudget: coldTrees must be an integer >= 0, got ${coldTrees}`);
+    this.maxNodes = maxNodes;
+    this.coldTrees = coldTrees;
+    this.cost = new VerifyCostCurve(maxNodes + 1, opts.verifyCost);
+    this.acceptance = new RankAcceptance(maxNodes);
+    this.plainProbes = new BackOff(exploreEvery);
+    this.draftProbes = new BackOff(exploreEvery);
+    this.now = opts.now ?? (() => performance.now());
   }
 
-  /** estimated acceptance chance of the rank-r node */
-  acceptance(r: number): number {
-    return this.accepted[r]! / this.seen[r]!;
+  /** expected tokens per ms of a step allowed n drafts, of which `expectedAccepted` = sum_{r<n} p_r (the header's formula) */
+  private rateOf(n: number, expectedAccepted: number): number {
+    const q = n > 0 ? this.acceptance.proposing() : 0;
+    const restMs = this.rest[n > 0 ? DRAFTING : PLAIN]!.valueOr(0);
+    return (1 + q * expectedAccepted) / (q * this.cost.at(n + 1) + (1 - q) * this.cost.at(1) + restMs);
   }
 
-  /** share of drafting steps in which the drafter proposed anything (the rest verify the root alone) */
-  proposing(): number {
-    return this.proposed / this.askedSteps;
-  }
-
-  /**
-   * expected tokens per millisecond with n drafts: with chance q the drafter proposes and the
-   * step verifies n + 1 tokens, else it verifies the root alone; drafting is paid either way
-   */
+  /** expected tokens per ms with n drafts (0: a plain step); NaN before any step is measured */
   rate(n: number): number {
-    if (n === 0) return 1 / (this.verifyCost[0]! + this.overheadMs[0]!);
-    let tokens = 0;
-    for (let r = 0; r < n; r++) tokens += this.acceptance(r);
-    const q = this.proposing();
-    return (1 + q * tokens) / (q * this.verifyCost[n]! + (1 - q) * this.verifyCost[0]! + this.draftMs + this.overheadMs[1]!);
+    let expected = 0;
+    for (let r = 0; r < n; r++) expected += this.acceptance.at(r);
+    return this.rateOf(n, expected);
   }
 
-  /** milliseconds a plain (0) or drafting (1) step takes beyond its verify and draft time */
-  stepOverheadMs(kind: 0 | 1): number {
-    return this.overheadMs[kind]!;
+  /** the model's milliseconds to verify T tokens */
+  verifyMs(T: number): number {
+    return this.cost.at(T);
+  }
+
+  /** estimated acceptance chance of the rank-r draft node */
+  acceptanceOf(r: number): number {
+    return this.acceptance.at(r);
+  }
+
+  /** realized ms per emitted token of steady plain (0) or drafting (1) steps; NaN before any */
+  realizedMsPerToken(kind: StepKind): number {
+    return this.realized[kind]!.msPerToken();
   }
 
   begin(): void {
-    this.lastChoice = -1; // the gap since the previous generation's last step is no step's time
-    this.prevKind = -1;
-  }
-
-  /** realized milliseconds per emitted token of plain (0) or drafting (1) steps; NaN before any sample */
-  realizedMsPerToken(kind: 0 | 1): number {
-    return this.realizedSamples[kind]! > 0 ? this.realizedMs[kind]! / this.realizedTokens[kind]! : NaN;
+    // the gap since the previous generation's last step (and its prefill) is no step's time
+    this.stepKind = null;
+    this.lastKind = null;
   }
 
   choose(maxBudget: number): number {
-    this.recordRealized();
-    const max = Math.min(maxBudget, this.verifyCost.length - 1);
-    // rate(n) for every n in one pass: expected tokens is a running sum over ranks
-    const q = this.proposing(), c1 = this.verifyCost[0]!, fixedMs = this.draftMs + this.overheadMs[1]!;
-    let best = 0, bestRate = this.rate(0), tokens = 0, bestDrafting = Math.min(1, max), bestDraftingRate = 0, bestDraftingGain = 0;
-    for (let n = 1; n <= max; n++) {
-      tokens += this.acceptance(n - 1);
-      const r = (1 + q * tokens) / (q * this.verifyCost[n]! + (1 - q) * c1 + fixedMs);
+    this.closeStep();
+    this.stepStart = this.now();
+    const room = Math.min(maxBudget, this.maxNodes);
+    return room > 0 ? this.decide(room) : 0;
+  }
+
+  private decide(room: number): number {
+    // 1. A probe of plain steps runs to its end.
+    if (this.plainProbeLeft > 0) {
+      this.plainProbeLeft--;
+      return 0;
+    }
+    // 2. Start-up: draft at once, a small tree, until trees run warm and a few are measured;
+    // then plain steps, so that both kinds are measured.
+    if (this.draftingSteps < this.coldTrees + START_SAMPLES) {
+      if (this.draftingSteps >= this.coldTrees) this.trialLeft--; // cold steps measure nothing
+      return Math.min(START_NODES, room);
+    }
+    if (this.plainSteps < COLD_PLAIN_STEPS + START_SAMPLES) return 0;
+    // 3. The model. Each n is rated twice: with the acceptance measured, and with an acceptance
+    // no worse than the prior's, the rate drafting would reach with a drafter as good as
+    // assumed. Where even that loses, the costs alone rule drafting out.
+    const rate0 = this.rateOf(0, 0);
+    let best = 0, bestRate = rate0, bestDrafting = 1, bestDraftingRate = 0, hopefulRate = 0;
+    let expected = 0, hopeful = 0, prior = FIRST_RANK_PRIOR;
+    for (let n = 1; n <= room; n++) {
+      const p = this.acceptance.at(n - 1);
+      expected += p;
+      hopeful += Math.max(p, prior);
+      prior *= RANK_PRIOR_DECAY;
+      const r = this.rateOf(n, expected);
+      if (r > bestDraftingRate) {
+        bestDrafting = n;
+        bestDraftingRate = r;
+      }
       if (r > bestRate) {
         best = n;
         bestRate = r;
       }
-      if (r > bestDraftingRate) {
-        bestDrafting = n;
-        bestDraftingRate = r;
-        bestDraftingGain = q * tokens;
-      }
+      hopefulRate = Math.max(hopefulRate, this.rateOf(n, hopeful));
     }
-    const every = this.opts.exploreEvery ?? 0;
-    // 1. Start-up: the first drafting steps measure instead of trusting the prior. A
-    // pessimistic prior (acceptance 0.6, halved per rank) against a first cold draft-cost
-    // sample often said no before a single deeper rank had been seen, then rarely looked again.
-    if (this.draftSamples < INITIAL_DRAFT_STEPS && max > 0) return this.chosen(Math.min(max, Math.max(bestDrafting, 4)));
-    // 2. A probe (a short run of the kind of step not in use) runs to its end.
-    if (this.probeLeft > 0) {
-      this.probeLeft--;
-      return this.chosen(this.probeKind === 1 ? bestDrafting : 0);
+    const hopefulLoss = 1 - hopefulRate / rate0;
+    // 4. Drafting, when it pays and the guard has not seen it emit tokens clearly more slowly
+    // than plain steps; in a trial also when it loses, unless the costs alone rule it out. Now
+    // and then a probe of plain steps keeps plain decoding's cost current.
+    const pays = best > 0 && !this.guardSaysSlower();
+    const trial = this.trialLeft > 0 && hopefulLoss < 0;
+    if (pays || trial) {
+      if (pays) this.draftProbes.reset();
+      if (trial) this.trialLeft--;
+      else if (this.plainProbes.due()) return this.probePlain();
+      return pays ? best : bestDrafting;
     }
-    // 3. The guard. The model is calibrated to wall time, but what the steps really took is
-    // known: if steady drafting steps have emitted tokens more slowly than steady plain steps
-    // (by more than GUARD_MARGIN), believe that and go plain. Drafting is re-tested after
-    // `exploreEvery` plain steps, then after twice as many each time it loses (up to 1024),
-    // so a slow start cannot switch a good drafter off for good.
-    if (best > 0 && this.realizedSamples[1]! >= 8 && this.realizedMsPerToken(1) > GUARD_MARGIN * this.plainMsPerToken()) {
-      this.checkEvery = every;
-      this.sinceCheck = 0;
-      if (every > 0 && ++this.sinceGuard >= this.guardEvery) {
-        if (this.retested) this.guardEvery = Math.min(2 * this.guardEvery, 1024);
-        this.retested = true;
-        this.sinceGuard = 0;
-        return this.startProbe(1, best);
-      }
-      return this.chosen(0);
-    }
-    this.retested = false;
-    this.guardEvery = every;
-    // 4. The model says draft (or there is no exploring). Now and then a probe of plain steps
-    // keeps the guard's plain speed current (after exploreEvery drafting steps, then twice as
-    // many each time, up to 1024): drafting is judged against what plain steps take now.
-    if (best > 0 || every === 0) {
-      this.interval = every;
-      this.sinceExplore = 0;
-      if (best > 0 && every > 0 && ++this.sinceCheck >= this.checkEvery) {
-        this.sinceCheck = 0;
-        this.checkEvery = Math.min(2 * this.checkEvery, 1024);
-        return this.startProbe(0, 0);
-      }
-      // a node of rank r is only seen in trees of more than r nodes: now and then verify one
-      // node more than the model asks for, so the acceptance of the next rank is measured, not
-      // left at the prior (a pessimistic prior would otherwise keep trees small for good)
-      if (best > 0 && best < max && every > 0 && ++this.sinceGrow >= every) {
-        this.sinceGrow = 0;
-        return this.chosen(best + 1);
-      }
-      return this.chosen(best);
-    }
-    // 5. The model says drafting does not pay: probe it now and then (the probe's steady steps
-    // correct the drafting cost and acceptance), less often each time, unless the call was
-    // close (CLOSE_CALL, CLOSE_CALL_GAIN): then the estimates' noise can decide it, so the
-    // probes stay frequent
-    if (++this.sinceExplore < this.interval) return this.chosen(0);
-    this.sinceExplore = 0;
-    const close = bestDraftingRate >= CLOSE_CALL * bestRate && bestDraftingGain >= CLOSE_CALL_GAIN;
-    this.interval = close ? 4 * every : Math.min(2 * this.interval, 1024);
-    return this.startProbe(1, bestDrafting);
+    // 5. Plain steps, and now and then a trial of drafting: its steps correct the acceptance and
+    // costs the model judged by (the wait: see PROBE_LOSS_SCALE).
+    this.trialLeft = 0;
+    this.plainProbes.reset();
+    if (!this.draftProbes.due(1 + Math.max(0, hopefulLoss) / PROBE_LOSS_SCALE)) return 0;
+    this.trialLeft = TRIAL_STEPS - 1;
+    return bestDrafting;
   }
 
-  /** start a probe: PROBE_STEPS steps of this kind, the first being this one of size n */
-  private startProbe(kind: 0 | 1, n: number): number {
-    this.probeKind = kind;
-    this.probeLeft = PROBE_STEPS - 1;
-    return this.chosen(n);
+  /** PROBE_STEPS plain steps, the first being this one */
+  private probePlain(): number {
+    this.plainProbeLeft = PROBE_STEPS - 1;
+    return 0;
   }
 
-  private chosen(n: number): number {
-    this.switching = this.prevKind !== (n > 0 ? 1 : 0);
-    this.draftingRun = n > 0 ? this.draftingRun + 1 : 0;
-    return (this.lastChoice = n);
+  /** steady drafting steps have emitted tokens more slowly than plain steps, by more than GUARD_MARGIN */
+  private guardSaysSlower(): boolean {
+    const drafting = this.realized[DRAFTING]!, plain = this.realized[PLAIN]!;
+    if (drafting.steps < GUARD_MIN_STEPS) return false;
+    // too few steady plain steps: the model's plain step (its tokens per ms is one over its ms per token)
+    const plainMsPerToken = plain.steps >= GUARD_MIN_STEPS ? plain.msPerToken() : 1 / this.rateOf(0, 0);
+    return drafting.msPerToken() > GUARD_MARGIN * plainMsPerToken;
   }
 
-  /** the wall time since the last choice and the tokens that step emitted, into the plain or drafting sums */
-  private recordRealized(): void {
-    const now = performance.now();
-    if (this.lastChoice >= 0 && this.lastTokens > 0) {
-      const k = this.lastChoice > 0 ? 1 : 0, tokens = this.lastTokens;
-      let ms = Math.max(0, now - this.lastChooseAt - this.lastSwitchMs);
-      if (this.prevKind === k && Number.isFinite(this.lastAccountedMs)) {
-        const over = Math.max(0, ms - this.lastAccountedMs), prev = this.overheadMs[k]!;
-        this.overheadMs[k] = this.overheadSamples[k] === 0 ? over : 0.9 * prev + 0.1 * Math.min(over, Math.max(3 * prev, 0.05));
-        this.overheadSamples[k]!++;
-      }
-      if (this.prevKind === k) {
-        // outliers (a pause: GC, another process) capped at 1.5 times the mean step: one
-        // uncapped pause would move the sums by more than the margins compared here
-        if (this.realizedSamples[k]! > 0) ms = Math.min(ms, (1.5 * this.realizedMs[k]!) / this.realizedSteps[k]!);
-        this.realizedMs[k] = REALIZED_DECAY * this.realizedMs[k]! + ms;
-        this.realizedTokens[k] = REALIZED_DECAY * this.realizedTokens[k]! + tokens;
-        this.realizedSteps[k] = REALIZED_DECAY * this.realizedSteps[k]! + 1;
-        this.realizedSamples[k]!++;
-      }
-      this.prevKind = k;
+  observe({ tree, accepted, asked, verifyMs, switchMs }: StepReport): void {
+    const kind = asked > 0 ? DRAFTING : PLAIN;
+    const cold = kind === DRAFTING ? this.draftingSteps < this.coldTrees : this.plainSteps < COLD_PLAIN_STEPS;
+    if (!cold) this.cost.observe(tree.size, verifyMs);
+    if (kind === DRAFTING) {
+      this.draftingSteps++;
+      this.acceptance.observe(tree, accepted, asked);
+    } else this.plainSteps++;
+    this.stepKind = cold ? null : kind; // null: not timed either
+    if (cold) this.lastKind = kind; // the next step of this kind runs steady
+    this.stepVerifyMs = verifyMs;
+    this.stepSwitchMs = switchMs;
+    this.stepTokens = 1 + accepted.length;
+  }
+
+  /**
+   * The wall time of the step just observed (from its choose() to this one, less the cost of
+   * switching) into its kind's rest-of-step average and realized speed, if it was steady: of
+   * the same kind as the step before it.
+   */
+  private closeStep(): void {
+    const kind = this.stepKind;
+    if (kind === null) return;
+    this.stepKind = null;
+    const wallMs = Math.max(0, this.now() - this.stepStart - this.stepSwitchMs);
+    if (kind === this.lastKind) {
+      this.rest[kind]!.add(Math.max(0, wallMs - this.stepVerifyMs));
+      this.realized[kind]!.add(wallMs, this.stepTokens);
     }
-    this.lastChooseAt = now;
-    this.lastChoice = -1;
-    this.lastTokens = 0;
-    this.lastSwitchMs = 0;
-    this.lastAccountedMs = NaN;
-  }
-
-  /** plain decoding's realized milliseconds per token, or the measured c(1) before there are enough plain steps */
-  private plainMsPerToken(): number {
-    return this.realizedSamples[0]! >= 8 ? this.realizedMsPerToken(0) : this.verifyCost[0]!;
-  }
-
-  observe({ tree, accepted, draftMs, verifyMs, asked, switchMs }: StepReport): void {
-    const decay = this.opts.decay ?? 0.98;
-    // the start-up calibration is a few samples on a possibly busy machine: keep correcting
-    // the cost of the tree sizes actually verified, and keep the curve non-decreasing
-    if (verifyMs !== undefined && verifyMs > 0 && tree.size <= this.verifyCost.length) {
-      const c = this.verifyCost, i = tree.size - 1;
-      // a sample far above the estimate is usually a pause (GC, another process), not a new
-      // cost: cap its pull, so one outlier cannot lift every larger size through the max below
-      c[i] = 0.9 * c[i]! + 0.1 * Math.min(verifyMs, 1.5 * c[i]!);
-      for (let i = tree.size; i < c.length; i++) c[i] = Math.max(c[i]!, c[i - 1]!);
-      for (let i = tree.size - 2; i >= 0; i--) c[i] = Math.min(c[i]!, c[i + 1]!);
-    }
-    this.lastTokens = 1 + accepted.length;
-    this.lastSwitchMs = switchMs;
-    this.lastAccountedMs = verifyMs === undefined ? NaN : verifyMs + draftMs;
-    if (asked === 0) return; // a plain step: nothing drafted, nothing to learn about drafts
-    // how often the drafter proposes at all; a step without drafts verified the root alone
-    this.askedSteps = this.askedSteps * decay + 1;
-    this.proposed = this.proposed * decay + (tree.size > 1 ? 1 : 0);
-    // rank the tree's draft nodes by score, best first (node 0 is the root); in a step with
-    // drafts, ranks the drafter left empty (fewer nodes than allowed) count as misses
-    const nodes = Array.from({ length: tree.size - 1 }, (_, i) => i + 1).sort((a, b) => tree.score[b]! - tree.score[a]! || a - b);
-    const hit = new Set(accepted);
-    for (let r = 0; r < (nodes.length > 0 ? Math.max(nodes.length, asked) : 0) && r < this.seen.length; r++) {
-      this.seen[r] = this.seen[r]! * decay + 1;
-      this.accepted[r] = this.accepted[r]! * decay + (r < nodes.length && hit.has(nodes[r]!) ? 1 : 0);
-    }
-    // the first drafting step of a generation run, and the first WARM_DRAFT_STEP - 1 steps
-    // after plain steps, run cold (JIT, caches the base model took): skip them, as what
-    // matters is drafting's cost when it runs every step; cap the pull of outliers as for
-    // the verify cost
-    if (++this.draftSamples === 1 || ((this.switching || this.draftingRun < WARM_DRAFT_STEP) && this.draftMs > 0)) return;
-    this.draftMs = this.draftMs === 0 ? draftMs : 0.9 * this.draftMs + 0.1 * Math.min(draftMs, 1.5 * this.draftMs);
+    this.lastKind = kind;
   }
 }

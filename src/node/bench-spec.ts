@@ -24,7 +24,7 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { Drafter } from '../draft/drafter.js';
 import { generate } from '../decode/generate.js';
 import { generateSpeculative } from '../decode/speculative.js';
-import { AdaptiveBudget, fixedBudget, measureVerifyCost, type BudgetPolicy } from '../decode/cost-model.js';
+import { autoBudget, fixedBudget, measureVerifyCost, type BudgetPolicy } from '../decode/cost-model.js';
 import { brownDocs, splitByDocument } from '../train/data.js';
 import { barChartSvg } from '../train/svg.js';
 import { brownCorpusDir, readCorpusFiles, SPLIT_EVERY } from './train-files.js';
@@ -108,7 +108,7 @@ export async function runSpecBench(o: SpecBenchOptions): Promise<{ runs: Drafter
 
     for (const d of o.drafters) {
       const drafter = d.make(model);
-      const budget: BudgetPolicy = o.treeBudget === 'auto' ? new AdaptiveBudget(cost, { exploreEvery: 16 }) : fixedBudget(o.treeBudget);
+      const budget: BudgetPolicy = o.treeBudget === 'auto' ? autoBudget(backendName) : fixedBudget(o.treeBudget);
       const opts = { maxNewTokens: o.maxNewTokens, treeBudget: maxBudget, maxDraftLen: o.maxDraftLen, budget };
       // Warm-up. The plain path is hot (JIT, wasm tier-up) from the reference runs above; the
       // drafter's code runs as hot before any timing, or the first budget decisions would judge
