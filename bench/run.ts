@@ -82,7 +82,7 @@ async function main(): Promise<void> {
   console.log('| backend | task | value | unit | samples | ±% |');
   console.log('|---|---|---|---|---|---|');
   for (const r of rows) console.log(`| ${r.backend} | ${r.task} | ${r.value.toFixed(2)} | ${r.unit} | ${r.samples} | ${r.rme.toFixed(1)} |`);
-  console.log('reference (ENVIRONMENT.md, this machine class): llama2.c run.c -O3 about 158 tokens/s, -Ofast -march=native about 488, a plain JS port about 70');
+  console.log('reference on a 2-core x86 VM: llama2.c run.c -O3 about 158 tokens/s, -Ofast -march=native about 488, a plain JS port about 70');
   if (values.json) {
     mkdirSync(dirname(values.json), { recursive: true });
     writeFileSync(values.json, JSON.stringify({ date: new Date().toISOString(), rows }, null, 2));

@@ -3,7 +3,7 @@
  *
  * Every buffer holds f32 elements. Kernels take their output first (as in llama2.c)
  * and receive every size explicitly; shape checking happens one level up, in
- * `src/tensor/ops.ts`, so kernels stay tiny. Kernels are "enqueue" operations: the CPU
+ * `src/tensor/tensor.ts`, so kernels stay tiny. Kernels are "enqueue" operations: the CPU
  * backend runs them at once, the WebGPU backend records them and runs them in order;
  * `read` is the only point where the host waits.
  *
@@ -30,8 +30,19 @@ export interface AttentionParams {
   mask: Float32Array | null;
 }
 
+/** What a backend can hold, so a model too big for it fails before allocating, saying why. */
+export interface BackendCapacity {
+  /** bytes of every buffer together */
+  totalBytes?: number;
+  /** bytes of one buffer */
+  bufferBytes?: number;
+  /** where the limit comes from, for messages */
+  why: string;
+}
+
 export interface Backend {
   readonly name: string;
+  readonly capacity?: BackendCapacity;
 
   alloc(length: number): Buf; // zero-filled
   write(dst: Buf, data: Float32Array, dstOffset?: number): void;
@@ -58,9 +69,12 @@ export interface Backend {
   siluGate(out: Buf, gate: Buf, up: Buf, n: number): void;
   /**
    * Rotary embedding in place, Hugging Face "rotate half" layout: for head h of token t,
-   * pairs (i, i + hd/2) rotate by angle pos[t] * theta^(-2i/hd).   x: (T, nHeads, hd)
+   * pairs (i, i + hd/2) rotate by angle pos[t] * invFreq[i].   x: (T, nHeads, hd), invFreq: (hd/2)
+   * (the frequencies of rope.ts: theta^(-2i/hd), rescaled as the model's rope_scaling says)
    */
-  rope(x: Buf, positions: Int32Array, T: number, nHeads: number, headDim: number, theta: number): void;
+  rope(x: Buf, positions: Int32Array, T: number, nHeads: number, headDim: number, invFreq: Float64Array): void;
+  /** x[r, c] += bias[c] in place   x: (rows, cols), bias: (cols), not in x's buffer */
+  addBias(x: Buf, bias: Buf, rows: number, cols: number): void;
   /**
    * out[t, h, :] = softmax_s(q[t,h,:] . k[s,kvh,:] / sqrt(hd) + mask[t, s]) @ v[s, kvh, :]
    * over the slots s < past + T that row t sees (mask[t, s] != -Infinity): a masked slot is
