@@ -75,6 +75,22 @@ export interface CtcDraftOptions {
   maxBatch?: number;
 }
 
+/** One proposal's frames, as the inspection hook CtcHeadDrafter.onFrames hands them out. */
+export interface CtcFrames {
+  /** the token the frames follow */
+  root: number;
+  /** S */
+  frames: number;
+  /** C: V + 1, or the shortlist's size + 1 */
+  classes: number;
+  /** (S, C) row-major log-probabilities, each frame normalised; a copy the receiver keeps */
+  logProbs: Float32Array;
+  /** the BLANK class: C - 1 */
+  blankClass: number;
+  /** class -> token id with a shortlist (null: class i is token i) */
+  classToken: Int32Array | null;
+}
+
 export class CtcHeadDrafter implements Drafter {
   readonly name: string;
   readonly config: CtcHeadConfig;
@@ -82,6 +98,13 @@ export class CtcHeadDrafter implements Drafter {
   readonly blank: number; // = vocab_size
   /** rows in the head's cache (= tokens in the base cache) */
   cacheLength = 0;
+  /**
+   * Inspection (visualisations, tests): called at every proposal with a copy of its frames,
+   * before the candidates are searched. A listener rather than a "last frames" field because
+   * a consumer of TextModel.stream reads a step's event after the generation may already have
+   * proposed the next step. null (the default) copies nothing: the token loop allocates nothing.
+   */
+  onFrames: ((frames: CtcFrames) => void) | null = null;
 
   private readonly layer: DecoderLayerWeights; // over the prefix, cache of max_position_embeddings slots
   private readonly frameBlock: AttentionWeights; // over the S frames, cache of S slots
@@ -176,7 +199,22 @@ export class CtcHeadDrafter implements Drafter {
     if (maxLen <= 0) return [];
     const frames = this.frameLogits(root);
     // on the CPU the frames are ready at once; another backend's come back through a readback
-    return frames instanceof Promise ? frames.then(() => this.candidates(maxLen)) : this.candidates(maxLen);
+    return frames instanceof Promise ? frames.then(() => this.searchFrames(root, maxLen)) : this.searchFrames(root, maxLen);
+  }
+
+  /** hand the frames to onFrames when someone listens, then read the drafts off them */
+  private searchFrames(root: number, maxLen: number): DraftCandidate[] {
+    if (this.onFrames) this.onFrames(this.framesCopy(root));
+    return this.candidates(maxLen);
+  }
+
+  /** the frames now in this.hostLogits (logits) as normalised log-probabilities, copied */
+  private framesCopy(root: number): CtcFrames {
+    const S = this.config.frames, C = this.classes, logProbs = new Float32Array(S * C);
+    for (let t = 0; t < S; t++) {
+      for (let i = t * C; i < (t + 1) * C; i++) logProbs[i] = this.hostLogits[i]! - this.frameLse[t]!;
+    }
+    return { root, frames: S, classes: C, logProbs, blankClass: C - 1, classToken: this.classToken && this.classToken.slice() };
   }
 
   /**
