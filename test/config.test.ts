@@ -12,7 +12,7 @@ describe('parseConfig', () => {
     const c = parseConfig(noKv);
     expect(c.num_key_value_heads).toBe(4);
     expect(c.rope_theta).toBe(10000);
-    expect(c.rms_norm_eps).toBe(1e-5);
+    expect(c.rms_norm_eps).toBe(1e-6); // Hugging Face's LlamaConfig default
     expect(c.tie_word_embeddings).toBe(false);
     expect(num_key_value_heads).toBe(2);
     expect(paramCount(parseConfig(base))).toBeGreaterThan(0);

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/backend/cpu/cpu.js';
 import type { Buf } from '../src/backend/backend.js';
 import { checkHiddenSlotsAddNothing } from './masked-attention.js';
+import { ropeInvFreq } from '../src/backend/rope.js';
 
 const be = new CpuBackend();
 const f32 = (n: number) => fc.float32Array({ minLength: n, maxLength: n, noNaN: true, noDefaultInfinity: true, min: -4, max: 4 });
@@ -88,6 +89,16 @@ describe('cpu kernels vs naive definitions', () => {
     );
   });
 
+  it('addBias: x[r, c] += bias[c] on every row', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 7 }).chain((R) => fc.integer({ min: 1, max: 19 }).chain((C) => fc.tuple(fc.constant(R), fc.constant(C), f32(R * C), f32(C)))), async ([R, C, x, bias]) => {
+        const b = up(x);
+        be.addBias(b, up(bias), R, C);
+        close(await down(b), Array.from(x, (v, i) => Math.fround(v + bias[i % C]!)), 0); // one f32 add, exactly
+      }),
+    );
+  });
+
   it('rope rotates each (i, i + hd/2) pair by pos * theta^(-2i/hd), as a complex multiplication', async () => {
     const arb = fc.record({ T: fc.integer({ min: 1, max: 5 }), H: fc.integer({ min: 1, max: 3 }), half: fc.integer({ min: 1, max: 8 }), theta: fc.constantFrom(10000, 100, 1e6) });
     await fc.assert(
@@ -95,7 +106,7 @@ describe('cpu kernels vs naive definitions', () => {
         arb.chain((d) => fc.tuple(fc.constant(d), f32(d.T * d.H * 2 * d.half), fc.array(fc.integer({ min: 0, max: 5000 }), { minLength: d.T, maxLength: d.T }))),
         async ([{ T, H, half, theta }, x, pos]) => {
           const hd = 2 * half, b = up(x);
-          be.rope(b, Int32Array.from(pos), T, H, hd, theta);
+          be.rope(b, Int32Array.from(pos), T, H, hd, ropeInvFreq(hd, theta));
           const want = Array.from(x);
           for (let t = 0; t < T; t++)
             for (let h = 0; h < H; h++)

@@ -10,6 +10,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { AttentionParams, Backend, Buf } from '../src/backend/backend.js';
 import { CpuBackend } from '../src/backend/cpu/cpu.js';
+import { ropeInvFreq } from '../src/backend/rope.js';
 import { WebGPUBackend } from '../src/backend/webgpu/webgpu.js';
 import { createNodeWebGPU } from '../src/node/webgpu.js';
 import { checkTreeEqualsDecode } from './helpers.js';
@@ -183,13 +184,40 @@ describe('webgpu kernels vs the CPU reference', () => {
     });
   }
 
+  it('addBias (a bias on every row, in place)', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 9 }), size(700), seed, async (R, C, s) => {
+        const x = randn(R * C, s, 3), bias = randn(C, s + 1, 3);
+        const [g, c] = await runBoth([x, bias], [], (b, [xb, bb]) => b.addBias(xb!, bb!, R, C));
+        expectClose(g[0]!, c[0]!, 1e-6, 1e-30, 'addBias');
+      }),
+      RUNS,
+    );
+  });
+
+  it('rope with scaled frequencies (llama3, linear): the host table is what the kernel rotates by', async () => {
+    const scalings = [
+      { rope_type: 'linear' as const, factor: 4 },
+      { rope_type: 'llama3' as const, factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+    ];
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 32 }), fc.constantFrom(...scalings), seed, async (T, H, half, scaling, s) => {
+        const hd = 2 * half, x = randn(T * H * hd, s, 3);
+        const pos = Int32Array.from(randn(T, s + 1), (v) => Math.floor(Math.abs(v) * 100000));
+        const [g, c] = await runBoth([x], [], (b, [xb]) => b.rope(xb!, pos, T, H, hd, ropeInvFreq(hd, 500000, scaling)));
+        expectClose(g[0]!, c[0]!, 1e-5, 1e-6 * 3, 'rope');
+      }),
+      RUNS,
+    );
+  });
+
   it('rope (HF rotate-half, positions up to 5000)', async () => {
     const hd = fc.integer({ min: 1, max: 48 }).map((h) => 2 * h);
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 4 }), hd, fc.constantFrom(10000, 500000), seed, async (T, H, hd, theta, s) => {
         const x = randn(T * H * hd, s, 3);
         const pos = Int32Array.from(randn(T, s + 1), (v) => Math.floor(Math.abs(v) * 5000));
-        const [g, c] = await runBoth([x], [], (b, [xb]) => b.rope(xb!, pos, T, H, hd, theta));
+        const [g, c] = await runBoth([x], [], (b, [xb]) => b.rope(xb!, pos, T, H, hd, ropeInvFreq(hd, theta)));
         expectClose(g[0]!, c[0]!, 1e-5, 1e-6 * 3, 'rope');
       }),
       RUNS,
@@ -323,7 +351,7 @@ describe('webgpu backend mechanics', () => {
       gpu.embedding(x, w.emb, Int32Array.of(pos % V), D);
       gpu.rmsnorm(h, x, w.norm, T, D, 1e-5);
       gpu.matmul(q, h, w.wq, T, D, D);
-      gpu.rope(q, Int32Array.of(pos), T, H, hd, 10000);
+      gpu.rope(q, Int32Array.of(pos), T, H, hd, ropeInvFreq(hd, 10000));
       gpu.copy(w.k, pos * KVH * hd, q, 0, KVH * hd);
       gpu.copy(w.v, pos * KVH * hd, h, 0, KVH * hd);
       gpu.attention(att, q, w.k, w.v, { T, nHeads: H, nKvHeads: KVH, headDim: hd, past: pos, mask: null });

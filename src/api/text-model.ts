@@ -19,7 +19,9 @@ import type { Backend } from '../backend/backend.js';
 import { CpuBackend } from '../backend/cpu/cpu.js';
 import { Llama } from '../model/llama.js';
 import { parseModelFiles, type ParsedModel } from '../model/load.js';
-import type { LlamaConfig } from '../model/config.js';
+import { defaultStopIds, type LlamaConfig } from '../model/config.js';
+import { checkFits, defaultMaxSeq } from '../model/llama.js';
+import { readCheckpoint, readModelConfig } from '../io/checkpoint.js';
 import type { TensorMap } from '../tensor/dtype.js';
 import { StreamDecoder, type Tokenizer } from '../tokenizer/index.js';
 import { generate, type StepEvent } from '../decode/generate.js';
@@ -28,14 +30,15 @@ import type { BudgetPolicy } from '../decode/cost-model.js';
 import type { Drafter } from '../draft/drafter.js';
 import { loadDrafter } from './drafters.js';
 import { chooseDrafter, makeBudget } from './policy.js';
-import { readRequired, readText, urlSource, type FileSource } from './source.js';
+import { readText, urlSource, type FileSource } from './source.js';
 import { ChatTemplateError, readChatTemplate, renderChat, type ChatMessage, type ChatTemplate } from './chat.js';
 
 export interface TextOptions {
-  /** new tokens at most (default 64) */
+  /** new tokens at most (default: generation_config.json's max_new_tokens, else 64) */
   maxNewTokens?: number;
-  /** 0 = greedy (default) */
+  /** 0 = greedy (default; generation_config.json's temperature when it says do_sample) */
   temperature?: number;
+  /** nucleus sampling (default 1; generation_config.json's top_p when it says do_sample) */
   topP?: number;
   seed?: number;
   /** 'auto' (default), 'none', 'lookup', a head's name (with :variants), or a Drafter */
@@ -53,8 +56,11 @@ export interface TextOptions {
    * up on and one readback of its frames per proposal)
    */
   headBackend?: 'cpu' | 'model';
-  /** stop token (default: the model's eos_token_id, else the tokenizer's EOS); null: never stop early */
-  eosId?: number | null;
+  /**
+   * stop token, or tokens (default: the model's eos_token_id, from generation_config.json
+   * when it has one, else config.json; else the tokenizer's EOS); null: never stop early
+   */
+  eosId?: number | readonly number[] | null;
   /** abort between steps: the call rejects with the signal's reason, the model stays usable */
   signal?: AbortSignal;
 }
@@ -69,6 +75,10 @@ export interface TextResult extends Omit<SpeculativeResult, 'stats'> {
 
 /** What stream() yields: per step, the step's event then the text it completed; then the result. */
 export type StreamEvent = ({ type: 'step' } & StepEvent) | { type: 'text'; text: string } | { type: 'done'; result: TextResult };
+
+const DEFAULT_MAX_NEW_TOKENS = 64;
+/** generation_config.json's temperature when it says do_sample and names none (Hugging Face's default) */
+const HF_DEFAULT_TEMPERATURE = 1;
 
 export interface LoadOptions {
   /** the backend to run on (default: a new CpuBackend) */
@@ -225,12 +235,13 @@ export class TextModel {
         : typeof opts.drafter === 'string'
           ? { name: opts.drafter, reason: 'asked for' }
           : { name: opts.drafter.name, reason: 'given' };
+    const gen = this.config.generation_config, sampling = gen?.do_sample === true; // the model authors' defaults
     const base = {
-      maxNewTokens: opts.maxNewTokens ?? 64,
-      temperature: opts.temperature,
-      topP: opts.topP,
+      maxNewTokens: opts.maxNewTokens ?? gen?.max_new_tokens ?? DEFAULT_MAX_NEW_TOKENS,
+      temperature: opts.temperature ?? (sampling ? gen?.temperature ?? HF_DEFAULT_TEMPERATURE : undefined),
+      topP: opts.topP ?? (sampling ? gen?.top_p : undefined),
       seed: opts.seed,
-      eosId: opts.eosId === undefined ? this.config.eos_token_id ?? this.tokenizer.eosId : opts.eosId,
+      eosId: opts.eosId === undefined ? defaultStopIds(this.config) ?? this.tokenizer.eosId : opts.eosId,
       signal: opts.signal,
       onStep,
     };
@@ -268,15 +279,20 @@ export class TextModel {
  */
 export async function loadModel(source: FileSource | string | URL, opts: LoadOptions = {}): Promise<TextModel> {
   const files = typeof source === 'string' || source instanceof URL ? urlSource(source) : source;
+  const backend = opts.backend ?? new CpuBackend();
+  // config.json (+ generation_config.json), then whether the backend can hold the model, before any weight is read
+  const config = await readModelConfig(files);
+  checkFits(backend, config, defaultMaxSeq(config));
+  const { tensors } = await readCheckpoint(files); // model.safetensors or its shards, in ranges where the source can
   const parsed: ParsedModel = parseModelFiles(
     {
       config: (await readText(files, 'config.json')) ?? missing(files, 'config.json'),
-      weights: await readRequired(files, 'model.safetensors', 'a model folder needs model.safetensors'),
+      weights: tensors,
       tokenizer: (await readText(files, 'tokenizer.json')) ?? missing(files, 'tokenizer.json'),
     },
     files.location.replace(/\/$/, ''),
   );
-  return new TextModel(parsed.config, parsed.tensors, parsed.tokenizer, opts.backend ?? new CpuBackend(), files);
+  return new TextModel(config, parsed.tensors, parsed.tokenizer, backend, files); // config: with generation_config
 }
 
 function missing(source: FileSource, path: string): never {

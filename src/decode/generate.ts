@@ -3,6 +3,7 @@
  * forward per new token. Tokens stream out through `onToken` as they are chosen.
  */
 import { ContextError, type Llama } from '../model/llama.js';
+import { defaultStopIds, type LlamaConfig } from '../model/config.js';
 import type { DraftCandidate } from '../draft/drafter.js';
 import { exclusive } from './exclusive.js';
 import { Sampler, type SamplerOptions } from './sampler.js';
@@ -10,8 +11,11 @@ import type { TokenTree } from './tree.js';
 
 export interface GenerateOptions extends SamplerOptions {
   maxNewTokens: number;
-  /** stop after this token (default: the model's eos_token_id, if any); null disables */
-  eosId?: number | null;
+  /**
+   * stop after this token, or any of these (default: the model's generation_config.json
+   * eos_token_id, else config.json's, if any); null disables
+   */
+  eosId?: number | readonly number[] | null;
   /** called with every new token as soon as it is chosen */
   onToken?: (id: number) => void;
   /** called after every base-model step (the prefill is step 0) with what it did */
@@ -102,6 +106,12 @@ export function checkPrompt(model: Llama, prompt: readonly number[]): void {
 }
 
 /** Plain generation. Calls on one model run one at a time, in call order (exclusive.ts). */
+/** The tokens that stop a generation, as a list (empty: never stop early); undefined means the model's default. */
+export function stopIds(eosId: GenerateOptions['eosId'], config: LlamaConfig): readonly number[] {
+  const ids = eosId === undefined ? defaultStopIds(config) : eosId;
+  return ids === undefined || ids === null ? [] : typeof ids === 'number' ? [ids] : ids;
+}
+
 export function generate(model: Llama, prompt: readonly number[], opts: GenerateOptions): Promise<GenerationResult> {
   return exclusive(model, () => generatePlain(model, prompt, opts));
 }
@@ -111,7 +121,7 @@ async function generatePlain(model: Llama, prompt: readonly number[], opts: Gene
   if (!(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens >= 0)) {
     throw new RangeError(`maxNewTokens must be an integer >= 0, got ${opts.maxNewTokens}`);
   }
-  const eos = opts.eosId === undefined ? model.config.eos_token_id ?? null : opts.eosId;
+  const eos = stopIds(opts.eosId, model.config);
   const sampler = new Sampler(model.config.vocab_size, opts);
   const tokens: number[] = [];
   let stopReason: GenerationResult['stopReason'] = 'max-tokens';
@@ -136,7 +146,7 @@ async function generatePlain(model: Llama, prompt: readonly number[], opts: Gene
         const ms = performance.now() - stepStart;
         opts.onStep({ step: steps - 1, kind: steps === 1 ? 'prefill' : 'plain', candidates: [], tree: null, accepted: [], bonus: next, emitted: [next], draftMs: 0, verifyMs: ms });
       }
-      if (next === eos) {
+      if (eos.includes(next)) {
         stopReason = 'eos';
         break;
       }

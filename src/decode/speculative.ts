@@ -32,7 +32,7 @@
  */
 import type { Llama } from '../model/llama.js';
 import type { DraftCandidate, Drafter } from '../draft/drafter.js';
-import { assertFiniteLogits, checkPrompt, generationStats, type GenerateOptions, type GenerationResult, type GenerationStats, type StepEvent } from './generate.js';
+import { assertFiniteLogits, checkPrompt, generationStats, stopIds, type GenerateOptions, type GenerationResult, type GenerationStats, type StepEvent } from './generate.js';
 import { exclusive } from './exclusive.js';
 import { Sampler } from './sampler.js';
 import { buildTree, treeAttentionMask, treePositions, type TokenTree } from './tree.js';
@@ -79,7 +79,7 @@ async function runSpeculative(model: Llama, prompt: readonly number[], drafter: 
   if (!(Number.isInteger(maxNew) && maxNew >= 0)) throw new RangeError(`maxNewTokens must be an integer >= 0, got ${maxNew}`);
   if (!(Number.isInteger(treeBudget) && treeBudget >= 0)) throw new RangeError(`treeBudget must be an integer >= 0, got ${treeBudget}`);
   if (!(Number.isInteger(maxDraftLen) && maxDraftLen >= 0)) throw new RangeError(`maxDraftLen must be an integer >= 0, got ${maxDraftLen}`);
-  const eos = opts.eosId === undefined ? model.config.eos_token_id ?? null : opts.eosId;
+  const eos = stopIds(opts.eosId, model.config);
   const V = model.config.vocab_size, D = model.config.hidden_size;
   const sampler = new Sampler(V, opts);
 
@@ -100,7 +100,7 @@ async function runSpeculative(model: Llama, prompt: readonly number[], drafter: 
   const emit = (id: number): boolean => {
     tokens.push(id);
     opts.onToken?.(id);
-    if (id === eos) {
+    if (eos.includes(id)) {
       stopReason = 'eos';
       return true;
     }

@@ -4,7 +4,7 @@
  * block copy is enough, otherwise we fall back to a DataView element by element.
  * Every reader copies, so the returned arrays never alias the file bytes.
  */
-import { f16ToF32 } from '../tensor/dtype.js';
+import { f16ToF32, type DType } from '../tensor/dtype.js';
 
 const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -52,14 +52,20 @@ export function writeU16(dst: Uint8Array, offset: number, data: Uint16Array): vo
 
 let f16Table: Float32Array | undefined;
 
-/** Widen IEEE half bit patterns to f32 through a 64K-entry table (built on first use). */
-export function widenF16(h: Uint16Array): Float32Array {
+/** every IEEE half bit pattern's f32 value, a 64K-entry table built on first use */
+function f16Widening(): Float32Array {
   if (!f16Table) {
     f16Table = new Float32Array(65536);
     for (let i = 0; i < 65536; i++) f16Table[i] = f16ToF32(i);
   }
+  return f16Table;
+}
+
+/** Widen IEEE half bit patterns to f32 through a 64K-entry table (built on first use). */
+export function widenF16(h: Uint16Array): Float32Array {
+  const table = f16Widening();
   const out = new Float32Array(h.length);
-  for (let i = 0; i < h.length; i++) out[i] = f16Table[h[i]!]!;
+  for (let i = 0; i < h.length; i++) out[i] = table[h[i]!]!;
   return out;
 }
 
@@ -68,6 +74,30 @@ export function widenBF16(h: Uint16Array): Float32Array {
   const bits = new Uint32Array(h.length);
   for (let i = 0; i < h.length; i++) bits[i] = h[i]! << 16;
   return new Float32Array(bits.buffer);
+}
+
+/**
+ * Decode little-endian F32/F16/BF16 `bytes` into out[at, at + bytes.length / width): the
+ * step that turns a file's bytes into f32 weights, one piece of a tensor at a time, with no
+ * copy of the whole tensor in its stored dtype.
+ */
+export function decodeInto(dtype: DType, bytes: Uint8Array, out: Float32Array, at: number): void {
+  if (dtype === 'F32') {
+    const n = bytes.length >> 2;
+    if (HOST_LITTLE_ENDIAN) new Uint8Array(out.buffer, out.byteOffset + 4 * at, 4 * n).set(bytes.subarray(0, 4 * n));
+    else out.set(readF32(bytes, 0, n), at);
+    return;
+  }
+  const n = bytes.length >> 1;
+  // a u16 view needs an even byte offset; an odd one (a subarray of a file) is copied first
+  const h = HOST_LITTLE_ENDIAN && bytes.byteOffset % 2 === 0 ? new Uint16Array(bytes.buffer, bytes.byteOffset, n) : readU16(bytes, 0, n);
+  if (dtype === 'BF16') {
+    const bits = new Uint32Array(out.buffer, out.byteOffset + 4 * at, n); // a bf16 is the top half of an f32
+    for (let i = 0; i < n; i++) bits[i] = h[i]! << 16;
+  } else {
+    const table = f16Widening();
+    for (let i = 0; i < n; i++) out[at + i] = table[h[i]!]!;
+  }
 }
 
 /** Index of the first NaN or ±Inf in data, or -1. */

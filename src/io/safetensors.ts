@@ -10,22 +10,14 @@
  * BF16 (widened to f32) and reject NaN/Inf, which in a weight file is always a bug.
  */
 import { DTYPE_BYTES, f32ToBF16, f32ToF16, numel, type DType, type TensorMap } from '../tensor/dtype.js';
-import {
-  describeNonFinite,
-  firstNonFinite,
-  readF32,
-  readU16,
-  shapeString,
-  widenBF16,
-  widenF16,
-  writeF32,
-  writeU16,
-} from './bytes.js';
+import { decodeInto, describeNonFinite, firstNonFinite, shapeString, writeF32, writeU16 } from './bytes.js';
 import { FormatError } from './errors.js';
 
 /** The reference implementation refuses headers above 100 MB; so do we. */
 const MAX_HEADER_BYTES = 100_000_000;
 const METADATA_KEY = '__metadata__';
+/** the u64 header length that opens the file */
+export const HEADER_LENGTH_BYTES = 8;
 
 export interface Safetensors {
   tensors: TensorMap;
@@ -33,7 +25,7 @@ export interface Safetensors {
 }
 
 /** One validated header entry; start/end are absolute offsets into the file. */
-interface Entry {
+export interface SafetensorsEntry {
   name: string;
   dtype: DType;
   shape: number[];
@@ -42,46 +34,72 @@ interface Entry {
   end: number;
 }
 
+/** A validated header: the tensors in file order, and the bytes their data spans. */
+export interface SafetensorsHeader {
+  entries: SafetensorsEntry[];
+  metadata: Record<string, string>;
+  dataStart: number; // first byte after the header
+  dataEnd: number; // one past the last tensor's last byte: the file's size
+}
+
 /** Parse and fully validate a safetensors file. `source` names it in error messages. */
 export function parseSafetensors(bytes: Uint8Array, source: string): Safetensors {
-  if (bytes.length < 8) {
-    throw new FormatError(source, `file is ${bytes.length} bytes, too short for the 8-byte header length`);
+  const headerLen = readHeaderLength(bytes, bytes.length, source);
+  const header = parseSafetensorsHeader(bytes.subarray(HEADER_LENGTH_BYTES, HEADER_LENGTH_BYTES + headerLen), bytes.length, source);
+  const tensors: TensorMap = new Map();
+  for (const e of header.entries) {
+    const data = new Float32Array(numel(e.shape));
+    decodeInto(e.dtype, bytes.subarray(e.start, e.end), data, 0);
+    checkFinite(data, e, source);
+    tensors.set(e.name, { shape: e.shape, data });
   }
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return { tensors, metadata: header.metadata };
+}
+
+/**
+ * The header length from the file's first 8 bytes, checked against the reference limit and,
+ * when `fileSize` is known, against the file.
+ */
+export function readHeaderLength(first: Uint8Array, fileSize: number | undefined, source: string): number {
+  if (first.length < HEADER_LENGTH_BYTES) {
+    throw new FormatError(source, `file is ${first.length} bytes, too short for the 8-byte header length`);
+  }
+  const dv = new DataView(first.buffer, first.byteOffset, HEADER_LENGTH_BYTES);
   // u64 as two u32 halves; exact below 2^53, and anything near that is rejected as absurd
   const headerLen = dv.getUint32(0, true) + dv.getUint32(4, true) * 2 ** 32;
   if (headerLen > MAX_HEADER_BYTES) {
     throw new FormatError(source, `header length ${headerLen} is absurdly large (limit ${MAX_HEADER_BYTES} bytes)`);
   }
-  if (8 + headerLen > bytes.length) {
-    throw new FormatError(source, `header length ${headerLen} runs past the end of the ${bytes.length}-byte file`);
+  if (fileSize !== undefined && HEADER_LENGTH_BYTES + headerLen > fileSize) {
+    throw new FormatError(source, `header length ${headerLen} runs past the end of the ${fileSize}-byte file`);
   }
-  const header = parseHeaderJson(bytes.subarray(8, 8 + headerLen), source);
-  const dataStart = 8 + headerLen;
-  const dataLen = bytes.length - dataStart;
+  return headerLen;
+}
 
+/**
+ * Validate the JSON header (the `headerLen` bytes after the length). With `fileSize` the
+ * tensors must tile the rest of the file exactly; without it (a file read in ranges, size
+ * unknown) they must tile from the header's end up to the last tensor, and the caller checks
+ * that the file ends there.
+ */
+export function parseSafetensorsHeader(raw: Uint8Array, fileSize: number | undefined, source: string): SafetensorsHeader {
+  const header = parseHeaderJson(raw, source);
+  const dataStart = HEADER_LENGTH_BYTES + raw.length;
   const metadata = parseMetadata(header[METADATA_KEY], source);
-  const entries: Entry[] = [];
-  for (const [name, raw] of Object.entries(header)) {
+  const entries: SafetensorsEntry[] = [];
+  for (const [name, rawEntry] of Object.entries(header)) {
     if (name === METADATA_KEY) continue;
-    entries.push(parseEntry(name, raw, dataStart, dataLen, source));
+    entries.push(parseEntry(name, rawEntry, dataStart, fileSize === undefined ? Infinity : fileSize - dataStart, source));
   }
-  checkTiling(entries, dataStart, dataLen, source);
+  const dataLen = fileSize === undefined ? entries.reduce((m, e) => Math.max(m, e.end - dataStart), 0) : fileSize - dataStart;
+  const sorted = checkTiling(entries, dataStart, dataLen, source);
+  return { entries: sorted, metadata, dataStart, dataEnd: dataStart + dataLen };
+}
 
-  const tensors: TensorMap = new Map();
-  for (const e of entries) {
-    const n = numel(e.shape);
-    const data =
-      e.dtype === 'F32'
-        ? readF32(bytes, e.start, n)
-        : e.dtype === 'F16'
-          ? widenF16(readU16(bytes, e.start, n))
-          : widenBF16(readU16(bytes, e.start, n));
-    const bad = firstNonFinite(data);
-    if (bad >= 0) throw new FormatError(source, describeNonFinite(data, e.shape, bad), e.name);
-    tensors.set(e.name, { shape: e.shape, data });
-  }
-  return { tensors, metadata };
+/** A tensor's f32 values must be finite: NaN or Inf in a weight file is always a bug. */
+export function checkFinite(data: Float32Array, e: Pick<SafetensorsEntry, 'name' | 'shape'>, source: string, offset = 0, whole = data): void {
+  const bad = firstNonFinite(data);
+  if (bad >= 0) throw new FormatError(source, describeNonFinite(whole, e.shape, offset + bad), e.name);
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -120,7 +138,7 @@ function parseMetadata(raw: unknown, source: string): Record<string, string> {
 
 const isIndex = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
-function parseEntry(name: string, raw: unknown, dataStart: number, dataLen: number, source: string): Entry {
+function parseEntry(name: string, raw: unknown, dataStart: number, dataLen: number, source: string): SafetensorsEntry {
   const fail = (problem: string): never => {
     throw new FormatError(source, problem, name);
   };
@@ -153,11 +171,11 @@ function parseEntry(name: string, raw: unknown, dataStart: number, dataLen: numb
   return { name, dtype: dt, shape: shape as number[], offsets: [start, end], start: dataStart + start, end: dataStart + end };
 }
 
-/** The tensors, sorted by offset, must cover the data section exactly once. */
-function checkTiling(entries: Entry[], dataStart: number, dataLen: number, source: string): void {
+/** The tensors, sorted by offset, must cover the data section exactly once; returns them sorted. */
+function checkTiling(entries: SafetensorsEntry[], dataStart: number, dataLen: number, source: string): SafetensorsEntry[] {
   const sorted = [...entries].sort((a, b) => a.start - b.start || a.end - b.end);
   let covered = dataStart; // every byte before this belongs to some tensor
-  let last: Entry | undefined;
+  let last: SafetensorsEntry | undefined;
   for (const e of sorted) {
     if (e.start === e.end && e.start <= covered) continue; // an empty tensor takes no bytes
     if (e.start < covered) {
@@ -182,6 +200,7 @@ function checkTiling(entries: Entry[], dataStart: number, dataLen: number, sourc
       `${dataStart + dataLen - covered} trailing bytes after the last tensor are not covered by any tensor`,
     );
   }
+  return sorted;
 }
 
 export interface SerializeOptions {

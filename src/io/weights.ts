@@ -9,6 +9,7 @@ import { FormatError } from './errors.js';
 import { Rng } from '../util/random.js';
 
 const MAX_LISTED = 8; // names listed per kind of problem before "... and N more"
+const BIAS_STD = 0.02; // random biases: as small as the weights
 
 /**
  * Assert that `tensors` holds exactly the tensors of `config`: every expected name with
@@ -52,6 +53,13 @@ export function checkWeights(config: LlamaConfig, tensors: TensorMap, source: st
   if (tensors.has('lm_head.weight') !== expected.has('lm_head.weight')) {
     parts.push(`(config has tie_word_embeddings: ${config.tie_word_embeddings})`);
   }
+  // biases the config does not expect, or expected biases absent: the flag that says which
+  const biasFlag = (kind: RegExp, flag: string, on: boolean) => {
+    const listed = (items: string[]) => items.some((item) => kind.test(item.split(' ')[0]!));
+    if (listed(unexpected) || listed(missing)) parts.push(`(config has ${flag}: ${on})`);
+  };
+  biasFlag(/\.self_attn\.[qkvo]_proj\.bias$/, config.model_type === 'qwen2' ? 'model_type qwen2, whose q/k/v biases are always on, attention_bias' : 'attention_bias', config.attention_bias === true);
+  biasFlag(/\.mlp\.\w+_proj\.bias$/, 'mlp_bias', config.mlp_bias === true);
   const problem = `weights do not match the config: ${parts.join('; ')}`;
   throw new FormatError(source, problem, culprits.length === 1 ? culprits[0] : undefined);
 }
@@ -59,7 +67,8 @@ export function checkWeights(config: LlamaConfig, tensors: TensorMap, source: st
 /**
  * Deterministic GPT-2-style initialisation: matrices ~ N(0, 0.02), the residual
  * projections (o_proj, down_proj) scaled by 1/sqrt(2 * layers) so the residual stream
- * does not grow with depth, RMSNorm weights all ones. Same seed, same weights.
+ * does not grow with depth, RMSNorm weights all ones, biases (when the config has them)
+ * ~ N(0, 0.02). Same seed, same weights.
  */
 export function randomWeights(config: LlamaConfig, seed: number): TensorMap {
   const rng = new Rng(seed);
@@ -69,6 +78,8 @@ export function randomWeights(config: LlamaConfig, seed: number): TensorMap {
     const data = new Float32Array(numel(shape));
     if (name.endsWith('norm.weight')) {
       data.fill(1);
+    } else if (name.endsWith('.bias')) {
+      for (let i = 0; i < data.length; i++) data[i] = BIAS_STD * rng.normal();
     } else {
       const std = name.endsWith('o_proj.weight') || name.endsWith('down_proj.weight') ? residualStd : 0.02;
       for (let i = 0; i < data.length; i++) data[i] = std * rng.normal();

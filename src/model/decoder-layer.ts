@@ -11,16 +11,22 @@
  * so running a layer allocates nothing.
  */
 import type { Backend } from '../backend/backend.js';
+import { ropeInvFreq } from '../backend/rope.js';
 import * as op from '../tensor/tensor.js';
 import { Tensor } from '../tensor/tensor.js';
-import { headDim, type LayerConfig } from './config.js';
+import { attentionBiases, headDim, type LayerConfig } from './config.js';
 
 export interface AttentionWeights {
   attnNorm: Tensor; // (D)
-  wq: Tensor; // (D, D)       [out, in], as nn.Linear stores it
+  wq: Tensor; // (H*hd, D)     [out, in], as nn.Linear stores it
   wk: Tensor; // (KVH*hd, D)
   wv: Tensor; // (KVH*hd, D)
-  wo: Tensor; // (D, D)
+  wo: Tensor; // (D, H*hd)
+  bq?: Tensor; // (H*hd)       projection biases, when the config has them (Qwen2: q, k, v)
+  bk?: Tensor; // (KVH*hd)
+  bv?: Tensor; // (KVH*hd)
+  bo?: Tensor; // (D)
+  invFreq: Float64Array; // (hd/2) rotary inverse frequencies, rope_scaling applied
   kCache: Tensor; // (slots, KVH, hd)
   vCache: Tensor; // (slots, KVH, hd)
 }
@@ -30,6 +36,9 @@ export interface FeedForwardWeights {
   gate: Tensor; // (F, D)
   up: Tensor; // (F, D)
   down: Tensor; // (D, F)
+  bGate?: Tensor; // (F)   biases, when the config has mlp_bias
+  bUp?: Tensor; // (F)
+  bDown?: Tensor; // (D)
 }
 
 export type DecoderLayerWeights = AttentionWeights & FeedForwardWeights;
@@ -41,7 +50,7 @@ export interface LayerActivations {
   q: Tensor; // (T, H, hd)
   k: Tensor; // (T, KVH, hd)
   v: Tensor; // (T, KVH, hd)
-  att: Tensor; // (T, D) attention output, the H heads side by side
+  att: Tensor; // (T, H*hd) attention output, the H heads side by side
   proj: Tensor; // (T, D) sublayer output before the residual add
   gate: Tensor; // (T, F)
   up: Tensor; // (T, F)
@@ -58,17 +67,21 @@ export function attentionSublayer(
 ): void {
   const kvRow = c.num_key_value_heads * headDim(c);
   op.rmsnorm(s.xb, s.x, L.attnNorm, c.rms_norm_eps); // xb = rmsnorm(x)
-  op.matmul(s.q, s.xb, L.wq); //                      q = wq @ xb   (T, D) seen as (T, H, hd)
+  op.matmul(s.q, s.xb, L.wq); //                      q = wq @ xb   (T, H * hd) seen as (T, H, hd)
   op.matmul(s.k, s.xb, L.wk); //                      k = wk @ xb   (T, KVH * hd)
   op.matmul(s.v, s.xb, L.wv); //                      v = wv @ xb
+  if (L.bq) op.addBias(s.q, L.bq); //                 q += bq (and k, v: Qwen2's biases)
+  if (L.bk) op.addBias(s.k, L.bk);
+  if (L.bv) op.addBias(s.v, L.bv);
   if (positions) {
-    op.rope(s.q, positions, c.rope_theta);
-    op.rope(s.k, positions, c.rope_theta);
+    op.rope(s.q, positions, L.invFreq);
+    op.rope(s.k, positions, L.invFreq);
   }
   op.copy(L.kCache, past * kvRow, s.k, 0, T * kvRow); // cache slots [past, past + T)
   op.copy(L.vCache, past * kvRow, s.v, 0, T * kvRow);
   op.attention(s.att, s.q, L.kCache, L.vCache, past, mask); // softmax(q k^T / sqrt(hd) + mask) v
   op.matmul(s.proj, s.att, L.wo); //                  proj = wo @ att
+  if (L.bo) op.addBias(s.proj, L.bo);
   op.add(s.x, s.x, s.proj); //                        x += proj
 }
 
@@ -77,36 +90,54 @@ export function feedForwardSublayer(c: LayerConfig, L: FeedForwardWeights, s: La
   op.rmsnorm(s.xb, s.x, L.ffnNorm, c.rms_norm_eps); // xb = rmsnorm(x)
   op.matmul(s.gate, s.xb, L.gate); //                 gate = wgate @ xb   (T, F)
   op.matmul(s.up, s.xb, L.up); //                     up = wup @ xb       (T, F)
+  if (L.bGate) op.addBias(s.gate, L.bGate); //        (+ biases with mlp_bias)
+  if (L.bUp) op.addBias(s.up, L.bUp);
   op.siluGate(s.hidden, s.gate, s.up); //             hidden = silu(gate) * up
   op.matmul(s.proj, s.hidden, L.down); //             proj = wdown @ hidden   (T, D)
+  if (L.bDown) op.addBias(s.proj, L.bDown);
   op.add(s.x, s.x, s.proj); //                        x += proj
 }
 
 /**
  * The attention tensors of a layer, by their Hugging Face names under the layer's prefix
- * (`get('self_attn.q_proj.weight')`), and an empty KV cache of `slots` rows.
+ * (`get('self_attn.q_proj.weight')`, and the biases the config has), its rotary frequencies,
+ * and an empty KV cache of `slots` rows.
  */
 export function loadAttention(backend: Backend, c: LayerConfig, slots: number, get: (name: string) => Tensor): AttentionWeights {
-  const KVH = c.num_key_value_heads, hd = headDim(c);
-  return {
+  const KVH = c.num_key_value_heads, hd = headDim(c), bias = attentionBiases(c);
+  const w: AttentionWeights = {
     attnNorm: get('input_layernorm.weight'),
     wq: get('self_attn.q_proj.weight'),
     wk: get('self_attn.k_proj.weight'),
     wv: get('self_attn.v_proj.weight'),
     wo: get('self_attn.o_proj.weight'),
+    invFreq: ropeInvFreq(hd, c.rope_theta, c.rope_scaling),
     kCache: Tensor.zeros(backend, [slots, KVH, hd]),
     vCache: Tensor.zeros(backend, [slots, KVH, hd]),
   };
+  if (bias.qkv) {
+    w.bq = get('self_attn.q_proj.bias');
+    w.bk = get('self_attn.k_proj.bias');
+    w.bv = get('self_attn.v_proj.bias');
+  }
+  if (bias.o) w.bo = get('self_attn.o_proj.bias');
+  return w;
 }
 
 /** The feed-forward tensors of a layer, by their Hugging Face names under the layer's prefix. */
-export function loadFeedForward(get: (name: string) => Tensor): FeedForwardWeights {
-  return {
+export function loadFeedForward(get: (name: string) => Tensor, c?: Pick<LayerConfig, 'mlp_bias'>): FeedForwardWeights {
+  const w: FeedForwardWeights = {
     ffnNorm: get('post_attention_layernorm.weight'),
     gate: get('mlp.gate_proj.weight'),
     up: get('mlp.up_proj.weight'),
     down: get('mlp.down_proj.weight'),
   };
+  if (c?.mlp_bias) {
+    w.bGate = get('mlp.gate_proj.bias');
+    w.bUp = get('mlp.up_proj.bias');
+    w.bDown = get('mlp.down_proj.bias');
+  }
+  return w;
 }
 
 /** A layer's activation buffers, allocated once for up to maxRows rows, and their views for T rows (made once per T). */
@@ -138,7 +169,7 @@ export class LayerScratch {
     return {
       x: make([T, D], 'x'), xb: make([T, D], 'xb'),
       q: make([T, H, hd], 'q'), k: make([T, KVH, hd], 'k'), v: make([T, KVH, hd], 'v'),
-      att: make([T, D], 'att'), proj: make([T, D], 'proj'),
+      att: make([T, H * hd], 'att'), proj: make([T, D], 'proj'),
       gate: make([T, F], 'gate'), up: make([T, F], 'up'), hidden: make([T, F], 'hidden'),
     };
   }

@@ -9,10 +9,10 @@
  * Every activation buffer and the KV cache are allocated once, in the constructor.
  */
 import type { Backend, Buf } from '../backend/backend.js';
-import type { TensorMap } from '../tensor/dtype.js';
+import { numel, type TensorMap } from '../tensor/dtype.js';
 import * as op from '../tensor/tensor.js';
 import { Tensor } from '../tensor/tensor.js';
-import { headDim, weightShapes, type LlamaConfig } from './config.js';
+import { headDim, paramCount, weightShapes, type LlamaConfig } from './config.js';
 import {
   attentionSublayer, feedForwardSublayer, LayerScratch, loadAttention, loadFeedForward,
   type DecoderLayerWeights, type LayerActivations,
@@ -24,6 +24,23 @@ export class ContextError extends Error {
     this.name = 'ContextError';
   }
 }
+
+/** A model that its backend cannot hold (checked before anything is allocated). */
+export class CapacityError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CapacityError';
+  }
+}
+
+/**
+ * The KV cache's default length: the model's max_position_embeddings, up to this many tokens.
+ * Real models allow 32K-128K positions, whose cache alone would outgrow a CPU backend's memory.
+ */
+export const DEFAULT_MAX_SEQ = 8192;
+const DEFAULT_MAX_BATCH = 64;
+const F32_BYTES = 4;
+const GIB = 2 ** 30;
 
 /** Activation views for a batch of T tokens: the layers' and the final ones. */
 interface RunState extends LayerActivations {
@@ -43,7 +60,7 @@ export interface ForwardOptions {
 export interface LlamaOptions {
   /** most tokens in one forward (longer causal inputs are split into chunks); default 64 */
   maxBatch?: number;
-  /** KV cache length; default config.max_position_embeddings */
+  /** KV cache length; default config.max_position_embeddings, at most DEFAULT_MAX_SEQ */
   maxSeq?: number;
 }
 
@@ -74,9 +91,10 @@ export class Llama {
   constructor(backend: Backend, config: LlamaConfig, weights: TensorMap, opts: LlamaOptions = {}) {
     this.backend = backend;
     this.config = config;
-    this.maxBatch = opts.maxBatch ?? 64;
-    this.maxSeq = opts.maxSeq ?? config.max_position_embeddings;
+    this.maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
+    this.maxSeq = opts.maxSeq ?? defaultMaxSeq(config);
     const { hidden_size: D, vocab_size: V } = config, B = this.maxBatch;
+    checkFits(backend, config, this.maxSeq, B);
 
     const shapes = weightShapes(config);
     const load = (name: string): Tensor => {
@@ -89,7 +107,7 @@ export class Llama {
     this.embed = load('model.embed_tokens.weight');
     for (let l = 0; l < config.num_hidden_layers; l++) {
       const layer = (name: string) => load(`model.layers.${l}.${name}`);
-      this.layers.push({ ...loadAttention(backend, config, this.maxSeq, layer), ...loadFeedForward(layer) });
+      this.layers.push({ ...loadAttention(backend, config, this.maxSeq, layer), ...loadFeedForward(layer, config) });
     }
     this.finalNorm = load('model.norm.weight');
     this.lmHead = config.tie_word_embeddings ? this.embed : load('lm_head.weight');
@@ -204,8 +222,9 @@ export class Llama {
 
   private checkRoom(T: number): void {
     if (this.cacheLength + T > this.maxSeq) {
+      const cap = this.maxSeq < this.config.max_position_embeddings ? ` (the KV cache's length, LlamaOptions.maxSeq; the model allows ${this.config.max_position_embeddings})` : '';
       throw new ContextError(
-        `context full: ${this.cacheLength} tokens in the cache + ${T} new exceed the context length ${this.maxSeq}`,
+        `context full: ${this.cacheLength} tokens in the cache + ${T} new exceed the context length ${this.maxSeq}${cap}`,
       );
     }
   }
@@ -237,5 +256,54 @@ export class Llama {
     this.cacheLength += T;
     this.lastBatch = T;
     return s;
+  }
+}
+
+/** The KV cache's length when LlamaOptions.maxSeq is not given. */
+export function defaultMaxSeq(config: LlamaConfig): number {
+  return Math.min(config.max_position_embeddings, DEFAULT_MAX_SEQ);
+}
+
+/** Bytes of f32 storage a model needs on its backend: weights, KV cache and the largest activations. */
+export function modelBytes(config: LlamaConfig, maxSeq: number, maxBatch = DEFAULT_MAX_BATCH): { weights: number; kvCache: number; activations: number } {
+  const hd = headDim(config), H = config.num_attention_heads, KVH = config.num_key_value_heads;
+  const kvCache = 2 * config.num_hidden_layers * maxSeq * KVH * hd * F32_BYTES;
+  const perRow = 3 * config.hidden_size + 2 * (H + KVH) * hd + 3 * config.intermediate_size + config.vocab_size; // LayerScratch + logits
+  return { weights: paramCount(config) * F32_BYTES, kvCache, activations: maxBatch * perRow * F32_BYTES };
+}
+
+/**
+ * Throw a CapacityError naming the limit when `backend` cannot hold the model: all of its f32
+ * storage against the backend's total (the CPU backend's wasm32 memory), each weight tensor
+ * against its per-buffer limit (WebGPU). Called before anything is allocated.
+ */
+export function checkFits(backend: Backend, config: LlamaConfig, maxSeq: number, maxBatch = DEFAULT_MAX_BATCH): void {
+  const cap = backend.capacity;
+  if (!cap) return;
+  const gib = (bytes: number) => `${(bytes / GIB).toFixed(2)} GiB`;
+  if (cap.totalBytes !== undefined) {
+    const need = modelBytes(config, maxSeq, maxBatch);
+    const total = need.weights + need.kvCache + need.activations;
+    if (total > cap.totalBytes) {
+      throw new CapacityError(
+        `the model does not fit the ${backend.name} backend: ${paramCount(config).toLocaleString('en-US')} parameters are ` +
+          `${gib(need.weights)} of f32 weights, + ${gib(need.kvCache)} of KV cache for ${maxSeq} positions ` +
+          `+ ${gib(need.activations)} of activations = ${gib(total)}, over the ${gib(cap.totalBytes)} limit (${cap.why}). ` +
+          `Weights are held as f32 (16-bit weight storage is not implemented), so about ` +
+          `${(cap.totalBytes / F32_BYTES / 1e9).toFixed(2)}B parameters at most; a shorter maxSeq, the WebGPU backend, or ` +
+          `CpuBackend({ simd: false }) (plain arrays, no shared limit, slower) can hold more`,
+      );
+    }
+  }
+  if (cap.bufferBytes !== undefined) {
+    for (const [name, shape] of weightShapes(config)) {
+      const bytes = numel(shape) * F32_BYTES;
+      if (bytes > cap.bufferBytes) {
+        throw new CapacityError(
+          `the model does not fit the ${backend.name} backend: weight "${name}" [${shape.join(', ')}] is ${bytes} bytes in f32, ` +
+            `over the ${cap.bufferBytes}-byte limit on one buffer (${cap.why})`,
+        );
+      }
+    }
   }
 }

@@ -13,7 +13,7 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 
 export interface ModelFiles {
   config: string; // config.json text
-  weights: Uint8Array; // model.safetensors bytes
+  weights: Uint8Array | TensorMap; // model.safetensors bytes, or tensors already read (src/io/checkpoint.ts: shards, large files)
   tokenizer: string; // tokenizer.json text
 }
 
@@ -32,7 +32,7 @@ export function parseModelFiles(files: ModelFiles, source: string): ParsedModel 
     throw new FormatError(`${source}/config.json`, `not valid JSON (${(e as Error).message})`);
   }
   const config = parseConfig(raw, `${source}/config.json`);
-  const { tensors } = parseSafetensors(files.weights, `${source}/model.safetensors`);
+  const tensors = files.weights instanceof Uint8Array ? parseSafetensors(files.weights, `${source}/model.safetensors`).tensors : files.weights;
   checkWeights(config, tensors, `${source}/model.safetensors`);
   const tokenizer = bpeFromJson(files.tokenizer, `${source}/tokenizer.json`);
   if (tokenizer.vocabSize > config.vocab_size) {

@@ -11,8 +11,12 @@ import type { Backend } from '../backend/backend.js';
 import type { FileSource } from '../api/source.js';
 import { loadModel as loadModelFrom, type TextModel } from '../api/text-model.js';
 import { createBackend, type BackendOptions } from './backend.js';
+import { readFileRange } from './files.js';
 
-/** A directory as a FileSource; paths stay inside it. */
+/**
+ * A directory as a FileSource; paths stay inside it (by name: a symbolic link may point
+ * elsewhere, as in Hugging Face's cache, whose snapshot files link to its blobs).
+ */
 export function dirSource(dir: string): FileSource {
   const root = resolve(dir);
   const inside = (path: string): string => {
@@ -30,6 +34,7 @@ export function dirSource(dir: string): FileSource {
         throw e;
       }
     },
+    readRange: (path, start, end) => readFileRange(inside(path), start, end),
     async list(folder) {
       try {
         return await readdir(inside(folder));

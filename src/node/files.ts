@@ -2,7 +2,9 @@
  * Node-only adapter: a model directory on disk, in the Hugging Face layout.
  *
  *   config.json         LlamaConfig fields (parseConfig)
- *   model.safetensors   weights, every key and shape checked against the config
+ *   generation_config.json  optional: decoding defaults (parseGenerationConfig)
+ *   model.safetensors   weights, every key and shape checked against the config; or
+ *   model.safetensors.index.json + its shards (src/io/checkpoint.ts), read a tensor at a time
  *   tokenizer.json      optional, returned as text
  *
  * Writes never destroy an existing file: each file is written to a temporary file in
@@ -12,9 +14,9 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseConfig, type LlamaConfig } from '../model/config.js';
-import { FormatError } from '../io/errors.js';
-import { parseSafetensors, serializeSafetensors } from '../io/safetensors.js';
+import type { LlamaConfig } from '../model/config.js';
+import { serializeSafetensors } from '../io/safetensors.js';
+import { readCheckpoint, readModelConfig, type CheckpointSource } from '../io/checkpoint.js';
 import { checkWeights } from '../io/weights.js';
 import type { DType, TensorMap } from '../tensor/dtype.js';
 
@@ -35,24 +37,47 @@ async function readIfExists(path: string): Promise<Buffer | undefined> {
   }
 }
 
-/** Read and check config.json + model.safetensors (+ tokenizer.json if present) from `dir`. */
-export async function readModelDir(dir: string): Promise<ModelDir> {
-  const configPath = join(dir, 'config.json');
-  const weightsPath = join(dir, 'model.safetensors');
-  const configBytes = await readIfExists(configPath);
-  if (!configBytes) throw new FormatError(configPath, 'file not found (a model directory needs config.json)');
-  let raw: unknown;
-  try {
-    raw = JSON.parse(configBytes.toString('utf8'));
-  } catch (e) {
-    throw new FormatError(configPath, `not valid JSON (${(e as Error).message})`);
-  }
-  const config = parseConfig(raw, configPath);
+/**
+ * A directory's files for the checkpoint reader: whole files, and byte ranges through a file
+ * handle. Paths come from readCheckpoint, which keeps shard names inside the directory.
+ */
+function localFiles(dir: string): CheckpointSource {
+  return { location: dir, read: (path) => readIfExists(join(dir, path)), readRange: (path, start, end) => readFileRange(join(dir, path), start, end) };
+}
 
-  const weightBytes = await readIfExists(weightsPath);
-  if (!weightBytes) throw new FormatError(weightsPath, 'file not found (a model directory needs model.safetensors)');
-  const { tensors } = parseSafetensors(weightBytes, weightsPath);
-  checkWeights(config, tensors, weightsPath);
+/** Bytes [start, end) of a file through a file handle (fewer where it ends), undefined when there is no file. */
+export async function readFileRange(path: string, start: number, end: number): Promise<Uint8Array | undefined> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  try {
+    const out = new Uint8Array(Math.max(0, end - start));
+    let got = 0;
+    while (got < out.length) {
+      const { bytesRead } = await handle.read(out, got, out.length - got, start + got);
+      if (bytesRead === 0) break; // the end of the file
+      got += bytesRead;
+    }
+    return out.subarray(0, got);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Read and check config.json (+ generation_config.json) and the weights (model.safetensors,
+ * or model.safetensors.index.json and its shards) (+ tokenizer.json if
+ * present) from `dir`.
+ */
+export async function readModelDir(dir: string): Promise<ModelDir> {
+  const files = localFiles(dir);
+  const config = await readModelConfig(files);
+  const { tensors, file } = await readCheckpoint(files); // a tensor at a time: any file size
+  checkWeights(config, tensors, file);
 
   const tokenizer = await readIfExists(join(dir, 'tokenizer.json'));
   return tokenizer ? { config, tensors, tokenizerJson: tokenizer.toString('utf8') } : { config, tensors };
@@ -83,8 +108,10 @@ export async function writeModelDir(
     metadata: { format: 'pt', ...opts.metadata },
     source: weightsPath,
   });
+  const { generation_config: generation, ...fields } = config; // generation_config.json is a file of its own
+  const architecture = config.model_type === 'qwen2' ? 'Qwen2ForCausalLM' : 'LlamaForCausalLM';
   const configJson = JSON.stringify(
-    { architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_act: 'silu', torch_dtype: TORCH_DTYPE[dtype], ...config },
+    { architectures: [architecture], model_type: 'llama', hidden_act: 'silu', torch_dtype: TORCH_DTYPE[dtype], ...fields },
     null,
     2,
   );
@@ -92,6 +119,9 @@ export async function writeModelDir(
   await mkdir(dir, { recursive: true });
   await writeFileAtomic(weightsPath, weights);
   await writeFileAtomic(join(dir, 'config.json'), new TextEncoder().encode(configJson + '\n'));
+  if (generation !== undefined) {
+    await writeFileAtomic(join(dir, 'generation_config.json'), new TextEncoder().encode(JSON.stringify(generation, null, 2) + '\n'));
+  }
   if (opts.tokenizerJson !== undefined) {
     await writeFileAtomic(join(dir, 'tokenizer.json'), new TextEncoder().encode(opts.tokenizerJson));
   }

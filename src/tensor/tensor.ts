@@ -110,13 +110,24 @@ export function siluGate(out: Tensor, gate: Tensor, up: Tensor): void {
   out.backend.siluGate(out.buf, gate.buf, up.buf, sameSize('siluGate', out, gate, up));
 }
 
-/** rotary embedding in place; x (T, nHeads, hd), one position per token */
-export function rope(x: Tensor, positions: Int32Array, theta: number): void {
+/** rotary embedding in place; x (T, nHeads, hd), one position per token, invFreq (hd/2) from rope.ts */
+export function rope(x: Tensor, positions: Int32Array, invFreq: Float64Array): void {
   if (x.shape.length !== 3) fail('rope', `x must be (T, heads, head_dim), got ${fmt(x)}`);
   const [T, H, hd] = x.shape as [number, number, number];
   if (positions.length !== T) fail('rope', `${positions.length} positions for ${T} tokens`);
   if (hd % 2) fail('rope', `head_dim ${hd} must be even`);
-  x.backend.rope(x.buf, positions, T, H, hd, theta);
+  if (invFreq.length !== hd / 2) fail('rope', `${invFreq.length} frequencies for head_dim ${hd} (need ${hd / 2})`);
+  x.backend.rope(x.buf, positions, T, H, hd, invFreq);
+}
+
+/** x += bias on every row, in place: bias (N) with N the size of x's trailing axes (q (T, H, hd) takes a bias of H * hd) */
+export function addBias(x: Tensor, bias: Tensor): void {
+  const N = bias.size;
+  let trailing = 1;
+  for (let a = x.shape.length - 1; a >= 0 && trailing < N; a--) trailing *= x.shape[a]!;
+  if (trailing !== N) fail('addBias', `bias ${fmt(bias)} does not match the trailing axes of x ${fmt(x)}`);
+  if (bias.buf === x.buf) fail('addBias', 'the bias shares x\'s buffer');
+  x.backend.addBias(x.buf, bias.buf, x.size / N, N);
 }
 
 /**

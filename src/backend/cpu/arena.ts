@@ -17,6 +17,8 @@
 const PAGE = 65536; // bytes per wasm page
 const ALIGN = 16;
 const MAX_PAGES = 65536; // 4 GiB, the wasm32 limit
+/** the most bytes one arena can hold */
+export const ARENA_MAX_BYTES = MAX_PAGES * PAGE;
 
 export class Arena {
   readonly memory = new WebAssembly.Memory({ initial: 1 });

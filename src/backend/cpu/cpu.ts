@@ -11,10 +11,9 @@
  * buffers live in one WebAssembly.Memory (arena.ts) so that kernel reads them in place.
  * Every other kernel, and the plain matmul kept below as `reference`, reads `.data`.
  */
-import { ropeInvFreq } from '../rope.js';
 import { argmaxRow } from '../../util/numeric.js';
-import type { AttentionParams, Backend, Buf } from '../backend.js';
-import { Arena } from './arena.js';
+import type { AttentionParams, Backend, BackendCapacity, Buf } from '../backend.js';
+import { Arena, ARENA_MAX_BYTES } from './arena.js';
 import { instantiateKernels, simdSupported, type WasmKernels } from './wasm.js';
 
 /**
@@ -60,6 +59,11 @@ export class CpuBackend implements Backend {
     const simd = opts.simd ?? simdSupported();
     this.arena = simd ? new Arena() : null;
     this.wasm = this.arena ? instantiateKernels(this.arena.memory) : null;
+  }
+
+  /** With SIMD every buffer lives in one wasm32 memory (4 GiB); plain arrays have no shared limit. */
+  get capacity(): BackendCapacity | undefined {
+    return this.arena ? { totalBytes: ARENA_MAX_BYTES, why: 'the SIMD CPU backend keeps every buffer in one wasm32 memory' } : undefined;
   }
 
   alloc(length: number): Buf {
@@ -130,9 +134,8 @@ export class CpuBackend implements Backend {
     }
   }
 
-  rope(x: Buf, positions: Int32Array, T: number, nHeads: number, headDim: number, theta: number): void {
+  rope(x: Buf, positions: Int32Array, T: number, nHeads: number, headDim: number, invFreq: Float64Array): void {
     const xs = d(x), half = headDim >> 1;
-    const invFreq = ropeInvFreq(headDim, theta);
     for (let t = 0; t < T; t++) {
       const pos = positions[t]!;
       for (let i = 0; i < half; i++) {
@@ -145,6 +148,14 @@ export class CpuBackend implements Backend {
           xs[j + half] = b * c + a * s; // x2' = x2 cos + x1 sin
         }
       }
+    }
+  }
+
+  addBias(x: Buf, bias: Buf, rows: number, cols: number): void {
+    const xs = d(x), bs = d(bias);
+    for (let r = 0; r < rows; r++) {
+      const base = r * cols;
+      for (let c = 0; c < cols; c++) xs[base + c]! += bs[c]!;
     }
   }
 

@@ -17,8 +17,7 @@
  * Each kernel has one thin launcher below that owns its workgroup size, dispatch math and
  * parameter packing; the shaders are kernels/*.wgsl, embedded by scripts/embed-kernels.mjs.
  */
-import { ropeInvFreq } from '../rope.js';
-import type { AttentionParams, Backend, Buf } from '../backend.js';
+import type { AttentionParams, Backend, BackendCapacity, Buf } from '../backend.js';
 import { SHADERS } from './shaders.generated.js';
 
 // WebGPU's numeric flags (spec constants), so the backend needs no GPU* globals at run time
@@ -53,6 +52,7 @@ const KERNELS = {
   matmul_tiled: { file: 'matmul_tiled', entry: 'main', layout: 'uwrr' },
   add: { file: 'add', entry: 'main', layout: 'uwrr' },
   add_inplace: { file: 'add', entry: 'main_a', layout: 'uw-r' },
+  add_bias: { file: 'add', entry: 'main_bias', layout: 'uw-r' },
   mul: { file: 'mul', entry: 'main', layout: 'uwrr' },
   mul_inplace: { file: 'mul', entry: 'main_a', layout: 'uw-r' },
   silu_gate: { file: 'silu_gate', entry: 'main', layout: 'uwrr' },
@@ -178,6 +178,15 @@ export class WebGPUBackend implements Backend {
     device.addEventListener('uncapturederror', (e) => {
       this.error ??= (e as GPUUncapturedErrorEvent).error.message;
     });
+  }
+
+  /** one buffer is bound whole as storage: the smaller of the two device limits bounds a tensor */
+  get capacity(): BackendCapacity {
+    const { maxBufferSize, maxStorageBufferBindingSize } = this.device.limits;
+    return {
+      bufferBytes: Math.min(maxBufferSize, maxStorageBufferBindingSize),
+      why: `maxBufferSize ${maxBufferSize} / maxStorageBufferBindingSize ${maxStorageBufferBindingSize} of ${this.description}`,
+    };
   }
 
   // ---- storage -------------------------------------------------------------------------
@@ -335,13 +344,13 @@ export class WebGPUBackend implements Backend {
     this.binary('silu_gate', 'silu_gate_inplace', false, out, gate, up, n);
   }
 
-  rope(x: Buf, positions: Int32Array, T: number, nHeads: number, headDim: number, theta: number): void {
+  rope(x: Buf, positions: Int32Array, T: number, nHeads: number, headDim: number, invFreq: Float64Array): void {
     const half = headDim >> 1;
     if (T === 0 || nHeads === 0 || half === 0) return;
     if (positions.length < T) throw new Error(`webgpu rope: ${positions.length} positions for T = ${T}`);
+    if (invFreq.length < half) throw new Error(`webgpu rope: ${invFreq.length} frequencies for head dim ${headDim}`);
     need(x, T * nHeads * headDim, 'rope x');
     // (cos, sin) per (t, i), angles in f64 exactly as the CPU reference computes them
-    const invFreq = ropeInvFreq(headDim, theta);
     const off = this.reserve(T * half * 2);
     const tab = this.auxF32;
     for (let t = 0; t < T; t++) {
@@ -354,6 +363,14 @@ export class WebGPUBackend implements Backend {
       }
     }
     this.launch('rope', [x, this.aux], 'uuuu', [T, nHeads, half, off], this.grid1D(Math.ceil((T * nHeads * half) / 128)));
+  }
+
+  addBias(x: Buf, bias: Buf, rows: number, cols: number): void {
+    const n = rows * cols;
+    if (n === 0) return;
+    need(x, n, 'addBias x'), need(bias, cols, 'addBias bias');
+    if (this.mem(x) === this.mem(bias)) throw new Error('webgpu addBias: the bias shares x\'s buffer');
+    this.launch('add_bias', [x, bias], 'uu', [n, cols], this.grid1D(Math.ceil(n / 128)));
   }
 
   attention(out: Buf, q: Buf, kCache: Buf, vCache: Buf, p: AttentionParams): void {
