@@ -19,6 +19,7 @@ import { readCheckpoint, type CheckpointSource } from '../src/io/checkpoint.js';
 import { FormatError } from '../src/io/errors.js';
 import { serializeSafetensors } from '../src/io/safetensors.js';
 import { checkWeights, randomWeights } from '../src/io/weights.js';
+import { writeLlama2cCheckpoint } from '../src/io/llama2c.js';
 import {
   ConfigError, decoderLayerShapes, headDim, paramCount, parseConfig, parseGenerationConfig, weightShapes, type LlamaConfig,
 } from '../src/model/config.js';
@@ -158,6 +159,21 @@ describe('parseConfig: Hugging Face defaults and fields', () => {
     const misshapen = randomWeights(withBias, 1);
     misshapen.set('model.layers.0.self_attn.k_proj.bias', { shape: [9], data: new Float32Array(9) });
     expect(() => checkWeights(withBias, misshapen, 'w.safetensors')).toThrow(/k_proj\.bias: expected \[8\], found \[9\]/);
+  });
+});
+
+describe('llama2.c export', () => {
+  it('refuses what run.c cannot represent, by name', () => {
+    const base = parseConfig({ ...small, rms_norm_eps: 1e-5 });
+    for (const [fields, name] of [
+      [{ rope_scaling: { rope_type: 'linear', factor: 2 } }, /rope_scaling \(linear\)/],
+      [{ head_dim: 4 }, /head_dim 4/],
+      [{ model_type: 'qwen2' }, /model_type qwen2 \(q\/k\/v biases\)/],
+      [{ attention_bias: true, mlp_bias: true }, /attention_bias, mlp_bias/],
+    ] as const) {
+      const config = parseConfig({ ...base, ...fields });
+      expect(() => writeLlama2cCheckpoint(config, randomWeights(config, 1), 'x.bin')).toThrow(new RegExp(`x\\.bin: run\\.c cannot represent ${name.source}`));
+    }
   });
 });
 

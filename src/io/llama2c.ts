@@ -34,7 +34,7 @@
  * scores q.k are unchanged because q and k are permuted alike. Reading undoes P (per query
  * head for wq, per kv head for wk); writing applies it. No other tensor is permuted.
  */
-import { ConfigError, headDim, parseConfig, type LlamaConfig } from '../model/config.js';
+import { attentionBiases, ConfigError, headDim, parseConfig, type LlamaConfig } from '../model/config.js';
 import { numel, type TensorMap } from '../tensor/dtype.js';
 import { describeNonFinite, firstNonFinite, readF32, writeF32 } from './bytes.js';
 import { FormatError } from './errors.js';
@@ -216,6 +216,14 @@ export function writeLlama2cCheckpoint(config: LlamaConfig, tensors: TensorMap, 
   if (config.rms_norm_eps !== RMS_NORM_EPS) {
     throw new FormatError(source, `config field "rms_norm_eps" is ${config.rms_norm_eps}, but run.c hard-codes ${RMS_NORM_EPS}`);
   }
+  // run.c's layer has no biases, no rescaled RoPE, and heads of dim / n_heads
+  const unsupported = [
+    config.rope_scaling && `rope_scaling (${config.rope_scaling.rope_type})`,
+    config.head_dim !== undefined && config.head_dim !== config.hidden_size / config.num_attention_heads && `head_dim ${config.head_dim}`,
+    attentionBiases(config).qkv && (config.model_type === 'qwen2' ? 'model_type qwen2 (q/k/v biases)' : 'attention_bias'),
+    config.mlp_bias && 'mlp_bias',
+  ].filter(Boolean);
+  if (unsupported.length) throw new FormatError(source, `run.c cannot represent ${unsupported.join(', ')}`);
   const header = [
     config.hidden_size,
     config.intermediate_size,
