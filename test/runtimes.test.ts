@@ -84,7 +84,7 @@ describe('examples run on WebGPU in every runtime', () => {
   describe('browser', () => {
     let server: Server;
     let base: string;
-    const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.json': 'application/json', '.map': 'application/json' };
+    const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json', '.map': 'application/json' };
     beforeAll(async () => {
       // serves the repository root, and the test model under /model/
       server = createServer((req, res) => {

@@ -336,6 +336,11 @@ describe('llama2.c tokenizer.bin', () => {
         return streamDecode(llama, ids) === s && streamDecode(llama, ids) === llama.decode(ids);
       }),
     );
+    // BOS anywhere, control tokens, split characters: the pieces still join up to decode
+    const id = fc.oneof(fc.constantFrom(0, 1, 2), fc.integer({ min: 0, max: english.vocabSize - 1 }));
+    fc.assert(fc.property(fc.array(id, { maxLength: 30 }), (ids) => streamDecode(llama, ids) === llama.decode(ids)), { numRuns: 300 });
+    expect(streamDecode(llama, llama.encode('hi there', { bos: true }))).toBe('hi there');
+    expect(streamDecode(llama, [...llama.encode('hi'), 1, ...llama.encode('there')])).toBe(' hithere'); // as decode reads BOS mid-text
   });
 
   test("reads a SentencePiece-style file and follows run.c's algorithm", () => {

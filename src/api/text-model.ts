@@ -23,7 +23,7 @@ import { defaultStopIds, type LlamaConfig } from '../model/config.js';
 import { checkFits, defaultMaxSeq } from '../model/llama.js';
 import { readCheckpoint, readModelConfig } from '../io/checkpoint.js';
 import type { TensorMap } from '../tensor/dtype.js';
-import { StreamDecoder, type Tokenizer } from '../tokenizer/index.js';
+import { StreamDecoder, decodeAfter, type Tokenizer } from '../tokenizer/index.js';
 import { generate, type StepEvent } from '../decode/generate.js';
 import { generateSpeculative, type SpeculativeResult } from '../decode/speculative.js';
 import type { BudgetPolicy } from '../decode/cost-model.js';
@@ -118,6 +118,7 @@ export class TextModel {
    * Leaving the loop early (break, return, an exception) aborts the generation.
    */
   async *stream(prompt: string | readonly number[], opts: TextOptions = {}): AsyncGenerator<StreamEvent, void, undefined> {
+    const ids = this.promptIds(prompt);
     const pending: StreamEvent[] = [];
     let wake: (() => void) | undefined;
     const push = (e: StreamEvent) => {
@@ -128,9 +129,9 @@ export class TextModel {
     const onAbort = () => stop.abort(opts.signal?.reason);
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     if (opts.signal?.aborted) onAbort();
-    const decoder = new StreamDecoder(this.tokenizer);
+    const decoder = new StreamDecoder(this.tokenizer, ids); // the first piece reads as it does after the prompt
     let settled = false, failed = false, failure: unknown;
-    const running = this.run(prompt, { ...opts, signal: stop.signal }, (e) => {
+    const running = this.run(ids, { ...opts, signal: stop.signal }, (e) => {
       push({ type: 'step', ...e });
       // an id past the tokenizer's vocabulary (a padded or random-init model) shows as U+FFFD
       const text = e.emitted.map((id) => (id < this.tokenizer.vocabSize ? decoder.push(id) : '\uFFFD')).join('');
@@ -227,8 +228,12 @@ export class TextModel {
     return entry;
   }
 
+  private promptIds(prompt: string | readonly number[]): readonly number[] {
+    return typeof prompt === 'string' ? this.tokenizer.encode(prompt, { bos: true }) : prompt;
+  }
+
   private async run(prompt: string | readonly number[], opts: TextOptions, onStep: ((e: StepEvent) => void) | undefined): Promise<TextResult> {
-    const ids = typeof prompt === 'string' ? this.tokenizer.encode(prompt, { bos: true }) : prompt;
+    const ids = this.promptIds(prompt);
     const choice =
       opts.drafter === undefined || opts.drafter === 'auto'
         ? await chooseDrafter(this.backend.name, this.source)
@@ -268,14 +273,14 @@ export class TextModel {
     if (choice.name !== 'none' && result.stats.steps > 1 && result.stats.draftSteps === 0) {
       choice.reason += `; no step drafted: the tree budget measured that drafting does not pay on this backend (${this.backend.name}), so every step was a plain step`;
     }
-    return { ...result, text: this.tokenizer.decode(known), drafter: choice, backend: this.backend.name };
+    return { ...result, text: decodeAfter(this.tokenizer, ids, known), drafter: choice, backend: this.backend.name };
   }
 }
 
 /**
- * Load a model folder: config.json, model.safetensors, tokenizer.json, and the draft heads
- * beside them (read when a drafter is first asked for). `source` is a FileSource or the
- * folder's URL.
+ * Load a model folder: config.json, model.safetensors, tokenizer.json (with
+ * tokenizer_config.json when there is one), and the draft heads beside them (read when a
+ * drafter is first asked for). `source` is a FileSource or the folder's URL.
  */
 export async function loadModel(source: FileSource | string | URL, opts: LoadOptions = {}): Promise<TextModel> {
   const files = typeof source === 'string' || source instanceof URL ? urlSource(source) : source;
@@ -289,6 +294,7 @@ export async function loadModel(source: FileSource | string | URL, opts: LoadOpt
       config: (await readText(files, 'config.json')) ?? missing(files, 'config.json'),
       weights: tensors,
       tokenizer: (await readText(files, 'tokenizer.json')) ?? missing(files, 'tokenizer.json'),
+      tokenizerConfig: await readText(files, 'tokenizer_config.json'),
     },
     files.location.replace(/\/$/, ''),
   );

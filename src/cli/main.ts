@@ -18,7 +18,7 @@ import { createBackend } from '../node/backend.js';
 import { loadModelSource, type ModelSourceOptions } from '../node/model-source.js';
 import { writeModelDir } from '../node/files.js';
 import { writeLlama2cCheckpoint } from '../io/llama2c.js';
-import { BpeTokenizer, bpeToJson, FIRST_MERGED_ID, writeLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
+import { asBpeTokenizer, FIRST_MERGED_ID, tokenizerJsonOf, writeLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { trainBase } from '../node/train-base.js';
 import { DISTILL_DEFAULTS, MIN_CONTINUATION, trainDrafter, VAL_SEQUENCES } from '../node/train-drafter.js';
 import { CTC_DEFAULTS } from '../draft/ctc-head.js';
@@ -382,13 +382,13 @@ async function cmdConvert(argv: string[]): Promise<void> {
   if (toLlama2c) {
     writeFileSync(out, writeLlama2cCheckpoint(loaded.config, loaded.tensors));
     if (values['tokenizer-out']) {
-      if (!(loaded.tokenizer instanceof BpeTokenizer)) throw new UsageError('--tokenizer-out: only our BPE tokenizer (tokenizer.json) can be written as tokenizer.bin');
+      const bpe = asBpeTokenizer(loaded.tokenizer);
+      if (!bpe) throw new UsageError('--tokenizer-out: only our BPE tokenizer (tokenizer.json) can be written as tokenizer.bin');
       // run.c reads exactly vocab_size pieces: a vocabulary padded past the tokenizer gets placeholders
-      writeFileSync(values['tokenizer-out'], writeLlama2cTokenizer(loaded.tokenizer, loaded.config.vocab_size));
+      writeFileSync(values['tokenizer-out'], writeLlama2cTokenizer(bpe, loaded.config.vocab_size));
     }
   } else {
-    const tokenizerJson = loaded.tokenizer instanceof BpeTokenizer ? bpeToJson(loaded.tokenizer) : undefined;
-    await writeModelDir(out, loaded.config, loaded.tensors, { dtype, tokenizerJson });
+    await writeModelDir(out, loaded.config, loaded.tensors, { dtype, tokenizerJson: tokenizerJsonOf(loaded.tokenizer) });
   }
   console.error(`wrote ${out}${toLlama2c && values['tokenizer-out'] ? ` and ${values['tokenizer-out']}` : ''}`);
 }

@@ -43,7 +43,7 @@ export async function benchPrompts(tokenizer: Tokenizer, count = 50): Promise<nu
       const ids = tokenizer.encode(doc.text);
       if (ids.length < offset + PROMPT_LEN) continue;
       const window = ids.slice(offset, offset + PROMPT_LEN);
-      prompts.push(offset === 0 ? [tokenizer.bosId, ...window] : window);
+      prompts.push(offset === 0 && tokenizer.bosId !== undefined ? [tokenizer.bosId, ...window] : window);
     }
   }
   if (prompts.length < count) throw new Error(`only ${prompts.length} bench prompts could be made, ${count} asked`);

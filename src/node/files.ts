@@ -6,6 +6,7 @@
  *   model.safetensors   weights, every key and shape checked against the config; or
  *   model.safetensors.index.json + its shards (src/io/checkpoint.ts), read a tensor at a time
  *   tokenizer.json      optional, returned as text
+ *   tokenizer_config.json  optional, returned as text (BOS / EOS tokens for tokenizer.json)
  *
  * Writes never destroy an existing file: each file is written to a temporary file in
  * the same directory, flushed to disk, then renamed over the target (rename within one
@@ -24,6 +25,7 @@ export interface ModelDir {
   config: LlamaConfig;
   tensors: TensorMap;
   tokenizerJson?: string;
+  tokenizerConfigJson?: string;
 }
 
 const TORCH_DTYPE: Record<DType, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
@@ -70,7 +72,7 @@ export async function readFileRange(path: string, start: number, end: number): P
 
 /**
  * Read and check config.json (+ generation_config.json) and the weights (model.safetensors,
- * or model.safetensors.index.json and its shards) (+ tokenizer.json if
+ * or model.safetensors.index.json and its shards) (+ tokenizer.json, tokenizer_config.json if
  * present) from `dir`.
  */
 export async function readModelDir(dir: string): Promise<ModelDir> {
@@ -79,8 +81,12 @@ export async function readModelDir(dir: string): Promise<ModelDir> {
   const { tensors, file } = await readCheckpoint(files); // a tensor at a time: any file size
   checkWeights(config, tensors, file);
 
+  const dirFiles: ModelDir = { config, tensors };
   const tokenizer = await readIfExists(join(dir, 'tokenizer.json'));
-  return tokenizer ? { config, tensors, tokenizerJson: tokenizer.toString('utf8') } : { config, tensors };
+  if (tokenizer) dirFiles.tokenizerJson = tokenizer.toString('utf8');
+  const tokenizerConfig = await readIfExists(join(dir, 'tokenizer_config.json'));
+  if (tokenizerConfig) dirFiles.tokenizerConfigJson = tokenizerConfig.toString('utf8');
+  return dirFiles;
 }
 
 export interface WriteModelDirOptions {

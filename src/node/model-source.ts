@@ -3,16 +3,20 @@
  *   --model DIR          Hugging Face layout: config.json, model.safetensors, tokenizer.json
  *   --model FILE.bin     a llama2.c checkpoint, with --tokenizer tokenizer.bin (or tokenizer.json)
  *   --random-init NAME   random weights for a preset name (tiny, stories15M) or a config.json path
- * With none of them, the shipped model in <package>/weights/base.
+ * With none of them, the shipped model in <package>/weights/base. A tokenizer.json (any
+ * Hugging Face one) is read with the tokenizer_config.json beside it, when there is one, and
+ * the model config's BOS / EOS ids.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig, type LlamaConfig } from '../model/config.js';
 import { PRESETS } from '../model/presets.js';
 import { randomWeights } from '../io/weights.js';
 import { readLlama2cCheckpoint } from '../io/llama2c.js';
 import type { TensorMap } from '../tensor/dtype.js';
-import { BpeTokenizer, bpeFromJson, readLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
+import { checkTokenizerFits } from '../model/load.js';
+import { BpeTokenizer, readHfTokenizer, readLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { readModelDir } from './files.js';
 
 /** the shipped weights/base: beside dist/src/node/ when built, beside src/node/ when run from source */
@@ -36,11 +40,24 @@ export interface LoadedModel {
   dir?: string;
 }
 
-function readTokenizerFile(path: string, vocabSize: number): Tokenizer {
+/** tokenizer.json (with the tokenizer_config.json beside it) or llama2.c's tokenizer.bin, checked against the model's vocab_size */
+function readTokenizerFile(path: string, config: LlamaConfig): Tokenizer {
   if (!existsSync(path)) throw new Error(`tokenizer file not found: ${path}`);
   const bytes = readFileSync(path);
-  if (path.endsWith('.json')) return bpeFromJson(bytes.toString('utf8'), path);
-  return readLlama2cTokenizer(bytes, vocabSize, path);
+  if (!path.endsWith('.json')) return readLlama2cTokenizer(bytes, config.vocab_size, path);
+  const configPath = join(dirname(path), 'tokenizer_config.json');
+  return readTokenizerJson(bytes.toString('utf8'), path, existsSync(configPath) ? readFileSync(configPath, 'utf8') : undefined, configPath, config);
+}
+
+function readTokenizerJson(json: string, path: string, tokenizerConfig: string | undefined, configPath: string, config: LlamaConfig): Tokenizer {
+  const tokenizer = readHfTokenizer(json, path, {
+    config: tokenizerConfig,
+    configSource: configPath,
+    bosTokenId: config.bos_token_id,
+    eosTokenId: config.eos_token_id,
+  });
+  checkTokenizerFits(tokenizer, config.vocab_size, path);
+  return tokenizer;
 }
 
 export async function loadModelSource(o: ModelSourceOptions): Promise<LoadedModel> {
@@ -50,7 +67,7 @@ export async function loadModelSource(o: ModelSourceOptions): Promise<LoadedMode
     if (PRESETS[o.randomInit]) config = PRESETS[o.randomInit]!;
     else if (existsSync(o.randomInit)) config = parseConfig(JSON.parse(readFileSync(o.randomInit, 'utf8')), o.randomInit);
     else throw new Error(`--random-init ${o.randomInit}: not a preset (${Object.keys(PRESETS).join(', ')}) nor a config.json file`);
-    const tokenizer = o.tokenizer ? readTokenizerFile(o.tokenizer, config.vocab_size) : new BpeTokenizer([]);
+    const tokenizer = o.tokenizer ? readTokenizerFile(o.tokenizer, config) : new BpeTokenizer([]);
     return { config, tensors: randomWeights(config, o.initSeed ?? 0), tokenizer, description: `random init (${o.randomInit}, seed ${o.initSeed ?? 0})` };
   }
   const path = o.model ?? SHIPPED_MODEL;
@@ -62,14 +79,14 @@ export async function loadModelSource(o: ModelSourceOptions): Promise<LoadedMode
   if (statSync(path).isDirectory()) {
     const dir = await readModelDir(path);
     const tokenizer = o.tokenizer
-      ? readTokenizerFile(o.tokenizer, dir.config.vocab_size)
+      ? readTokenizerFile(o.tokenizer, dir.config)
       : dir.tokenizerJson !== undefined
-        ? bpeFromJson(dir.tokenizerJson, `${path}/tokenizer.json`)
+        ? readTokenizerJson(dir.tokenizerJson, join(path, 'tokenizer.json'), dir.tokenizerConfigJson, join(path, 'tokenizer_config.json'), dir.config)
         : undefined;
     if (!tokenizer) throw new Error(`${path} has no tokenizer.json: pass --tokenizer FILE`);
     return { config: dir.config, tensors: dir.tensors, tokenizer, description: path, dir: path };
   }
   const { config, tensors } = readLlama2cCheckpoint(readFileSync(path), path);
   if (!o.tokenizer) throw new Error(`${path} is a llama2.c checkpoint: pass --tokenizer tokenizer.bin`);
-  return { config, tensors, tokenizer: readTokenizerFile(o.tokenizer, config.vocab_size), description: path };
+  return { config, tensors, tokenizer: readTokenizerFile(o.tokenizer, config), description: path };
 }

@@ -127,6 +127,7 @@ const CACHE_LIMIT = 100_000;
 export class BpeTokenizer implements Tokenizer {
   readonly bosId = BOS_ID;
   readonly eosId = EOS_ID;
+  readonly eosIds: readonly number[] = [EOS_ID];
   /** in rank order: merges[r] is applied before merges[r + 1] */
   readonly merges: readonly Merge[];
   private readonly tokens: Uint8Array[]; // id -> bytes (empty for control tokens)

@@ -168,6 +168,7 @@ function parseBytePiece(piece: Uint8Array): number | undefined {
 export class Llama2cTokenizer implements Tokenizer {
   readonly bosId = BOS_ID;
   readonly eosId = EOS_ID;
+  readonly eosIds: readonly number[] = [EOS_ID];
   private readonly keys: string[]; // id -> byteString(piece)
   private readonly idOf = new Map<string, number>(); // run.c's sorted-vocab lookup; lowest id on duplicates
   private readonly text: Uint8Array[]; // id -> the bytes it decodes to

@@ -2,23 +2,29 @@
  * The interface every tokenizer provides, and the pieces they share: the error type,
  * id checking, and a streaming decoder for generation output.
  *
- * Both tokenizers use the Llama id layout for control tokens: 0 = <unk>, 1 = <s> (BOS),
- * 2 = </s> (EOS). Control tokens carry no text: `tokenBytes` of them is empty, and
- * ordinary text never encodes to them.
+ * Three tokenizers implement it: HfTokenizer (any Hugging Face tokenizer.json, ours
+ * included), BpeTokenizer (our byte-level BPE, for training and writing files) and
+ * Llama2cTokenizer (llama2.c's tokenizer.bin). The last two use the Llama id layout for
+ * control tokens: 0 = <unk>, 1 = <s> (BOS), 2 = </s> (EOS). Control and special tokens
+ * carry no text: decode skips them.
+ *
+ * The interface speaks text, not bytes: a decoder such as SentencePiece's (byte fallback, a
+ * space dropped at the start of the text) gives no fixed bytes per token, so what one token
+ * adds to the text is found by decoding it behind its neighbours (StreamDecoder).
  */
 export interface Tokenizer {
+  /** ids run 0..vocabSize - 1 */
   readonly vocabSize: number;
-  readonly bosId: number;
-  readonly eosId: number;
-  /** text -> ids; `bos: true` puts BOS first (default false) */
+  /** the beginning-of-sequence token; undefined when the tokenizer has none */
+  readonly bosId: number | undefined;
+  /** the end-of-sequence token, eosIds[0]; undefined when none is known */
+  readonly eosId: number | undefined;
+  /** every token that ends a sequence (a model config may name several), eosId first */
+  readonly eosIds: readonly number[];
+  /** text -> ids; `bos: true` puts BOS first when the tokenizer starts sequences with one (default false) */
   encode(text: string, opts?: { bos?: boolean }): number[];
-  /** any bytes (valid UTF-8 or not) -> ids */
-  encodeBytes(bytes: Uint8Array): number[];
-  /** ids -> text; bytes that are not valid UTF-8 become U+FFFD (the WHATWG TextDecoder rule) */
+  /** ids -> text; control tokens add nothing; bytes that are not valid UTF-8 become U+FFFD */
   decode(ids: readonly number[]): string;
-  decodeBytes(ids: readonly number[]): Uint8Array;
-  /** the bytes one token stands for (empty for control tokens) */
-  tokenBytes(id: number): Uint8Array;
 }
 
 export const UNK_ID = 0;
@@ -65,32 +71,109 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
+const REPLACEMENT_CHARACTER = '\uFFFD';
+
 /**
- * Turns generated ids into text as they arrive. A token may end in the middle of a
- * UTF-8 character (byte-fallback tokens, or a merge that splits one), so bytes are held
- * back until their character is complete. The concatenation of every `push` and the
- * final `flush` equals `tok.decode(ids)`.
+ * How far back in `before` a context id is looked for: an id that decodes to text sits
+ * within the last few of any real prompt, and this bounds the work for a long one.
+ */
+const CONTEXT_SCAN = 64;
+
+/**
+ * What a tokenizer's ids read as after the ids in `before`: decoding can depend on what
+ * came before (SentencePiece decoders drop the space that starts the text, llama2.c drops
+ * it after BOS), so the ids are decoded behind context ids from `before` and the context's
+ * own text is removed. The context is the last id that decodes to text on its own, and the
+ * id just before the new ones when that one decodes to nothing (a control token). Should
+ * the context's text not start the joint decoding (no decoder here does that), the ids are
+ * decoded alone.
+ */
+class ContextDecoder {
+  private context: number[] = [];
+  private contextText = '';
+  private lastTextId: number | undefined;
+
+  /** `before`: ids already there; those outside the vocabulary (a padded model's) are passed over */
+  constructor(
+    private readonly tok: Tokenizer,
+    before: readonly number[],
+  ) {
+    const known = before.slice(-CONTEXT_SCAN).filter((id) => Number.isInteger(id) && id >= 0 && id < tok.vocabSize);
+    // ids that end inside a character give no context: what follows completes it, so the
+    // context's text would not start the joint decoding; the new ids are decoded alone
+    if (!tok.decode(known).endsWith(REPLACEMENT_CHARACTER)) this.advance(known);
+  }
+
+  /** the ids after the context, as text */
+  textOf(ids: readonly number[]): string {
+    if (this.context.length === 0) return this.tok.decode(ids);
+    const joint = this.tok.decode([...this.context, ...ids]);
+    return joint.startsWith(this.contextText) ? joint.slice(this.contextText.length) : this.tok.decode(ids);
+  }
+
+  /** the ids now come before whatever is decoded next */
+  advance(ids: readonly number[]): void {
+    if (ids.length === 0) return;
+    for (let i = ids.length - 1; i >= 0; i--) {
+      if (this.tok.decode([ids[i]]) !== '') {
+        this.lastTextId = ids[i];
+        break;
+      }
+    }
+    const prevId = ids[ids.length - 1];
+    this.context = this.lastTextId === undefined || this.lastTextId === prevId ? [prevId] : [this.lastTextId, prevId];
+    this.contextText = this.tok.decode(this.context);
+  }
+}
+
+/** The text `ids` add after `before` (the prompt), as a StreamDecoder given `before` emits it. */
+export function decodeAfter(tok: Tokenizer, before: readonly number[], ids: readonly number[]): string {
+  return new ContextDecoder(tok, before).textOf(ids);
+}
+
+/**
+ * Turns generated ids into text as they arrive, never splitting a character. A token may
+ * end inside a UTF-8 sequence (byte-fallback pieces such as <0xE2>, or a byte-level merge
+ * that splits one), which decodes to a trailing U+FFFD; so the ids since the last complete
+ * point are kept, and their text is returned up to, not including, a trailing U+FFFD. (An
+ * incomplete sequence at the end decodes to exactly one U+FFFD, the WHATWG rule, so every
+ * character before it is final.) Once their text ends complete, those ids become context
+ * for the next ones (see ContextDecoder). The concatenation of every `push` and the final
+ * `flush` equals decodeAfter(tok, before, ids), which is tok.decode(ids) without `before`.
  */
 export class StreamDecoder {
-  private readonly utf8 = utf8Decoder();
-  private prevId = -1;
+  private readonly context: ContextDecoder;
+  private pending: number[] = []; // ids since the last complete point
+  private shown = 0; // UTF-16 units of the pending ids' text already returned
 
-  constructor(private readonly tok: Tokenizer) {}
+  /** `before`: the ids the output continues (the prompt), so its first piece reads as it would after them */
+  constructor(tok: Tokenizer, before: readonly number[] = []) {
+    this.context = new ContextDecoder(tok, before);
+  }
 
   /** the text completed by this token (often '', sometimes several characters) */
   push(id: number): string {
-    // A token's bytes can depend on the token before it: llama2.c drops the leading
-    // space of the piece right after BOS. decodeBytes knows each tokenizer's rule, and
-    // BOS itself decodes to nothing, so [BOS, id] gives exactly this token's bytes.
-    const bytes =
-      this.prevId === this.tok.bosId ? this.tok.decodeBytes([this.prevId, id]) : this.tok.tokenBytes(id);
-    this.prevId = id;
-    return this.utf8.decode(bytes, { stream: true });
+    this.pending.push(id);
+    const text = this.context.textOf(this.pending);
+    const complete = !text.endsWith(REPLACEMENT_CHARACTER);
+    const final = Math.max(this.shown, complete ? text.length : text.length - 1);
+    const out = text.slice(this.shown, final);
+    if (complete) {
+      this.context.advance(this.pending);
+      this.pending = [];
+      this.shown = 0;
+    } else {
+      this.shown = final;
+    }
+    return out;
   }
 
-  /** end of output: any incomplete character left over becomes U+FFFD */
+  /** end of output: an incomplete character left over becomes U+FFFD (pushing on continues after these ids) */
   flush(): string {
-    this.prevId = -1;
-    return this.utf8.decode();
+    const rest = this.pending.length > 0 ? this.context.textOf(this.pending).slice(this.shown) : '';
+    this.context.advance(this.pending);
+    this.pending = [];
+    this.shown = 0;
+    return rest;
   }
 }
