@@ -58,6 +58,11 @@ beforeAll(async () => {
     writeFileSync(join(root, path), text);
   }
   writeFileSync(join(tmp, 'secret.txt'), SECRET);
+  // a browser dependency installed beside the served package, as npm lays out a dependency
+  mkdirSync(join(tmp, 'node_modules', '@huggingface', 'jinja', 'dist'), { recursive: true });
+  writeFileSync(join(tmp, 'node_modules', '@huggingface', 'jinja', 'package.json'), '{"name": "@huggingface/jinja"}');
+  writeFileSync(join(tmp, 'node_modules', '@huggingface', 'jinja', 'dist', 'index.js'), 'export const jinja = 1;');
+  writeFileSync(join(tmp, 'node_modules', 'other.js'), 'not a browser dependency');
   symlinkSync(join(tmp, 'secret.txt'), join(root, 'link-out.txt'));
   symlinkSync(join(root, 'a.js'), join(root, 'link-in.js'));
   server = await serveStatic({ root, port: 0 });
@@ -69,6 +74,15 @@ afterAll(async () => {
 });
 
 describe('static server', () => {
+  it('serves a browser dependency installed above the root, and nothing else of node_modules', async () => {
+    const dep = await fetch(`${server.url}node_modules/@huggingface/jinja/dist/index.js`);
+    expect(dep.status).toBe(200);
+    expect(dep.headers.get('content-type')).toMatch(/javascript/);
+    expect(await dep.text()).toBe('export const jinja = 1;');
+    expect((await fetch(`${server.url}node_modules/other.js`)).status).toBe(404);
+    expect((await fetch(`${server.url}node_modules/@huggingface/jinja/..%2F..%2Fother.js`)).status).toBe(403);
+  });
+
   it('serves each file with its content type', async () => {
     const expected: Record<string, string> = {
       'a.js': 'text/javascript; charset=utf-8',

@@ -11,6 +11,12 @@
  * byte or a malformed escape is refused with 403. A missing file is 404; a folder is served
  * by its index.html, and asked for without its trailing slash it is redirected to it (the
  * page's relative imports resolve against that slash). `/` redirects to the explainer.
+ *
+ * The pages' import maps name the library's browser dependencies as
+ * /node_modules/<package>/...: when ctcspec is installed as a dependency, those packages sit
+ * beside it, above the root, so such a path is served from wherever Node would find the
+ * package (the nearest node_modules/<package> at or above the root), and only for the
+ * packages in BROWSER_DEPENDENCIES.
  */
 import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
@@ -26,6 +32,18 @@ export const PACKAGE_ROOT = ['../../..', '../..']
 
 /** where the explainer page lives, from the root */
 export const EXPLAINER_PATH = '/examples/explainer/';
+
+/** the packages the library imports in a browser (the pages' import maps point at them) */
+export const BROWSER_DEPENDENCIES = ['@huggingface/tokenizers', '@huggingface/jinja'];
+
+/** the folder of an installed package as Node resolves it from `root`, or null */
+export function dependencyDir(root: string, name: string): string | null {
+  for (let dir = resolve(root); ; dir = resolve(dir, '..')) {
+    const candidate = join(dir, 'node_modules', name);
+    if (existsSync(join(candidate, 'package.json'))) return candidate;
+    if (resolve(dir, '..') === dir) return null;
+  }
+}
 
 /** loopback only unless asked: the server hands out every file under the package root */
 export const DEFAULT_HOST = '127.0.0.1';
@@ -97,8 +115,16 @@ async function respond(base: string, realBase: Promise<string>, req: IncomingMes
   if (req.method !== 'GET' && req.method !== 'HEAD') return text(405, `${req.method} not allowed: only GET and HEAD`, { allow: 'GET, HEAD' });
   const raw = req.url ?? '/';
   const query = raw.indexOf('?');
-  const urlPath = query < 0 ? raw : raw.slice(0, query);
+  let urlPath = query < 0 ? raw : raw.slice(0, query);
   if (urlPath === '/') return text(302, `see ${EXPLAINER_PATH}`, { location: EXPLAINER_PATH });
+  const dependency = BROWSER_DEPENDENCIES.find((name) => urlPath.startsWith(`/node_modules/${name}/`));
+  const dependencyBase = dependency === undefined ? null : dependencyDir(base, dependency);
+  if (dependencyBase !== null) {
+    // a browser dependency, wherever it is installed; the path stays inside its folder
+    base = dependencyBase;
+    realBase = realpath(base);
+    urlPath = urlPath.slice(`/node_modules/${dependency}`.length);
+  }
   const path = resolveInside(base, urlPath);
   if (path === null) return text(403, `${urlPath}: outside the served folder`);
   const found = await fileOrIndex(path, urlPath.endsWith('/'));
