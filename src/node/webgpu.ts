@@ -7,8 +7,11 @@
  *    backend on Mesa llvmpipe, a software rasteriser that needs no GPU. It needs the Debian
  *    packages libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri, EGL_PLATFORM=surfaceless (set
  *    here when unset) and a compatibility-feature-level adapter.
+ *
+ * `webgpu` is an optional peer dependency (its Dawn binaries are most of an install, and
+ * browser and Deno users never load them): it is imported here, when a WebGPU backend is
+ * first asked for, and a missing package is an error that says how to install it.
  */
-import { create } from 'webgpu';
 import { createWebGPUBackend } from '../backend/webgpu/device.js';
 import type { WebGPUBackend } from '../backend/webgpu/webgpu.js';
 
@@ -23,6 +26,12 @@ export async function createNodeWebGPU(opts: NodeWebGPUOptions = {}): Promise<We
   const fallback = opts.fallback === true || process.env.CTCSPEC_WEBGPU === 'fallback';
   if (fallback) process.env.EGL_PLATFORM ??= 'surfaceless'; // eglInitialize fails without it
   const path = fallback ? 'Dawn OpenGL ES / llvmpipe fallback' : 'Dawn default';
+  let create: (flags: string[]) => GPU;
+  try {
+    ({ create } = (await import('webgpu')) as { create: (flags: string[]) => GPU });
+  } catch (e) {
+    throw new Error(`WebGPU in Node needs the optional package "webgpu" (Dawn's node binding): npm install webgpu (${(e as Error).message})`);
+  }
   try {
     const gpu = create(fallback ? ['backend=opengles'] : []);
     return await createWebGPUBackend(gpu, { fallback });
