@@ -176,7 +176,7 @@ describe('ctcspec CLI', () => {
       [['train-base', '--steps', '1.5'], /--steps must be an integer >= 1, got "1\.5"/],
       [['train-drafter'], /train-drafter needs --kind ctc or --kind medusa/],
       [['train-drafter', '--kind', 'ctc', '--lr', '0'], /--lr must be a number > 0, got "0"/],
-      [['train-drafter', '--kind', 'ctc', '--distill-seqs', '48'], /--distill-seqs must be an integer >= 49, got "48"/],
+      [['train-drafter', '--kind', 'ctc', '--distill-seqs', '1'], /--distill-seqs must be an integer >= 2, got "1"/],
       [['train-drafter', '--kind', 'ctc', '--frames', '4', '--draft-len', '3'], /--frames \(4\) must be at least twice --draft-len \(3\)/],
       [['train-drafter', '--kind', 'medusa', '--loss', 'ce'], /--loss applies to --kind ctc only/],
     ];

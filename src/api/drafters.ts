@@ -103,7 +103,7 @@ export async function loadDrafter(
   if (variants.includes('short')) {
     const text = await readText(source, 'draft-vocab.json');
     const path = joinLocation(source, 'draft-vocab.json');
-    if (text === undefined) throw new Error(`drafter "${name}": no draft vocabulary at ${path} (make one with scripts/draft-vocab.mjs)`);
+    if (text === undefined) throw new Error(`drafter "${name}": no draft vocabulary at ${path} (train-drafter writes one when it distills; scripts/draft-vocab.mjs remakes it from a distillation cache)`);
     o.shortlist = parseDraftVocab(text, base.config.vocab_size, path);
   }
   return { name, make: (backend) => new CtcHeadDrafter(config, tensors, frozen, o, backend) };

