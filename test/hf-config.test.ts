@@ -14,7 +14,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/backend/cpu/cpu.js';
 import type { Backend } from '../src/backend/backend.js';
 import { ropeInvFreq } from '../src/backend/rope.js';
-import { memorySource } from '../src/api/source.js';
+import { memorySource, urlSource } from '../src/api/source.js';
 import { readCheckpoint, type CheckpointSource } from '../src/io/checkpoint.js';
 import { FormatError } from '../src/io/errors.js';
 import { serializeSafetensors } from '../src/io/safetensors.js';
@@ -259,6 +259,36 @@ describe('checkpoints: sharded and read in ranges', () => {
       for (const [name, t] of whole.tensors) expect(ranged.tensors.get(name)!.data).toEqual(t.data);
       checkWeights(config, ranged.tensors, ranged.file);
     }), { numRuns: 30 });
+  });
+
+  it('over HTTP: Range requests (206, 416 past the end), or one whole download per file from a server without ranges', async () => {
+    const files = sharded(randomWeights(config, 7), 2, 'F16');
+    const want = (await readCheckpoint(wholeFiles(files))).tensors;
+    for (const honoursRanges of [true, false]) {
+      const served = new Map<string, number>(); // bytes sent per file
+      const fetchFn = (async (input: RequestInfo | URL, init?: RequestInit) => {
+        const path = new URL(String(input)).pathname.slice('/m/'.length);
+        const f = files[path];
+        if (f === undefined) return new Response('no', { status: 404 });
+        const bytes = typeof f === 'string' ? new TextEncoder().encode(f) : f;
+        const range = /^bytes=(\d+)-(\d+)$/.exec(new Headers(init?.headers).get('Range') ?? '');
+        let body = bytes, status = 200;
+        if (range && honoursRanges) {
+          const start = Number(range[1]), end = Math.min(Number(range[2]) + 1, bytes.length);
+          if (start >= bytes.length) return new Response(null, { status: 416 });
+          body = bytes.subarray(start, end);
+          status = 206;
+        }
+        served.set(path, (served.get(path) ?? 0) + body.length);
+        return new Response(body, { status });
+      }) as typeof fetch;
+      const got = (await readCheckpoint(urlSource('http://models.test/m/', fetchFn))).tensors;
+      for (const [name, t] of want) expect(got.get(name)!.data).toEqual(t.data);
+      for (const [path, bytes] of Object.entries(files)) {
+        if (!path.endsWith('.safetensors')) continue;
+        expect(served.get(path), path).toBe((bytes as Uint8Array).length); // every byte once: no whole-file download per range
+      }
+    }
   });
 
   it('a sharded BF16 directory reads through the Node adapter with its generation_config.json', async () => {

@@ -92,7 +92,7 @@ export function decodeInto(dtype: DType, bytes: Uint8Array, out: Float32Array, a
   // a u16 view needs an even byte offset; an odd one (a subarray of a file) is copied first
   const h = HOST_LITTLE_ENDIAN && bytes.byteOffset % 2 === 0 ? new Uint16Array(bytes.buffer, bytes.byteOffset, n) : readU16(bytes, 0, n);
   if (dtype === 'BF16') {
-    const bits = new Uint32Array(out.buffer, out.byteOffset + 4 * at, n); // a bf16 is the top half of an f32
+    const bits = new Int32Array(out.buffer, out.byteOffset + 4 * at, n); // a bf16 is the top half of an f32 (int32: no unsigned conversion)
     for (let i = 0; i < n; i++) bits[i] = h[i]! << 16;
   } else {
     const table = f16Widening();
