@@ -11,7 +11,7 @@
  * in three shards. Each feature is shown to matter: without it the logits move by far more
  * than the tolerance.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,7 +25,8 @@ import type { LlamaConfig } from '../src/model/config.js';
 import { Llama } from '../src/model/llama.js';
 import { TextModel } from '../src/api/text-model.js';
 import { readCheckpoint, readModelConfig } from '../src/io/checkpoint.js';
-import { dirSource } from '../src/node/dir-source.js';
+import { dirSource, loadModel } from '../src/node/dir-source.js';
+import { urlSource } from '../src/api/source.js';
 import { BpeTokenizer } from '../src/tokenizer/bpe.js';
 import { readModelDir } from '../src/node/files.js';
 import { createNodeWebGPU } from '../src/node/webgpu.js';
@@ -81,6 +82,26 @@ describe('CPU backend: logits equal PyTorch\'s within 1e-4', () => {
       for (const [name, t] of tensors) expect(dir.tensors.get(name)!.data, name).toEqual(t.data);
     });
   }
+});
+
+describe('the library\'s loadModel, from a directory and over HTTP', () => {
+  it('loads each folder whole (config, generation config, weights, tokenizer) with the reference logits', async () => {
+    for (const variant of ['llama-bf16-sharded', 'qwen2-bias', 'llama-head-dim']) {
+      const g = golden(variant), folder = join(FIXTURES, variant);
+      const fromDisk: typeof fetch = async (input, init) => {
+        const path = join(folder, new URL(String(input)).pathname.slice('/m/'.length));
+        if (!existsSync(path)) return new Response('not found', { status: 404 });
+        const bytes = readFileSync(path);
+        const range = /^bytes=(\d+)-(\d+)$/.exec(new Headers(init?.headers).get('Range') ?? '');
+        if (!range) return new Response(bytes);
+        return Number(range[1]) >= bytes.length ? new Response(null, { status: 416 }) : new Response(bytes.subarray(Number(range[1]), Number(range[2]) + 1), { status: 206 });
+      };
+      for (const lm of [await loadModel(folder), await loadModel(urlSource('http://models.test/m/', fromDisk))]) {
+        expect(maxAbsDiff(await allLogits(lm.model, g.prompt), Float32Array.from(g.logits.flat())), variant).toBeLessThan(TOLERANCE);
+        expect(lm.tokenizer.vocabSize).toBe(lm.config.vocab_size);
+      }
+    }
+  });
 });
 
 describe('each feature matters: without it the logits move by more than 1e-3', () => {
