@@ -5,6 +5,7 @@
  *   const out = await lm.generate('The jury said', { maxNewTokens: 64 });
  *   out.text; out.stats.tokensPerStep; out.drafter        // 'ctc' ... and why
  *   for await (const e of lm.stream('The jury said')) if (e.type === 'text') write(e.text);
+ *   const reply = await lm.chat([{ role: 'user', content: 'Hello' }]);   // an instruction-tuned model, in its chat template
  *
  * `drafter: 'auto'` (the default) is the library's policy (policy.ts: the model's CTC head
  * when it has one), 'none' plain decoding, 'lookup' prompt lookup, a head's name in drafters/,
