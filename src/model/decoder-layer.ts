@@ -6,6 +6,10 @@
  *   attention     x += wo @ attention(rope(wq @ rmsnorm(x)), rope(wk @ rmsnorm(x)), wv @ rmsnorm(x))
  *   feed-forward  x += down @ (silu(gate @ rmsnorm(x)) * (up @ rmsnorm(x)))           (SwiGLU)
  *
+ * Each projection adds its bias where the config has one (Qwen2's q, k, v; Llama's
+ * attention_bias and mlp_bias), and RoPE rotates by the layer's frequency table, rope_scaling
+ * applied (src/backend/rope.ts). Heads are head_dim wide, which need not be hidden / heads.
+ *
  * A batch of T rows writes its keys and values to KV cache slots [past, past + T) and attends
  * over slots [0, past + T). The activations are views of buffers allocated once (LayerScratch),
  * so running a layer allocates nothing.
