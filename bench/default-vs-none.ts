@@ -8,8 +8,8 @@
  *
  * Per backend and prompt: the CLI with its default drafter and tree budget, and with
  * `--drafter none`, one right after the other, the order alternating 0 1 1 0 0 1 1 0 ... (the
- * second run of a pair tends to be faster; prompts come in pairs, a document's start then its
- * middle, so each kind of prompt runs in both orders). The ratio is the default's
+ * second run of a pair tends to be faster, so neither side always runs second, and the order
+ * does not simply follow the prompts' parity). The ratio is the default's
  * stats.tokensPerSecond over none's (generation only: process start-up and model loading are
  * the same for both and left out). Greedy output must equal plain greedy output token for
  * token: mismatches are reported.
@@ -26,7 +26,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { benchPrompts } from '../src/node/bench-spec.js';
@@ -184,7 +184,10 @@ async function main(): Promise<void> {
   const md = markdown(command, maxNewTokens, summaries);
   console.log(md);
   mkdirSync(dirname(values.out!), { recursive: true });
-  writeFileSync(`${values.out}.json`, JSON.stringify({ date: new Date().toISOString(), command, model: loaded.description, maxNewTokens, extraArgs: extra, summaries }, null, 2) + '\n');
+  // a model under the working directory is named by its relative path: the file reads the same from any checkout
+  const inside = isAbsolute(loaded.description) && !relative(process.cwd(), loaded.description).startsWith('..');
+  const model = inside ? relative(process.cwd(), loaded.description) : loaded.description;
+  writeFileSync(`${values.out}.json`, JSON.stringify({ date: new Date().toISOString(), command, model, maxNewTokens, extraArgs: extra, summaries }, null, 2) + '\n');
   writeFileSync(`${values.out}.md`, md);
   log(`wrote ${values.out}.json, ${values.out}.md`);
 }

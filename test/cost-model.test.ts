@@ -259,7 +259,7 @@ describe('AdaptiveBudget', () => {
     expect(choices.slice(-100).every((n) => n === 3)).toBe(true);
   });
 
-  it('trees grow past the start size one rank at a time, as each new rank is measured', () => {
+  it('trees grow from the start size to the full budget as the deeper ranks are measured', () => {
     const { budget, run } = simulation({ maxNodes: 8, exploreEvery: 0 });
     const choices = run({ verifyMs: cpuLike, draftMs: 0.1, accepts: always }, 100);
     expect(choices[0]).toBe(START_NODES);

@@ -130,8 +130,9 @@ export const GPU_TREE_CAP = 32;
  * the JIT, and it is a large share of a CPU step (measured: trees 2 to 4 took 8-13 ms against
  * 3-4 ms later, plain steps 3 ms; proposals 1 to 5 took 1-5 ms against 0.9 later). Elsewhere
  * the JavaScript is a small share of a step, and only the first tree runs cold: it compiles
- * the GPU pipelines of tree verification, which on a fast GPU takes many times a step. Plain
- * steps run the prefill's code: only the first one is cold, everywhere.
+ * the GPU pipelines of tree verification (Mesa llvmpipe: 1.4 times a later tree; where steps
+ * are fast, a compile can take many steps' time). Plain steps run the prefill's code: only
+ * the first one is cold, everywhere.
  */
 export const CPU_COLD_TREES = 6;
 
