@@ -11,7 +11,7 @@ import { parseConfig, type LlamaConfig } from '../src/model/config.js';
 import { Llama } from '../src/model/llama.js';
 import { spreadWeights } from '../src/testing/index.js';
 import type { TensorMap } from '../src/tensor/dtype.js';
-import { distillInto, distillPrompts, distillSequence, emptyDistillSet, type DistillOptions, type DistillSet } from '../src/train/distill.js';
+import { defaultDistillBatch, distillInto, distillPrompts, distillSequence, emptyDistillSet, type DistillOptions, type DistillSet } from '../src/train/distill.js';
 import { draftVocab } from '../src/train/draft-vocab.js';
 import { Rng } from '../src/util/random.js';
 
@@ -75,7 +75,8 @@ describe('batched distillation', () => {
         const part = emptyDistillSet(o, c.hidden_size);
         let batches = 0;
         const done = await distillInto(model(batch), data, o, part, { batch, shouldStop: () => ++batches >= batchesBefore });
-        expect(done).toBe(Math.min(o.sequences, batchesBefore * batch));
+        const even = Math.ceil(o.sequences / Math.ceil(o.sequences / batch)); // the batches' size: as few as `batch` allows, even
+        expect(done).toBe(Math.min(o.sequences, batchesBefore * even));
         // what a resumed run has: the finished sequences only (as read back from disk)
         const N = o.seqLen, D = c.hidden_size;
         const resumed = emptyDistillSet(o, D);
@@ -87,6 +88,17 @@ describe('batched distillation', () => {
       { numRuns: 20 },
     );
   }, 60_000);
+});
+
+describe('defaultDistillBatch', () => {
+  it('batches a model whose weights outweigh the attention over the shared cache, and not one whose attention does', () => {
+    const smol = parseConfig({ hidden_size: 576, num_hidden_layers: 30, num_attention_heads: 9, num_key_value_heads: 3, intermediate_size: 1536, vocab_size: 49152, max_position_embeddings: 2048, tie_word_embeddings: true });
+    const shipped = parseConfig({ hidden_size: 128, num_hidden_layers: 8, num_attention_heads: 4, num_key_value_heads: 4, intermediate_size: 352, vocab_size: 1024, max_position_embeddings: 256, tie_word_embeddings: true });
+    expect(defaultDistillBatch(smol, 64)).toBe(15);
+    expect(defaultDistillBatch(smol, 192)).toBe(5); // longer sequences: a larger cache to score
+    expect(defaultDistillBatch(shipped, 192)).toBe(1);
+    for (let N = 1; N < 2048; N *= 2) expect(defaultDistillBatch(smol, 2 * N)).toBeLessThanOrEqual(defaultDistillBatch(smol, N));
+  });
 });
 
 describe('draftVocab', () => {

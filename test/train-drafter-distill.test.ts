@@ -126,7 +126,7 @@ describe('train-drafter distillation', () => {
     const common = ['--corpus', corpus(), '--data-dir', join(dir, 'data'), '--steps', '2', '--positions', '8', '--distill-seqs', '4', '--distill-len', '32', '--draft-len', '2'];
     const { stderr } = await run(['--model', join(dir, 'base'), '--checkpoint-dir', join(dir, 'ckpt-cli'), ...common]);
     expect(stderr).toMatch(/distill: 4 greedy continuations of 32 tokens/);
-    expect(stderr).toMatch(/export: .* MB \| .* MB\/s \| done/);
+    expect(stderr).toMatch(/export: 5\/5 files \| [\d.]+ of [\d.]+ MB, \d+ MB\/s \| done/);
     const both = await run(['--model', join(dir, 'base'), '--base', join(dir, 'base'), ...common]).then(() => undefined, (e: { code: number; stderr: string }) => e);
     expect(both?.code).toBe(2);
     expect(both?.stderr).toMatch(/give the base model once: --model DIR \(--base DIR is the same option\)/);

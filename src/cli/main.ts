@@ -21,7 +21,7 @@ import { writeLlama2cCheckpoint } from '../io/llama2c.js';
 import { BpeTokenizer, bpeToJson, FIRST_MERGED_ID, writeLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { trainBase } from '../node/train-base.js';
 import { DISTILL_DEFAULTS, MIN_CONTINUATION, MIN_DISTILL_SEQUENCES, trainDrafter, VAL_SEQUENCES } from '../node/train-drafter.js';
-import { DISTILL_BATCH } from '../train/distill.js';
+import { MAX_DISTILL_BATCH } from '../train/distill.js';
 import { DRAFT_VOCAB_SIZE } from '../train/draft-vocab.js';
 import { CTC_DEFAULTS } from '../draft/ctc-head.js';
 import { loadDrafter } from '../node/drafters.js';
@@ -148,8 +148,9 @@ train-drafter options:
                          (the distillation cache in --checkpoint-dir is reused only for the same base
                          model, tokenizer and options; another needs another --checkpoint-dir. A build
                          that stopped, by Ctrl-C or a crash, goes on from its last batch when run again)
-  --distill-batch N      sequences the base model continues at once, N >= 1 (default ${DISTILL_BATCH}); the
-                         data is the same for any N, only faster or slower
+  --distill-batch N      sequences the base model continues at once, N >= 1 (default: as many as pay,
+                         up to ${MAX_DISTILL_BATCH}: fewer for a small model or long sequences, whose attention
+                         over the shared cache outweighs the weights); the data is the same for any N
   --draft-vocab N        tokens in <model>/draft-vocab.json, written when distillation ends: the N the
                          model emits most in the training sequences (default ${DRAFT_VOCAB_SIZE})
   --checkpoint-dir DIR   checkpoints and the distillation cache (default checkpoints/train-drafter)

@@ -41,7 +41,7 @@ import { Llama } from '../model/llama.js';
 import type { TensorMap } from '../tensor/dtype.js';
 import { bpeFromJson, readHfTokenizer } from '../tokenizer/index.js';
 import { brownDocs, splitByDocument } from '../train/data.js';
-import { checkDistillOptions, DISTILL_BATCH, distillInto, emptyDistillSet, sliceDistillSet, type DistillOptions, type DistillSet } from '../train/distill.js';
+import { checkDistillOptions, defaultDistillBatch, distillInto, emptyDistillSet, sliceDistillSet, type DistillOptions, type DistillSet } from '../train/distill.js';
 import { DRAFT_VOCAB_SIZE, draftVocab, draftVocabJson } from '../train/draft-vocab.js';
 import { formatDuration, ProgressBar, type ProgressSink } from '../train/progress.js';
 import { lossCurveSvg } from '../train/svg.js';
@@ -80,7 +80,7 @@ export interface TrainDrafterOptions {
   draftLen?: number; // L (ctc) = heads (medusa)
   hyper?: Partial<DrafterHyper>;
   distill?: Partial<DistillOptions>;
-  /** sequences distilled in one batch of the base model (default DISTILL_BATCH); the data does not depend on it */
+  /** sequences distilled in one batch of the base model (default defaultDistillBatch); the data does not depend on it */
   distillBatch?: number;
   /** tokens kept in <base>/draft-vocab.json (default DRAFT_VOCAB_SIZE) */
   draftVocabSize?: number;
@@ -376,9 +376,9 @@ async function buildDistillCache(plan: DistillPlan, base: ModelDir, o: TrainDraf
   const files = await DistillFiles.open(dir, N, D);
   try {
     const from = await files.resume(key, set);
-    const batch = Math.min(o.distillBatch ?? DISTILL_BATCH, opts.sequences);
+    const batch = Math.min(o.distillBatch ?? defaultDistillBatch(base.config, N), opts.sequences);
     log(
-      `distill: ${opts.sequences} greedy continuations of ${N} tokens from the base model (prompts of ${opts.promptMin}-${opts.promptMax} tokens), ${batch} per batch` +
+      `distill: ${opts.sequences} greedy continuations of ${N} tokens from the base model (prompts of ${opts.promptMin}-${opts.promptMax} tokens), up to ${batch} per batch` +
         (from > 0 ? `; going on from ${from} done in ${dir}` : ''),
     );
     const prompts = await plan.prompts.tokens();
@@ -560,14 +560,15 @@ class PhaseProgress {
 
 async function trainLoop(t: DrafterTrainer, o: TrainDrafterOptions, ckptPath: string, stop: StopRequest): Promise<'done' | 'stopped'> {
   const bar = new ProgressBar(o.progress ?? stderrSink());
-  const t0 = performance.now(), startStep = t.step, perStep = t.hyper.positionsPerStep;
+  const t0 = performance.now(), startStep = t.step, startPositions = t.positionsSeen;
   let valLoss = t.history.val[t.history.val.length - 1]?.[1];
   try {
     return await runDrafterTraining(t, {
       onStep: (r) => {
         const secs = (performance.now() - t0) / 1000, done = t.step - startStep;
-        // "tok/s" on the bar counts trained example positions per second
-        bar.update({ step: t.step, total: t.hyper.steps, loss: r.loss, valLoss, lr: r.lr, tokensPerSecond: (done * perStep) / secs, etaSeconds: ((t.hyper.steps - t.step) * secs) / done });
+        // "tok/s" on the bar counts trained example positions per second (a step trains fewer than
+        // --positions when its sequences hold fewer)
+        bar.update({ step: t.step, total: t.hyper.steps, loss: r.loss, valLoss, lr: r.lr, tokensPerSecond: (t.positionsSeen - startPositions) / secs, etaSeconds: ((t.hyper.steps - t.step) * secs) / done });
       },
       onEval: (step, r) => {
         valLoss = r.loss;
@@ -609,14 +610,14 @@ async function exportHead(t: DrafterTrainer, name: string, out: string, data: Di
   ];
   await mkdir(out, { recursive: true });
   const total = files.reduce((n, [, bytes]) => n + bytes.length, 0), MB = 1e6;
-  const progress = new PhaseProgress(o.progress ?? stderrSink(), 'export', 'MB');
+  const progress = new PhaseProgress(o.progress ?? stderrSink(), 'export', 'files');
   const t0 = performance.now();
   let written = 0;
-  for (const [file, bytes] of files) {
+  for (const [i, [file, bytes]] of files.entries()) {
     await writeFileAtomic(join(out, file), bytes);
     written += bytes.length;
     const secs = Math.max((performance.now() - t0) / 1000, Number.EPSILON);
-    progress.update(+(written / MB).toFixed(1), +(total / MB).toFixed(1), `${(written / MB / secs).toFixed(0)} MB/s`, ((total - written) * secs) / written);
+    progress.update(i + 1, files.length, `${(written / MB).toFixed(1)} of ${(total / MB).toFixed(1)} MB, ${(written / MB / secs).toFixed(0)} MB/s`, ((total - written) * secs) / written);
   }
   progress.finish();
   log(`wrote ${out}: ${files.map(([f]) => f).join(', ')} (val loss ${lastVal?.[1].toFixed(4)}, top draft accepts ${lastAcc?.[1].toFixed(3)} tokens)`);

@@ -23,6 +23,7 @@
  * up front from the seed, so a build can stop after any batch and go on later (distillInto's
  * `from`) with the same result.
  */
+import { headDim, paramCount, type LlamaConfig } from '../model/config.js';
 import type { Llama } from '../model/llama.js';
 import { argmaxRow } from '../util/numeric.js';
 import { Rng } from '../util/random.js';
@@ -157,7 +158,7 @@ export class BatchDistiller {
       });
       for (let r = 0; r < T; r++) {
         const b = this.rowSeq[r]!, t = this.rowPos[r]!;
-        hidden.set(this.hiddenRows.subarray(r * D, (r + 1) * D), (b * N + t) * D);
+        for (let d = 0, to = (b * N + t) * D, from = r * D; d < D; d++) hidden[to + d] = this.hiddenRows[from + d]!;
         ran[b] = t + 1;
         if (t === known[b]! - 1 && known[b]! < N) {
           tokens[b * N + known[b]!] = argmaxRow(logits, r * V, V); // greedy, lowest id on ties
@@ -193,11 +194,27 @@ export class BatchDistiller {
   }
 }
 
-/** sequences distilled in one batch by default (fewer when the model's cache holds fewer) */
-export const DISTILL_BATCH = 16;
+/** the most sequences a batch holds by default */
+export const MAX_DISTILL_BATCH = 16;
+/**
+ * The share of a row's work for the weights that its attention may add before a larger
+ * batch stops paying. A batch's sequences share one KV cache, and a row's attention scores
+ * every slot of it (the mask turns the other sequences' off after the scores are computed),
+ * so each row costs about B * N * (query width) multiply-adds per layer on top of the
+ * weights' (paramCount) that a batch shares. On the CPU backend, SmolLM2-135M's shape with
+ * N = 64 (1/8 gives 15) continues 37 tokens/s at B = 16 against 20 at B = 1; the shipped
+ * model (1.7M parameters, N = 192: 1/8 gives 1) ran 2-3x slower at B = 4 to 16 than at 1.
+ */
+const ATTENTION_SHARE = 1 / 8;
+
+/** Sequences per batch that pay for a model and a sequence length N (see ATTENTION_SHARE), 1 to MAX_DISTILL_BATCH. */
+export function defaultDistillBatch(c: LlamaConfig, N: number): number {
+  const attentionPerSlot = c.num_hidden_layers * c.num_attention_heads * headDim(c);
+  return Math.max(1, Math.min(MAX_DISTILL_BATCH, Math.floor((ATTENTION_SHARE * paramCount(c)) / (N * attentionPerSlot))));
+}
 
 export interface DistillRun {
-  /** sequences per batch, at most what the model's cache holds (default: DISTILL_BATCH, or what the cache holds) */
+  /** sequences per batch, at most what the model's cache holds (default: defaultDistillBatch, or what the cache holds) */
   batch?: number;
   /** the BOS token every prompt starts with, null for none (default: the model's bos_token_id, else 1) */
   bos?: number | null;
@@ -228,9 +245,11 @@ export async function distillInto(model: Llama, stream: ArrayLike<number>, o: Di
   const prompts = distillPrompts(stream, o, run.bos === undefined ? model.config.bos_token_id ?? 1 : run.bos);
   prompts.forEach((p, n) => (set.promptLens[n] = p.length));
   const distiller = new BatchDistiller(model, N);
-  const B = Math.min(run.batch ?? DISTILL_BATCH, distiller.capacity);
-  if (!(Number.isInteger(B) && B >= 1)) throw new RangeError(`distill: batch must be an integer >= 1, got ${run.batch}`);
+  const most = Math.min(run.batch ?? defaultDistillBatch(model.config, N), distiller.capacity);
+  if (!(Number.isInteger(most) && most >= 1)) throw new RangeError(`distill: batch must be an integer >= 1, got ${run.batch}`);
   let done = run.from ?? 0;
+  const left = o.sequences - done;
+  const B = left > 0 ? Math.ceil(left / Math.ceil(left / most)) : most; // as few batches as `most` allows, of even sizes
   while (done < o.sequences) {
     const end = Math.min(o.sequences, done + B);
     await distiller.run(prompts.slice(done, end), set.tokens.subarray(done * N, end * N), set.hidden.subarray(done * N * D, end * N * D));
