@@ -15,9 +15,9 @@
  * token: mismatches are reported.
  *
  * The CLI takes the prompt as text: the prompt ids are decoded, and the CLI encodes the text
- * again after a BOS. A window cut from the middle of a document has no BOS of its own, and its
- * text may encode to other ids than the window (a word cut at the window's edge): the report
- * counts the prompts whose ids come back exactly.
+ * again after a BOS. A window cut from the middle of a document has no BOS of its own (the CLI
+ * adds one), and its text may encode to other ids than the window (a word cut at the window's
+ * edge): the report counts the prompts whose ids the CLI gets exactly, and stars the others.
  *
  * WebGPU in a headless Linux box: CTCSPEC_WEBGPU=fallback EGL_PLATFORM=surfaceless (Mesa
  * llvmpipe), passed on to every run. `--with="--tree-budget 3"` adds arguments to the default
@@ -89,11 +89,11 @@ function runCli(args: string[]): Promise<CliResult> {
   });
 }
 
-/** The prompt as the CLI takes it (text), and whether the CLI's ids will be the prompt's. */
+/** The prompt as the CLI takes it (text), and whether the CLI's ids (BOS, then the text's) will be the prompt's. */
 function promptText(tokenizer: Tokenizer, ids: readonly number[]): { text: string; exact: boolean } {
   const body = ids[0] === tokenizer.bosId ? ids.slice(1) : ids;
   const text = tokenizer.decode(body);
-  return { text, exact: tokenizer.encode(text, { bos: ids[0] === tokenizer.bosId }).join() === ids.join() };
+  return { text, exact: tokenizer.encode(text, { bos: true }).join() === ids.join() };
 }
 
 function median(xs: readonly number[]): number {
@@ -154,7 +154,7 @@ function markdown(command: string, maxNewTokens: number, summaries: readonly Bac
     lines.push('', `${s.backend}, per prompt:`, '', '| prompt | none tokens/s | default tokens/s | ratio | default tokens/step |', '|---|---|---|---|---|');
     for (const r of s.rows) lines.push(`| ${r.prompt}${r.exact ? '' : '*'} | ${r.noneTokensPerSecond.toFixed(1)} | ${r.defaultTokensPerSecond.toFixed(1)} | ${r.ratio.toFixed(3)} | ${r.defaultTokensPerStep.toFixed(2)} |`);
   }
-  lines.push('', '\\* the prompt text encodes to other ids than the bench prompt (a window cut mid-word, or BOS added).');
+  lines.push('', '\\* the CLI gets other ids than the bench prompt: a BOS before a window from mid-document, or a word cut at the window\'s edge encoded anew.');
   return lines.join('\n') + '\n';
 }
 
@@ -175,7 +175,7 @@ async function main(): Promise<void> {
   const log = (m: string) => process.stderr.write(m + '\n');
   const loaded = await loadModelSource({ model: values.model });
   const texts = (await benchPrompts(loaded.tokenizer, count)).map((ids) => promptText(loaded.tokenizer, ids));
-  log(`default vs none: ${count} prompts (${texts.filter((t) => t.exact).length} encode back exactly), ${maxNewTokens} new tokens, fresh CLI processes`);
+  log(`default vs none: ${count} prompts (${texts.filter((t) => t.exact).length} reach the CLI as the same ids), ${maxNewTokens} new tokens, fresh CLI processes`);
   const common = ['--max-new-tokens', String(maxNewTokens), ...(values.model ? ['--model', values.model] : [])];
   const extra = values.with!.split(' ').filter(Boolean);
   const summaries: BackendSummary[] = [];
