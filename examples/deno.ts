@@ -3,7 +3,7 @@
  * imports the built JavaScript (run `npm run build` first) and reads the model folder through
  * a FileSource of a few lines (a URL works too: loadModel('https://.../weights/base/')).
  *
- *   npx deno run --unstable-webgpu --allow-read --allow-env examples/deno.ts [MODEL_DIR] [--cpu] [--tree-budget N]
+ *   npx deno run --unstable-webgpu --allow-read --allow-env examples/deno.ts [MODEL_DIR] [--cpu] [--tree-budget N] [--drafter NAME]
  *
  * On a machine without a GPU, Deno finds Mesa's software Vulkan adapter (llvmpipe).
  */
@@ -14,7 +14,7 @@ import { CpuBackend, createWebGPUBackend, loadModel } from '../dist/src/index.js
 const { values, positionals } = parseArgs({
   args: Deno.args,
   allowPositionals: true,
-  options: { cpu: { type: 'boolean', default: false }, prompt: { type: 'string', default: 'The jury said' }, 'tree-budget': { type: 'string', default: 'auto' } },
+  options: { cpu: { type: 'boolean', default: false }, prompt: { type: 'string', default: 'The jury said' }, 'tree-budget': { type: 'string', default: 'auto' }, drafter: { type: 'string', default: 'auto' } },
 });
 const dir = positionals[0] ?? new URL('../weights/base', import.meta.url).pathname;
 const prompt = values.prompt;
@@ -45,7 +45,7 @@ try {
 const lm = await loadModel(folder, { backend });
 const maxNewTokens = 32;
 const plain = await lm.generate(prompt, { drafter: 'none', maxNewTokens });
-const spec = await lm.generate(prompt, { maxNewTokens, treeBudget }); // drafter 'auto': the CTC head
+const spec = await lm.generate(prompt, { maxNewTokens, treeBudget, drafter: values.drafter }); // drafter 'auto': the model's CTC head (plain decoding where drafting does not pay)
 console.log(spec.text);
 console.log(`${spec.drafter.name}: ${spec.stats.tokensPerStep.toFixed(2)} tokens/step, ${spec.stats.tokensPerSecond.toFixed(0)} tokens/s`);
 console.log(`plain: ${plain.stats.tokensPerStep.toFixed(2)} tokens/step, ${plain.stats.tokensPerSecond.toFixed(0)} tokens/s`);

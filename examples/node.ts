@@ -3,7 +3,7 @@
  * CTC draft head), beside a plain run of the same prompt. WebGPU when an adapter is found,
  * the CPU otherwise.
  *
- *   npm run build && node dist/examples/node.js [MODEL_DIR] [--cpu] [--prompt TEXT] [--tree-budget N]
+ *   npm run build && node dist/examples/node.js [MODEL_DIR] [--cpu] [--prompt TEXT] [--tree-budget N] [--drafter NAME]
  *
  * MODEL_DIR defaults to the shipped weights/base. Streams the drafted text, prints tokens per
  * step and speed for both runs, then one JSON line {runtime, backend, drafter, tokens, plainTokens, ...}.
@@ -15,7 +15,7 @@ import type { TextModel } from '../src/index.js';
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),
   allowPositionals: true,
-  options: { cpu: { type: 'boolean', default: false }, prompt: { type: 'string', default: 'The jury said' }, 'tree-budget': { type: 'string', default: 'auto' } },
+  options: { cpu: { type: 'boolean', default: false }, prompt: { type: 'string', default: 'The jury said' }, 'tree-budget': { type: 'string', default: 'auto' }, drafter: { type: 'string', default: 'auto' } },
 });
 const dir = positionals[0] ?? SHIPPED_MODEL;
 const prompt = values.prompt!;
@@ -31,9 +31,10 @@ try {
 
 const maxNewTokens = 32;
 const plain = await lm.generate(prompt, { drafter: 'none', maxNewTokens });
-// drafter 'auto' (the default): the model's CTC head, in the form the library picks for this backend
+// drafter 'auto' (the default): the model's CTC head in the form the library picks for this
+// backend, or plain decoding where drafting does not pay (the result says which, and why)
 let spec;
-for await (const event of lm.stream(prompt, { maxNewTokens, treeBudget })) {
+for await (const event of lm.stream(prompt, { maxNewTokens, treeBudget, drafter: values.drafter })) {
   if (event.type === 'text') process.stdout.write(event.text);
   if (event.type === 'done') spec = event.result;
 }

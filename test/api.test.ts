@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { dirSource, loadModel, SHIPPED_MODEL } from '../src/node/index.js';
-import { urlSource, type StreamEvent, type TextModel } from '../src/index.js';
+import { chooseDrafter, urlSource, type StreamEvent, type TextModel } from '../src/index.js';
 import { loadModel as loadModelAnywhere } from '../src/api/text-model.js';
 
 let lm: TextModel;
@@ -35,6 +35,18 @@ describe('TextModel.generate', () => {
     await expect(lm.generate('x', { drafter: 'nope' })).rejects.toThrow(/no trained head .*heads there: ctc, ctc-ce, ctc-l6, medusa/);
     await expect(lm.generate('x', { drafter: 'ctc:sideways' })).rejects.toThrow(/unknown drafter "ctc:sideways"/);
     await expect(lm.generate('x', { drafter: 'ctc', beam: 1e6 })).rejects.toThrow(/beam must be an integer in \[1, 64\]/);
+  });
+});
+
+describe("the 'auto' drafter policy", () => {
+  it('the CTC head on a GPU, its cheap form on the CPU, plain decoding on a software adapter or without a head', async () => {
+    const shipped = dirSource(SHIPPED_MODEL);
+    expect((await chooseDrafter({ name: 'webgpu' }, shipped)).name).toBe('ctc');
+    expect((await chooseDrafter({ name: 'cpu' }, shipped)).name).toBe('ctc:short:best-path');
+    const software = await chooseDrafter({ name: 'webgpu', software: true }, shipped);
+    expect(software.name).toBe('none');
+    expect(software.reason).toMatch(/software webgpu adapter/);
+    expect((await chooseDrafter({ name: 'webgpu' }, undefined)).reason).toMatch(/no CTC draft head/);
   });
 });
 

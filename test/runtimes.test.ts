@@ -56,7 +56,7 @@ beforeAll(async () => {
 
 describe('examples run on WebGPU in every runtime', () => {
   it('node (webgpu npm package)', async () => {
-    const { stdout } = await run(process.execPath, [join(root, 'dist/examples/node.js'), dir, '--tree-budget', '8'], { env, cwd: root });
+    const { stdout } = await run(process.execPath, [join(root, 'dist/examples/node.js'), dir, '--drafter', 'ctc', '--tree-budget', '8'], { env, cwd: root });
     checkDrafted(result(stdout));
   });
 
@@ -69,12 +69,12 @@ describe('examples run on WebGPU in every runtime', () => {
   });
 
   it('bun (webgpu npm package)', async () => {
-    const { stdout } = await run(bin('bun'), [join(root, 'examples/bun.ts'), dir, '--tree-budget', '8'], { env, cwd: root });
+    const { stdout } = await run(bin('bun'), [join(root, 'examples/bun.ts'), dir, '--drafter', 'ctc', '--tree-budget', '8'], { env, cwd: root });
     checkDrafted(result(stdout));
   });
 
   it('deno (built-in navigator.gpu)', async () => {
-    const { stdout } = await run(bin('deno'), ['run', '--unstable-webgpu', '--allow-read', '--allow-env', join(root, 'examples/deno.ts'), dir, '--tree-budget', '8'], {
+    const { stdout } = await run(bin('deno'), ['run', '--unstable-webgpu', '--allow-read', '--allow-env', join(root, 'examples/deno.ts'), dir, '--drafter', 'ctc', '--tree-budget', '8'], {
       env: { ...env, DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' },
       cwd: root,
     });
@@ -113,7 +113,7 @@ describe('examples run on WebGPU in every runtime', () => {
         const logs: string[] = [];
         page.on('console', (m) => logs.push(m.text()));
         page.on('pageerror', (e) => logs.push(String(e)));
-        await page.goto(`${base}/examples/browser/?model=/model/&fallback=1&treeBudget=8`);
+        await page.goto(`${base}/examples/browser/?model=/model/&fallback=1&treeBudget=8&drafter=ctc`);
         await page.waitForFunction(() => (window as unknown as { __ctcspecResult?: unknown }).__ctcspecResult, null, { timeout: 90_000 });
         const r = await page.evaluate(() => (window as unknown as { __ctcspecResult: ExampleResult }).__ctcspecResult);
         expect(r.error, logs.join('\n')).toBeUndefined();

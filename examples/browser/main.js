@@ -6,6 +6,7 @@ import { CpuBackend, createWebGPUBackend, loadModel } from '../../dist/src/index
 const params = new URLSearchParams(location.search);
 const modelUrl = new URL(params.get('model') ?? '/weights/base/', location.href);
 const treeBudget = params.get('treeBudget') === null ? 'auto' : Number(params.get('treeBudget'));
+const drafter = params.get('drafter') ?? 'auto'; // 'auto': the model's CTC head, or plain decoding where drafting does not pay
 const status = document.getElementById('status');
 const output = document.getElementById('output');
 const speed = document.getElementById('speed');
@@ -31,7 +32,7 @@ async function run() {
     output.textContent = '';
     let result;
     // drafter 'auto' (the default): the model's CTC head
-    for await (const event of lm.stream(prompt, { maxNewTokens, treeBudget })) {
+    for await (const event of lm.stream(prompt, { maxNewTokens, treeBudget, drafter })) {
       if (event.type === 'text') output.textContent += event.text;
       if (event.type === 'done') result = event.result;
     }

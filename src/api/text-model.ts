@@ -237,7 +237,7 @@ export class TextModel {
     const ids = this.promptIds(prompt);
     const choice =
       opts.drafter === undefined || opts.drafter === 'auto'
-        ? await chooseDrafter(this.backend.name, this.source)
+        ? await chooseDrafter(this.backend, this.source)
         : typeof opts.drafter === 'string'
           ? { name: opts.drafter, reason: 'asked for' }
           : { name: opts.drafter.name, reason: 'given' };

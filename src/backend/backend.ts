@@ -43,6 +43,11 @@ export interface BackendCapacity {
 export interface Backend {
   readonly name: string;
   readonly capacity?: BackendCapacity;
+  /**
+   * a GPU backend whose device is emulated on the CPU cores (Mesa llvmpipe, SwiftShader): its
+   * costs are a CPU's, not a GPU's (a tree of tokens costs several single-token steps)
+   */
+  readonly software?: boolean;
 
   alloc(length: number): Buf; // zero-filled
   write(dst: Buf, data: Float32Array, dstOffset?: number): void;

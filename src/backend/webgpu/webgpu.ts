@@ -123,6 +123,7 @@ export class WebGPUBackend implements Backend {
   readonly name = 'webgpu';
   readonly stats: WebGPUStats = { buffersCreated: 0, pipelinesCreated: 0, bindGroupsCreated: 0, submits: 0, dispatches: 0 };
   readonly description: string;
+  readonly software: boolean;
   readonly matvec: MatvecTuning;
   readonly matvecMaxT: number;
 
@@ -160,6 +161,7 @@ export class WebGPUBackend implements Backend {
     opts: WebGPUBackendOptions = {},
   ) {
     this.description = opts.description ?? 'WebGPU device';
+    this.software = opts.cpuLike ?? false;
     this.keepAlive = opts.keepAlive ?? [];
     this.matvec = opts.matvec ?? (opts.cpuLike ? { WG: 32, LANES: 1 } : { WG: 128, LANES: 64 });
     this.matvecMaxT = opts.matvecMaxT ?? MATVEC_MAX_T;
