@@ -373,6 +373,7 @@ async function buildDistillCache(plan: DistillPlan, base: ModelDir, o: TrainDraf
   const { dir, key, inputs } = plan, opts = inputs.options, N = opts.seqLen, D = base.config.hidden_size;
   const set = emptyDistillSet(opts, D);
   await mkdir(dir, { recursive: true });
+  await unlink(join(dir, 'manifest.json')).catch(() => {}); // a damaged cache of these inputs: rebuilt, and unfinished until its manifest is written
   const files = await DistillFiles.open(dir, N, D);
   try {
     const from = await files.resume(key, set);
