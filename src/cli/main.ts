@@ -18,7 +18,7 @@ import { createBackend } from '../node/backend.js';
 import { loadModelSource, type ModelSourceOptions } from '../node/model-source.js';
 import { writeModelDir } from '../node/files.js';
 import { writeLlama2cCheckpoint } from '../io/llama2c.js';
-import { BpeTokenizer, bpeToJson, FIRST_MERGED_ID, writeLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
+import { asBpeTokenizer, FIRST_MERGED_ID, tokenizerJsonOf, writeLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { trainBase } from '../node/train-base.js';
 import { DISTILL_DEFAULTS, MIN_CONTINUATION, MIN_DISTILL_SEQUENCES, trainDrafter, VAL_SEQUENCES } from '../node/train-drafter.js';
 import { MAX_DISTILL_BATCH } from '../train/distill.js';
@@ -131,7 +131,7 @@ train-base options:
   last step exits with status 3.
 
 train-drafter options:
-  --kind ctc|medusa      the CTC draft head (METHOD 5.1) or the Medusa baseline (required)
+  --kind ctc|medusa      the CTC draft head (docs/method.md) or the Medusa baseline (required)
   --loss ctc|ce          CTC head only: CTC loss (default) or per-slot cross-entropy (ablation)
   --model DIR            the frozen base model, any Llama model directory (default weights/base;
                          --base DIR says the same)
@@ -395,13 +395,13 @@ async function cmdConvert(argv: string[]): Promise<void> {
   if (toLlama2c) {
     writeFileSync(out, writeLlama2cCheckpoint(loaded.config, loaded.tensors));
     if (values['tokenizer-out']) {
-      if (!(loaded.tokenizer instanceof BpeTokenizer)) throw new UsageError('--tokenizer-out: only our BPE tokenizer (tokenizer.json) can be written as tokenizer.bin');
+      const bpe = asBpeTokenizer(loaded.tokenizer);
+      if (!bpe) throw new UsageError('--tokenizer-out: only our BPE tokenizer (tokenizer.json) can be written as tokenizer.bin');
       // run.c reads exactly vocab_size pieces: a vocabulary padded past the tokenizer gets placeholders
-      writeFileSync(values['tokenizer-out'], writeLlama2cTokenizer(loaded.tokenizer, loaded.config.vocab_size));
+      writeFileSync(values['tokenizer-out'], writeLlama2cTokenizer(bpe, loaded.config.vocab_size));
     }
   } else {
-    const tokenizerJson = loaded.tokenizer instanceof BpeTokenizer ? bpeToJson(loaded.tokenizer) : undefined;
-    await writeModelDir(out, loaded.config, loaded.tensors, { dtype, tokenizerJson });
+    await writeModelDir(out, loaded.config, loaded.tensors, { dtype, tokenizerJson: tokenizerJsonOf(loaded.tokenizer) });
   }
   console.error(`wrote ${out}${toLlama2c && values['tokenizer-out'] ? ` and ${values['tokenizer-out']}` : ''}`);
 }
