@@ -16,11 +16,11 @@ export interface ProgressSink {
 export interface ProgressInfo {
   step: number; // optimizer steps done
   total: number; // optimizer steps planned
-  tokensPerSecond: number; // training tokens per second in this session
+  tokensPerSecond: number; // training tokens per second since this process started (a resumed run counts afresh)
   loss: number; // the last step's training loss
   valLoss?: number; // the last validation loss, if any
   lr: number;
-  /** seconds until `total`, at this session's speed */
+  /** seconds until `total`, at the speed since this process started */
   etaSeconds: number;
 }
 
