@@ -590,7 +590,9 @@ async function trainLoop(t: DrafterTrainer, o: TrainDrafterOptions, ckptPath: st
 /** The head and its record, written file by file with the progress of the bytes written. */
 async function exportHead(t: DrafterTrainer, name: string, out: string, data: DistillData, o: TrainDrafterOptions, log: (m: string) => void): Promise<void> {
   const head = serializeHead(t.config, t.params.toTensorMap(), { 'ctcspec.trained': `train-drafter ${name}, ${t.step} steps` });
-  const title = `ctcspec ${name} draft head: ${t.config.kind === 'ctc' && t.config.loss === 'ctc' ? 'CTC loss / target token' : 'cross-entropy'} (${t.step} steps)`;
+  const ctcLoss = t.config.kind === 'ctc' && t.config.loss === 'ctc';
+  const title = `ctcspec ${name} draft head: ${ctcLoss ? 'CTC loss / target token' : 'cross-entropy'} (${t.step} steps)`;
+  const yLabel = ctcLoss ? 'CTC loss (nats/target token)' : undefined; // the chart's default: cross-entropy
   const h = t.history, lastVal = h.val[h.val.length - 1], lastAcc = h.valAccept[h.valAccept.length - 1];
   const window = h.train.slice(-50), meanTrain = window.reduce((a, p) => a + p[1], 0) / Math.max(1, window.length);
   const cpu = cpus();
@@ -605,7 +607,7 @@ async function exportHead(t: DrafterTrainer, name: string, out: string, data: Di
   const files: [string, Uint8Array][] = [
     ['model.safetensors', head.safetensors],
     ['config.json', text(head.configJson)],
-    ['loss.svg', text(lossCurveSvg(t.history.train, t.history.val, title))],
+    ['loss.svg', text(lossCurveSvg(t.history.train, t.history.val, title, yLabel))],
     ['training.json', text(JSON.stringify(record, null, 1) + '\n')],
     ['README.md', text(trainingCard(record))],
   ];

@@ -131,7 +131,12 @@ function escapeXml(s: string): string {
 }
 
 /** The model card's picture: training loss (raw and smoothed) and validation loss vs step. */
-export function lossCurveSvg(train: readonly (readonly [number, number])[], val: readonly (readonly [number, number])[], title: string): string {
+export function lossCurveSvg(
+  train: readonly (readonly [number, number])[],
+  val: readonly (readonly [number, number])[],
+  title: string,
+  yLabel = 'cross-entropy loss (nats/token)',
+): string {
   const window = Math.max(1, Math.round(train.length / 50));
   return lineChartSvg(
     [
@@ -139,7 +144,7 @@ export function lossCurveSvg(train: readonly (readonly [number, number])[], val:
       { name: `train loss (mean of ${window})`, points: movingAverage(train, window), color: '#1f77b4', width: 2 },
       { name: 'validation loss', points: val, color: '#d62728', width: 2, markers: true },
     ],
-    { title, xLabel: 'optimizer step', yLabel: 'cross-entropy loss (nats/token)' },
+    { title, xLabel: 'optimizer step', yLabel },
   );
 }
 
