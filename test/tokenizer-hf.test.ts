@@ -169,7 +169,7 @@ describe.each(['mistral', 'llama3', 'qwen3', 'gpt2'] as const)('%s tokenizer.jso
     const id = fc.oneof(fc.constantFrom(...sample), fc.integer({ min: 0, max: ref.ours.vocabSize - 1 }), fc.integer({ min: 0, max: 300 }));
     fc.assert(fc.property(fc.array(id, { maxLength: 24 }), (ids) => {
         expect(streamPieces(ref.ours, ids).join('')).toBe(ref.ours.decode(ids));
-      }), { numRuns: NUM_RUNS });
+      }), { numRuns: NUM_RUNS, examples: [[[28705, 1, 28705]]] }); // Mistral: "▁", <s>, "▁" decodes to " "
   });
 
   test('a continuation reads as it does after its prompt, streamed or not', () => {

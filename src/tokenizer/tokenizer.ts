@@ -120,8 +120,15 @@ class ContextDecoder {
         break;
       }
     }
-    const prevId = ids[ids.length - 1];
-    this.context = this.lastTextId === undefined || this.lastTextId === prevId ? [prevId] : [this.lastTextId, prevId];
+    const prevId = ids[ids.length - 1]!;
+    if (this.lastTextId === undefined) {
+      // nothing has shown text yet: a piece can still be text that the start of a sequence
+      // swallows (SentencePiece strips the first leading space, so "▁" alone decodes to ''),
+      // and only the whole run so far decodes what follows it right
+      this.context = [...this.context, ...ids].slice(-CONTEXT_SCAN);
+    } else {
+      this.context = this.lastTextId === prevId ? [prevId] : [this.lastTextId, prevId];
+    }
     this.contextText = this.tok.decode(this.context);
   }
 }
