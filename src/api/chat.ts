@@ -16,7 +16,8 @@
  * rather than inventing a format the model never saw.
  */
 import { Template } from '@huggingface/jinja';
-import { joinLocation, readText, type FileSource } from './source.js';
+import { readText, type FileSource } from './source.js';
+import { locate } from '../io/checkpoint.js';
 
 export interface ChatMessage {
   /** 'system', 'user', 'assistant' (what a template accepts is up to the template) */
@@ -134,10 +135,10 @@ function tokenText(config: Record<string, unknown>, field: string, source: strin
  */
 export async function readChatTemplate(source: FileSource): Promise<ChatTemplate> {
   const configText = await readText(source, TOKENIZER_CONFIG);
-  const fromConfig = configText === undefined ? undefined : chatTemplateOf(configText, joinLocation(source, TOKENIZER_CONFIG));
+  const fromConfig = configText === undefined ? undefined : chatTemplateOf(configText, locate(source, TOKENIZER_CONFIG));
   const file = await readText(source, TEMPLATE_FILE);
   if (file !== undefined) {
-    return { text: file, source: joinLocation(source, TEMPLATE_FILE), bosToken: fromConfig?.bosToken, eosToken: fromConfig?.eosToken };
+    return { text: file, source: locate(source, TEMPLATE_FILE), bosToken: fromConfig?.bosToken, eosToken: fromConfig?.eosToken };
   }
   if (fromConfig) return fromConfig;
   throw new ChatTemplateError(

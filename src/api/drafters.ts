@@ -22,7 +22,8 @@ import { CtcHeadDrafter, checkCtcHeadConfig, type CtcDraftOptions } from '../dra
 import { MedusaDrafter, checkMedusaConfig } from '../draft/medusa.js';
 import { checkHeadFitsBase, frozenBase, parseHeadTensors, parseJsonObject } from '../draft/head-io.js';
 import { parseDraftVocab } from '../draft/draft-vocab.js';
-import { joinLocation, readRequired, readText, type FileSource } from './source.js';
+import { readRequired, readText, type FileSource } from './source.js';
+import { locate } from '../io/checkpoint.js';
 
 /** CTC variants a name may carry after the head's name */
 const VARIANTS = ['best-path', 'no-collapse', 'short'];
@@ -77,12 +78,12 @@ export async function loadDrafter(
   if (configText === undefined) {
     const found = await knownHeads(source);
     throw new UnknownDrafterError(
-      `unknown drafter "${name}": no trained head at ${joinLocation(source, `drafters/${head}`)}` +
+      `unknown drafter "${name}": no trained head at ${locate(source, `drafters/${head}`)}` +
         (found.length ? ` (heads there: ${found.join(', ')})` : '') +
         ` (train one with: npx ctcspec train-drafter --kind ${head === 'medusa' ? 'medusa' : 'ctc'}${head === 'ctc-ce' ? ' --loss ce' : ''} --out <model>/drafters/${head})`,
     );
   }
-  const configPath = joinLocation(source, `drafters/${head}/config.json`), weightsPath = joinLocation(source, `drafters/${head}/model.safetensors`);
+  const configPath = locate(source, `drafters/${head}/config.json`), weightsPath = locate(source, `drafters/${head}/model.safetensors`);
   const raw = parseJsonObject(configText, configPath);
   const config = raw.kind === 'medusa' ? checkMedusaConfig(raw, configPath) : checkCtcHeadConfig(raw, configPath);
   checkHeadFitsBase(config, base.config, configPath);
@@ -102,7 +103,7 @@ export async function loadDrafter(
   if (variants.includes('no-collapse')) o.collapse = false;
   if (variants.includes('short')) {
     const text = await readText(source, 'draft-vocab.json');
-    const path = joinLocation(source, 'draft-vocab.json');
+    const path = locate(source, 'draft-vocab.json');
     if (text === undefined) throw new Error(`drafter "${name}": no draft vocabulary at ${path} (train-drafter writes one when it distills; scripts/draft-vocab.mjs remakes it from a distillation cache)`);
     o.shortlist = parseDraftVocab(text, base.config.vocab_size, path);
   }

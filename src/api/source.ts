@@ -9,6 +9,7 @@
  * `dirSource` for a directory on disk (ctcspec/node).
  */
 import { FormatError } from '../io/errors.js';
+import { locate } from '../io/checkpoint.js';
 
 export interface FileSource {
   /** the folder, for messages: a directory path or a URL */
@@ -92,11 +93,6 @@ export async function readText(source: FileSource, path: string): Promise<string
 /** A file that must exist. */
 export async function readRequired(source: FileSource, path: string, why: string): Promise<Uint8Array> {
   const bytes = await source.read(path);
-  if (bytes === undefined) throw new FormatError(joinLocation(source, path), `file not found (${why})`);
+  if (bytes === undefined) throw new FormatError(locate(source, path), `file not found (${why})`);
   return bytes;
-}
-
-/** `location/path`, for messages */
-export function joinLocation(source: FileSource, path: string): string {
-  return source.location.endsWith('/') ? source.location + path : `${source.location}/${path}`;
 }

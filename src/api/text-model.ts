@@ -22,7 +22,7 @@ import { Llama } from '../model/llama.js';
 import { parseModelFiles, type ParsedModel } from '../model/load.js';
 import { defaultStopIds, type LlamaConfig } from '../model/config.js';
 import { checkFits, defaultMaxSeq } from '../model/llama.js';
-import { readCheckpoint, readModelConfig } from '../io/checkpoint.js';
+import { locate, readCheckpoint, readModelConfig } from '../io/checkpoint.js';
 import type { TensorMap } from '../tensor/dtype.js';
 import { StreamDecoder, decodeAfter, type Tokenizer } from '../tokenizer/index.js';
 import { generate, type StepEvent } from '../decode/generate.js';
@@ -303,5 +303,5 @@ export async function loadModel(source: FileSource | string | URL, opts: LoadOpt
 }
 
 function missing(source: FileSource, path: string): never {
-  throw new Error(`${source.location.replace(/\/$/, '')}/${path}: file not found (a model folder needs config.json, model.safetensors and tokenizer.json)`);
+  throw new Error(`${locate(source, path)}: file not found (a model folder needs config.json, model.safetensors and tokenizer.json)`);
 }
