@@ -13,21 +13,35 @@
  *
  * Blocks whose owner is garbage collected without free() are reclaimed through a
  * FinalizationRegistry, as the plain Float32Array buffers would have been.
+ *
+ * A shared arena (for the worker threads of threads.ts) is a shared WebAssembly.Memory: its
+ * buffer is a SharedArrayBuffer that every worker's instance of the kernels reads and
+ * writes in place. A shared memory must declare its maximum up front (4 GiB here: only
+ * address space is reserved) and growing it never detaches the old buffer, but `buffer`
+ * still changes identity, so the same staleness test holds.
  */
 const PAGE = 65536; // bytes per wasm page
 const ALIGN = 16;
-const MAX_PAGES = 65536; // 4 GiB, the wasm32 limit
+/** the most pages one memory may have: 4 GiB, the wasm32 limit (a shared memory declares it as its maximum) */
+export const ARENA_MAX_PAGES = 65536;
+const MAX_PAGES = ARENA_MAX_PAGES;
 /** the most bytes one arena can hold */
 export const ARENA_MAX_BYTES = MAX_PAGES * PAGE;
 
 export class Arena {
-  readonly memory = new WebAssembly.Memory({ initial: 1 });
-  /** memory.buffer as of the last grow */
-  buffer: ArrayBuffer = this.memory.buffer;
+  readonly memory: WebAssembly.Memory;
+  /** memory.buffer as of the last grow (a SharedArrayBuffer when shared) */
+  buffer: ArrayBufferLike;
   private top = 0; // first byte never handed out
   private readonly freeBySize = new Map<number, number[]>(); // block bytes -> offsets
   private readonly live = new Map<number, number>(); // offset -> block bytes
   private readonly reclaim = new FinalizationRegistry<number>((offset) => this.release(offset));
+
+  /** `shared`: a memory worker threads can use too (needs SharedArrayBuffer, see sharedMemorySupported) */
+  constructor(readonly shared = false) {
+    this.memory = shared ? new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true }) : new WebAssembly.Memory({ initial: 1 });
+    this.buffer = this.memory.buffer;
+  }
 
   /** `bytes` zero-filled bytes, 16-aligned, owned by `owner`: returns the byte offset */
   alloc(bytes: number, owner: object): number {
@@ -77,5 +91,18 @@ export class Arena {
       this.memory.grow(need - have); // the generous size was refused; try the bare minimum
     }
     this.buffer = this.memory.buffer;
+  }
+}
+
+/**
+ * Whether this runtime can share a wasm memory with workers: SharedArrayBuffer exists (in a
+ * browser only on a cross-origin isolated page) and a shared WebAssembly.Memory can be made.
+ */
+export function sharedMemorySupported(): boolean {
+  if (typeof SharedArrayBuffer !== 'function') return false;
+  try {
+    return new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }).buffer instanceof SharedArrayBuffer;
+  } catch {
+    return false;
   }
 }

@@ -17,6 +17,8 @@
  * where the CPU backend keeps its buffers (see arena.ts).
  */
 
+import { ARENA_MAX_PAGES } from './arena.js';
+
 // ---- binary encoding ----------------------------------------------------------------
 
 /** unsigned LEB128: 7 bits per byte, low bits first, high bit set on all but the last */
@@ -631,14 +633,14 @@ function laneZeroOnly(): number[] {
 
 /**
  * (module
- *   (import "env" "memory" (memory 1))
+ *   (import "env" "memory" (memory 1))        ;; (memory 1 65536 shared) for worker threads
  *   (func (export "matmul") (param out x w T K N ldx ldw ldo i32) ...)
  *   (func (export "weightedSum") (param out p v n hd ldv i32) ...)
  *   (func (export "expSumRows") (param x rows cols out i32) ...)
  *   (func (export "siluGate") (param out gate up n i32) ...)
  *   (func (export "expShift") (param x n i32) (param max f32) ...))
  */
-export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
+export function kernelModuleBytes(shared = false): Uint8Array<ArrayBuffer> {
   const fns: [string, FunctionBuilder][] = [
     ['matmul', matmulFunction()],
     ['weightedSum', weightedSumFunction()],
@@ -647,7 +649,9 @@ export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
     ['expShift', expShiftFunction()],
   ];
   const types = section(SEC.type, vec(fns.map(([, fn]) => [FUNC_TYPE, ...vec(fn.params.map((p) => [p])), ...vec([])])));
-  const imports = section(SEC.import, vec([[...utf8('env'), ...utf8('memory'), EXTERN_MEMORY, 0x00, ...uleb(1)]])); // limits: min 1 page, no max
+  // limits: min 1 page, no max; or shared (flag 3) with the 4 GiB max a shared memory must declare
+  const limits = shared ? [0x03, ...uleb(1), ...uleb(ARENA_MAX_PAGES)] : [0x00, ...uleb(1)];
+  const imports = section(SEC.import, vec([[...utf8('env'), ...utf8('memory'), EXTERN_MEMORY, ...limits]]));
   const functions = section(SEC.function, vec(fns.map((_, i) => uleb(i)))); // function i has type i
   const exports = section(SEC.export, vec(fns.map(([name], i) => [...utf8(name), EXTERN_FUNC, ...uleb(i)])));
   const code = section(SEC.code, vec(fns.map(([, fn]) => fn.encode())));
@@ -668,16 +672,20 @@ export interface WasmKernels {
   expShift(x: number, n: number, max: number): void;
 }
 
-let compiled: WebAssembly.Module | null | undefined; // undefined: not tried yet; null: no SIMD here
+const compiled: (WebAssembly.Module | null | undefined)[] = []; // [plain, shared]; undefined: not tried yet; null: no SIMD here
 
-/** The compiled module, or null when this runtime's WebAssembly rejects SIMD128 (compiled once). */
-function simdModule(): WebAssembly.Module | null {
-  if (compiled === undefined) {
-    const bytes = kernelModuleBytes();
+/**
+ * The compiled module (importing a plain or a shared memory), or null when this runtime's
+ * WebAssembly rejects SIMD128 (compiled once each).
+ */
+export function simdModule(shared = false): WebAssembly.Module | null {
+  const i = shared ? 1 : 0;
+  if (compiled[i] === undefined) {
+    const bytes = kernelModuleBytes(shared);
     // Synchronous compile keeps the backend constructor synchronous; the module is small.
-    compiled = typeof WebAssembly === 'object' && WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
+    compiled[i] = typeof WebAssembly === 'object' && WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
   }
-  return compiled;
+  return compiled[i]!;
 }
 
 /** whether this runtime runs the SIMD kernel (validating the kernel's own module) */
@@ -686,8 +694,8 @@ export function simdSupported(): boolean {
 }
 
 /** the kernels over `memory`; throws when SIMD is not supported */
-export function instantiateKernels(memory: WebAssembly.Memory): WasmKernels {
-  const mod = simdModule();
+export function instantiateKernels(memory: WebAssembly.Memory, shared = false): WasmKernels {
+  const mod = simdModule(shared);
   if (!mod) throw new Error('WebAssembly SIMD128 is not supported by this runtime');
   const instance = new WebAssembly.Instance(mod, { env: { memory } });
   return instance.exports as unknown as WasmKernels;
