@@ -13,8 +13,9 @@
  */
 import { argmaxRow } from '../../util/numeric.js';
 import type { AttentionParams, Backend, BackendCapacity, Buf } from '../backend.js';
-import { Arena, ARENA_MAX_BYTES } from './arena.js';
-import { instantiateKernels, simdSupported, type WasmKernels } from './wasm.js';
+import { Arena, ARENA_MAX_BYTES, sharedMemorySupported } from './arena.js';
+import { KernelPool, webWorkerSpawner, type SpawnWorker } from './threads.js';
+import { instantiateKernels, simdModule, simdSupported, type WasmKernels } from './wasm.js';
 
 /**
  * `length` f32 values, zero-filled: in `arena` at `byteOffset` (SIMD backend), or in a
@@ -43,6 +44,17 @@ const d = (b: Buf): Float32Array => (b as CpuBuf).data;
 export interface CpuBackendOptions {
   /** run matmul as the WebAssembly SIMD kernel; default: when the runtime supports SIMD128 */
   simd?: boolean;
+  /**
+   * threads for the matmuls, the main one included (threads.ts); default 1. More need SIMD,
+   * SharedArrayBuffer (in a browser: a cross-origin isolated page) and a way to start workers
+   * (`spawn`, default Web Workers where the runtime has them); without them the backend runs
+   * on one thread and `threadsNote` says why. Results are the same for every thread count.
+   */
+  threads?: number;
+  /** how to start a worker (the Node adapter passes worker_threads; default Web Workers) */
+  spawn?: SpawnWorker;
+  /** multiply-adds a matmul needs per thread before it is split (smaller ones stay on one); tests set 1 */
+  minWorkPerThread?: number;
 }
 
 export class CpuBackend implements Backend {
@@ -54,11 +66,48 @@ export class CpuBackend implements Backend {
   private seenSlots = new Int32Array(256); // reference attention scratch, the slots one query row sees
   private scratch: CpuBuf | null = null; // SIMD attention scratch in the arena, (T, H, past + T) scores
   private statsBuf: CpuBuf | null = null; // logSumExpRows: (max, sum) per row
+  private readonly pool: KernelPool | null = null;
+  /** why fewer threads run than were asked for ('' when all of them do) */
+  readonly threadsNote: string = '';
+  /** resolves once every worker thread has started (they join as they start: waiting is optional) */
+  readonly ready: Promise<void> = Promise.resolve();
 
   constructor(opts: CpuBackendOptions = {}) {
     const simd = opts.simd ?? simdSupported();
-    this.arena = simd ? new Arena() : null;
-    this.wasm = this.arena ? instantiateKernels(this.arena.memory) : null;
+    const asked = opts.threads ?? 1;
+    if (!(Number.isInteger(asked) && asked >= 1)) throw new RangeError(`threads must be a whole number >= 1, got ${asked}`);
+    const spawn = asked > 1 ? (opts.spawn ?? webWorkerSpawner()) : null;
+    const why = asked === 1 ? '' : !simd ? 'threads need WebAssembly SIMD' : !sharedMemorySupported() ? 'threads need SharedArrayBuffer (in a browser, a cross-origin isolated page)' : !spawn ? 'this runtime has no Web Workers (in Node, use ctcspec/node)' : '';
+    const shared = asked > 1 && why === '';
+    this.arena = simd ? new Arena(shared) : null;
+    const kernels = this.arena ? instantiateKernels(this.arena.memory, shared) : null;
+    this.wasm = kernels;
+    if (shared && kernels) {
+      const pool = new KernelPool(this.arena!.memory, simdModule(true)!, asked - 1, spawn!, opts.minWorkPerThread);
+      const local = kernels.matmul;
+      this.wasm = Object.assign({}, kernels, {
+        matmul: (out: number, x: number, w: number, T: number, K: number, N: number, ldx: number, ldw: number, ldo: number) =>
+          pool.matmul(local, out, x, w, T, K, N, ldx, ldw, ldo),
+      });
+      this.pool = pool;
+      this.ready = pool.started;
+    }
+    this.threadsNote = why ? `running on 1 thread of the ${asked} asked for: ${why}` : '';
+  }
+
+  /** threads in use now: 1 + the workers that have started */
+  get threads(): number {
+    return 1 + (this.pool?.readyWorkers ?? 0);
+  }
+
+  /** matmuls split across threads so far */
+  get splitCalls(): number {
+    return this.pool?.splitCalls ?? 0;
+  }
+
+  /** stop the worker threads (the backend goes on, on one thread) */
+  close(): void {
+    this.pool?.close();
   }
 
   /** With SIMD every buffer lives in one wasm32 memory (4 GiB); plain arrays have no shared limit. */
