@@ -33,8 +33,8 @@ export const PACKAGE_ROOT = ['../../..', '../..']
 /** where the explainer page lives, from the root */
 export const EXPLAINER_PATH = '/examples/explainer/';
 
-/** the packages the library imports in a browser (the pages' import maps point at them) */
-export const BROWSER_DEPENDENCIES = ['@huggingface/tokenizers', '@huggingface/jinja'];
+/** the packages the library imports in a browser (the pages' import maps point at them; gpu.js: the WebGL backend's script) */
+export const BROWSER_DEPENDENCIES = ['@huggingface/tokenizers', '@huggingface/jinja', 'gpu.js'];
 
 /** the folder of an installed package as Node resolves it from `root`, or null */
 export function dependencyDir(root: string, name: string): string | null {
