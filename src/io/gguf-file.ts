@@ -126,12 +126,14 @@ class ByteWriter {
     this.length += n;
     return at;
   }
-  u32(v: number) { this.view.setUint32(this.room(4), v, true); }
-  u64(v: number) { this.view.setBigUint64(this.room(8), BigInt(v), true); }
+  // room() may replace buf and view: take the offset first, then read them
+  u32(v: number) { const at = this.room(4); this.view.setUint32(at, v, true); }
+  u64(v: number) { const at = this.room(8); this.view.setBigUint64(at, BigInt(v), true); }
   string(s: string) {
     const bytes = this.utf8.encode(s);
     this.u64(bytes.length);
-    this.buf.set(bytes, this.room(bytes.length));
+    const at = this.room(bytes.length);
+    this.buf.set(bytes, at);
   }
   number(type: NumberType, v: number) {
     const at = this.room(NUMBER_BYTES[type]);
@@ -151,7 +153,7 @@ class ByteWriter {
   }
   item(type: Exclude<GgufValueType, 'array'>, v: number | string | boolean) {
     if (type === 'string') this.string(v as string);
-    else if (type === 'bool') this.view.setUint8(this.room(1), v ? 1 : 0);
+    else if (type === 'bool') { const at = this.room(1); this.view.setUint8(at, v ? 1 : 0); }
     else this.number(type, v as number);
   }
   value(v: GgufValue) {
