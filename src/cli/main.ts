@@ -6,7 +6,7 @@
  *                    [--top-p P] [--seed S] [--model DIR|FILE.bin] [--tokenizer FILE]
  *                    [--random-init tiny|stories15M|config.json] [--json] [--chat]
  *   ctcspec chat [--model DIR] [--system TEXT] [generate's options]   (user turns on stdin)
- *   ctcspec convert --model DIR|FILE.bin [--tokenizer FILE] --out DIR|FILE.bin [--tokenizer-out FILE]
+ *   ctcspec convert --model DIR|FILE.bin|FILE.gguf [--tokenizer FILE] --out DIR|FILE.bin|FILE.gguf [--tokenizer-out FILE]
  *   ctcspec train-base [--out DIR] [--steps N] [--config base|tiny|FILE.json] [--vocab N] [--resume]
  *                      [--checkpoint-dir DIR] [--time-budget-min M] [--corpus DIR]
  *   ctcspec train-drafter --kind ctc|medusa [--loss ctc|ce] [--model DIR] [--out DIR] [--steps N] [--resume] ...
@@ -18,6 +18,8 @@ import { createBackend } from '../node/backend.js';
 import { loadModelSource, type ModelSourceOptions } from '../node/model-source.js';
 import { writeModelDir } from '../node/files.js';
 import { writeLlama2cCheckpoint } from '../io/llama2c.js';
+import { GGUF_DTYPES } from '../io/gguf.js';
+import { writeGgufFile } from '../node/gguf.js';
 import { asBpeTokenizer, FIRST_MERGED_ID, tokenizerJsonOf, writeLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { trainBase } from '../node/train-base.js';
 import { DISTILL_DEFAULTS, MIN_CONTINUATION, MIN_DISTILL_SEQUENCES, trainDrafter, VAL_SEQUENCES } from '../node/train-drafter.js';
@@ -43,7 +45,7 @@ Commands:
   chat       a conversation with an instruction-tuned model, in its chat template: each line
              read from stdin is a user turn, the reply streams to stdout; end of input ends it
   bench      speculative decoding benchmark: beta, gamma, time shares per drafter and backend
-  convert    convert between a Hugging Face model dir (safetensors) and a llama2.c .bin
+  convert    convert between a Hugging Face model dir (safetensors), a llama2.c .bin and a GGUF file
   train-base train the base model from scratch on the Brown corpus (resumable)
   train-drafter  train a draft head (CTC or Medusa) on the base model's own greedy output
   serve      serve the package's pages (the CTC drafting explainer) over HTTP
@@ -57,11 +59,15 @@ generate options:
   --max-new-tokens N     tokens to generate, N >= 1 (default 64)
   --backend cpu|webgpu   (default cpu); CTCSPEC_WEBGPU=fallback or --webgpu-fallback picks the
                          software adapter (Dawn OpenGL ES on Mesa llvmpipe)
+  --threads N            cpu backend: threads for the matmuls, N >= 1 (default every core); the
+                         output is the same for every N
   --temperature T        T >= 0; 0 = greedy (default 0)
   --top-p P              nucleus sampling cut, in (0, 1] (default 1)
   --seed S               sampling seed, an integer in [0, 2^32 - 1] (default 0)
-  --model DIR|FILE.bin   model directory (config.json, model.safetensors, tokenizer.json) or a
-                         llama2.c checkpoint (with --tokenizer); default: the shipped weights/base
+  --model DIR|FILE.bin|FILE.gguf   model directory (config.json, model.safetensors,
+                         tokenizer.json), a llama2.c checkpoint (with --tokenizer) or a GGUF file
+                         (llama.cpp's; F32, F16, BF16, Q8_0, Q4_0 tensors, widened to f32);
+                         default: the shipped weights/base
   --tokenizer FILE       tokenizer.json or llama2.c tokenizer.bin
   --random-init CONFIG   random weights: a preset (tiny, stories15M) or a config.json path; the
                          tokenizer is then byte-level (ids past 258 print as U+FFFD)
@@ -101,6 +107,7 @@ bench options (speculative decoding on 50 held-out prompts, every drafter, every
   --out PREFIX           writes PREFIX.json, PREFIX.svg, PREFIX.md (default bench/results/spec)
   --beam K               CTC drafters: candidates kept from the prefix beam search, 1 to 64 (default 4)
   --head-backend cpu|model   as for generate
+  --threads N            as for generate (the cpu backend)
   --temperature X [--top-p P] [--seed N]   as for generate: sampling instead of greedy (prompt i uses seed N + i);
                          outputs then differ from plain runs by chance, so no token comparison
 
@@ -111,11 +118,14 @@ explainer's URL; Ctrl-C stops):
                          0.0.0.0 serves every network interface)
 
 convert options:
-  --out PATH             a directory (writes safetensors + config.json + tokenizer.json) or a
-                         FILE.bin (llama2.c checkpoint)
+  --out PATH             a directory (writes safetensors + config.json + tokenizer.json), a
+                         FILE.bin (llama2.c checkpoint) or a FILE.gguf (llama.cpp's format, with
+                         the tokenizer in it)
   --tokenizer-out FILE   with a .bin output only: also write llama2.c tokenizer.bin (with
                          placeholder pieces up to the model's vocab_size when that is larger)
-  --dtype F32|F16|BF16   with a directory output only: safetensors storage dtype (default F32)
+  --dtype F32|F16|BF16   with a directory output: safetensors storage dtype (default F32)
+  --dtype F32|F16|BF16|Q8_0|Q4_0   with a .gguf output: the matrices' storage type (default F32;
+                         norms stay F32; Q8_0 / Q4_0 as llama.cpp quantizes, rows in blocks of 32)
 
 train-base options:
   --out DIR              model directory written at the end (default weights/base)
@@ -195,6 +205,13 @@ function checkFitsContext(o: { treeBudget: number | 'auto'; maxDraftLen?: number
   if (o.maxDraftLen !== undefined) checkAtMost('max-draft-len', o.maxDraftLen, limit, what);
 }
 
+/** --threads N for the CPU backend (default every core); refused with another backend */
+function threadsOption(values: OptionValues, backendName: string): number | undefined {
+  const threads = intOption(values, 'threads', { min: 1 });
+  if (threads !== undefined && !backendName.split(',').includes('cpu')) throw new UsageError(`--threads applies to the cpu backend, not ${backendName}`);
+  return threads;
+}
+
 /** The options generate and chat share: the model, the backend, decoding, the output form. */
 const GENERATION_ARGS = {
   'max-new-tokens': { type: 'string' },
@@ -213,6 +230,7 @@ const GENERATION_ARGS = {
   'max-draft-len': { type: 'string' },
   beam: { type: 'string' },
   'head-backend': { type: 'string' },
+  threads: { type: 'string' },
 } as const;
 
 /**
@@ -229,7 +247,7 @@ async function openTextModel(values: OptionValues) {
   };
   const loaded = await loadModelSource(src);
   checkFitsContext(decoding, loaded.config.max_position_embeddings);
-  const backend = await createBackend(backendName, { fallback: values['webgpu-fallback'] === true });
+  const backend = await createBackend(backendName, { fallback: values['webgpu-fallback'] === true, threads: threadsOption(values, backendName) });
   const lm = new TextModel(loaded.config, loaded.tensors, loaded.tokenizer, backend, loaded.dir === undefined ? undefined : dirSource(loaded.dir));
   const options: TextOptions = {
     maxNewTokens: decoding.maxNewTokens,
@@ -345,6 +363,7 @@ async function cmdBench(argv: string[]): Promise<void> {
     seed: { type: 'string' },
     beam: { type: 'string' },
     'head-backend': { type: 'string' },
+    threads: { type: 'string' },
   });
   const { maxNewTokens, temperature, topP, seed, treeBudget, maxDraftLen = 6, beam } = decodingOptions(values);
   const headOnModel = choiceOption(values, 'head-backend', HEAD_BACKENDS, 'cpu') === 'model';
@@ -358,7 +377,8 @@ async function cmdBench(argv: string[]): Promise<void> {
   const drafters = [];
   for (const name of values.drafters!.split(',').filter(Boolean)) drafters.push(await loadDrafter(name, loaded.dir, loaded, { beam }));
   const backends = [];
-  for (const name of backendNames) backends.push({ name, backend: await createBackend(name, { fallback: values['webgpu-fallback'] }) });
+  const threads = threadsOption(values, values.backends!);
+  for (const name of backendNames) backends.push({ name, backend: await createBackend(name, { fallback: values['webgpu-fallback'], threads: name === 'cpu' ? threads : undefined }) });
   const log = (m: string) => process.stderr.write(m + '\n');
   const mode = sampling ? `sampling at temperature ${temperature}${topP === undefined ? '' : `, top-p ${topP}`} (prompt i: seed ${sampling.seed} + i)` : 'greedy';
   log(`bench: ${prompts.length} prompts x ${maxNewTokens} new tokens, ${mode}, tree budget ${treeBudget}`);
@@ -388,11 +408,16 @@ async function cmdConvert(argv: string[]): Promise<void> {
   const modelPath = requiredOption(values, 'model', 'convert');
   const out = requiredOption(values, 'out', 'convert');
   const toLlama2c = out.endsWith('.bin');
-  if (toLlama2c && values.dtype !== undefined) throw new UsageError(`--dtype applies to a model directory; a llama2.c .bin (--out ${out}) is always f32`);
-  if (!toLlama2c && values['tokenizer-out'] !== undefined) throw new UsageError(`--tokenizer-out applies to a llama2.c .bin output; --out ${out} is a directory (its tokenizer.json is written there)`);
-  const dtype = choiceOption(values, 'dtype', DTYPES, 'F32');
+  const toGguf = out.endsWith('.gguf');
+  if (toLlama2c && values.dtype !== undefined) throw new UsageError(`--dtype applies to a model directory or a .gguf file; a llama2.c .bin (--out ${out}) is always f32`);
+  if (!toLlama2c && values['tokenizer-out'] !== undefined) throw new UsageError(`--tokenizer-out applies to a llama2.c .bin output; --out ${out} ${toGguf ? 'holds its tokenizer itself' : 'is a directory (its tokenizer.json is written there)'}`);
+  // a GGUF file also takes the block types, in either case (llama.cpp writes them lower-case)
+  const ggufDtype = toGguf ? choiceOption({ ...values, dtype: values.dtype?.toUpperCase() }, 'dtype', GGUF_DTYPES, 'F32') : undefined;
+  const dtype = toGguf ? 'F32' : choiceOption(values, 'dtype', DTYPES, 'F32');
   const loaded = await loadModelSource({ model: modelPath, tokenizer: values.tokenizer });
-  if (toLlama2c) {
+  if (toGguf) {
+    await writeGgufFile(out, loaded.config, loaded.tensors, { dtype: ggufDtype, tokenizer: loaded.tokenizer, name: loaded.description });
+  } else if (toLlama2c) {
     writeFileSync(out, writeLlama2cCheckpoint(loaded.config, loaded.tensors));
     if (values['tokenizer-out']) {
       const bpe = asBpeTokenizer(loaded.tokenizer);
