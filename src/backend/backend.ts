@@ -1,7 +1,8 @@
 /**
  * A backend is storage (alloc / write / read / free) plus a small set of named kernels.
  *
- * Every buffer holds f32 elements. Kernels take their output first (as in llama2.c)
+ * Every buffer holds f32 elements, except weight matrices a backend may hold narrower
+ * (16-bit, Q8_0: see `weightFormats`), which only `matmul` and `embedding` read. Kernels take their output first (as in llama2.c)
  * and receive every size explicitly; shape checking happens one level up, in
  * `src/tensor/tensor.ts`, so kernels stay tiny. Kernels are "enqueue" operations: the CPU
  * backend runs them at once, the WebGPU backend records them and runs them in order;
@@ -11,6 +12,8 @@
  * typed arrays; a GPU backend copies them into scratch buffers it owns (grown rarely,
  * never freed in the token loop).
  */
+import type { PackedMatrix, WeightFormat } from '../tensor/weight-format.js';
+
 export interface Buf {
   /** number of f32 elements */
   readonly length: number;
@@ -49,6 +52,18 @@ export interface Backend {
    */
   readonly software?: boolean;
 
+  /**
+   * Weight formats this backend can hold a (N, K) matrix in (src/tensor/weight-format.ts);
+   * absent: f32 only. A model asks, and holds f32 weights where the format it wants is not
+   * listed: nothing else changes (WebGPU holds f32).
+   */
+  readonly weightFormats?: readonly WeightFormat[];
+  /**
+   * A weight matrix in one of `weightFormats`, as a Buf of length N * K that `matmul` takes as
+   * `w` and `embedding` as `table` (no other kernel reads it); `free` releases it.
+   */
+  uploadWeights?(m: PackedMatrix): Buf;
+
   alloc(length: number): Buf; // zero-filled
   write(dst: Buf, data: Float32Array, dstOffset?: number): void;
   /** copy `dst.length` elements of `src` starting at `srcOffset` into `dst` (the one wait point) */
@@ -60,11 +75,11 @@ export interface Backend {
   readMany(srcs: readonly Buf[], dsts: readonly Float32Array[]): Promise<void>;
   free(buf: Buf): void;
 
-  /** out[t, :] = table[ids[t], :]   out: (T, D), table: (V, D) */
+  /** out[t, :] = table[ids[t], :]   out: (T, D), table: (V, D), f32 or from uploadWeights (rows widened exactly) */
   embedding(out: Buf, table: Buf, ids: Int32Array, D: number): void;
   /** out[t, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * w   (T, D) */
   rmsnorm(out: Buf, x: Buf, w: Buf, T: number, D: number, eps: number): void;
-  /** out = x @ w^T   out: (T, N), x: (T, K), w: (N, K) as stored by nn.Linear */
+  /** out = x @ w^T   out: (T, N), x: (T, K), w: (N, K) as stored by nn.Linear, f32 or from uploadWeights */
   matmul(out: Buf, x: Buf, w: Buf, T: number, K: number, N: number): void;
   /** out[i] = a[i] + b[i], i < n (out may alias a or b) */
   add(out: Buf, a: Buf, b: Buf, n: number): void;

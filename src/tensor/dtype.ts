@@ -1,4 +1,4 @@
-/** Storage dtypes of weight files; everything is widened to f32 on load. */
+/** Storage dtypes of weight files: widened to f32 on load, or kept 16-bit (keepSixteenBit) for a backend that holds them. */
 export type DType = 'F32' | 'F16' | 'BF16';
 
 export const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };
@@ -6,7 +6,30 @@ export const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };
 /** A tensor held in host memory: row-major f32 data with its shape. */
 export interface HostTensor {
   shape: number[];
+  /** the values as f32 (a tensor kept 16-bit widens on the first read of this, and keeps the result) */
   data: Float32Array;
+  /** the file's 16-bit values, for a tensor read to stay 16-bit (see keepSixteenBit) */
+  stored?: { dtype: 'F16' | 'BF16'; bits: Uint16Array };
+}
+
+/**
+ * A tensor that stays in its file's 16-bit dtype: a backend that holds 16-bit weights takes
+ * `stored` as it is; `data` widens to f32 only when something asks for it.
+ */
+export function keepSixteenBit(shape: number[], dtype: 'F16' | 'BF16', bits: Uint16Array): HostTensor {
+  let data: Float32Array | undefined;
+  return {
+    shape,
+    stored: { dtype, bits },
+    get data(): Float32Array {
+      if (!data) {
+        const widen = dtype === 'F16' ? f16ToF32 : bf16ToF32;
+        data = new Float32Array(bits.length);
+        for (let i = 0; i < bits.length; i++) data[i] = widen(bits[i]!);
+      }
+      return data;
+    },
+  };
 }
 
 export type TensorMap = Map<string, HostTensor>;

@@ -16,6 +16,8 @@ import type { AttentionParams, Backend, BackendCapacity, Buf } from '../backend.
 import { Arena, ARENA_MAX_BYTES, sharedMemorySupported } from './arena.js';
 import { KernelPool, webWorkerSpawner, type SpawnWorker } from './threads.js';
 import { instantiateKernels, simdModule, simdSupported, type WasmKernels } from './wasm.js';
+import { CPU_WEIGHT_FORMATS, CpuWeightBuf } from './weights.js';
+import { q8PaddedK, type PackedMatrix, type WeightFormat } from '../../tensor/weight-format.js';
 
 /**
  * `length` f32 values, zero-filled: in `arena` at `byteOffset` (SIMD backend), or in a
@@ -55,6 +57,12 @@ export interface CpuBackendOptions {
   spawn?: SpawnWorker;
   /** multiply-adds a matmul needs per thread before it is split (smaller ones stay on one); tests set 1 */
   minWorkPerThread?: number;
+  /**
+   * how a matmul by Q8_0 weights takes its f32 input x: 'q8_0' (default) quantizes x per
+   * block of 32 first (one kernel call, then int8 dot products, as llama.cpp does), 'f32'
+   * widens the weights instead (x exact, slower)
+   */
+  q8Activations?: 'q8_0' | 'f32';
 }
 
 export class CpuBackend implements Backend {
@@ -66,6 +74,8 @@ export class CpuBackend implements Backend {
   private seenSlots = new Int32Array(256); // reference attention scratch, the slots one query row sees
   private scratch: CpuBuf | null = null; // SIMD attention scratch in the arena, (T, H, past + T) scores
   private statsBuf: CpuBuf | null = null; // logSumExpRows: (max, sum) per row
+  private readonly q8Activations: 'q8_0' | 'f32';
+  private q8x: { quants: CpuBuf; scales: CpuBuf } | null = null; // x quantized for a Q8_0 matmul, grown as needed
   private readonly pool: KernelPool | null = null;
   /** why fewer threads run than were asked for ('' when all of them do) */
   readonly threadsNote: string = '';
@@ -74,6 +84,8 @@ export class CpuBackend implements Backend {
 
   constructor(opts: CpuBackendOptions = {}) {
     const simd = opts.simd ?? simdSupported();
+    this.q8Activations = opts.q8Activations ?? 'q8_0';
+    if (this.q8Activations !== 'q8_0' && this.q8Activations !== 'f32') throw new RangeError(`q8Activations must be 'q8_0' or 'f32', got ${JSON.stringify(opts.q8Activations)}`);
     const asked = opts.threads ?? 1;
     if (!(Number.isInteger(asked) && asked >= 1)) throw new RangeError(`threads must be a whole number >= 1, got ${asked}`);
     const spawn = asked > 1 ? (opts.spawn ?? webWorkerSpawner()) : null;
@@ -115,6 +127,15 @@ export class CpuBackend implements Backend {
     return this.arena ? { totalBytes: ARENA_MAX_BYTES, why: 'the SIMD CPU backend keeps every buffer in one wasm32 memory' } : undefined;
   }
 
+  /** With SIMD, weight matrices in 16 bits and Q8_0 too (weights.ts); plain arrays hold f32. */
+  get weightFormats(): readonly WeightFormat[] | undefined {
+    return this.arena ? CPU_WEIGHT_FORMATS : undefined;
+  }
+  uploadWeights(m: PackedMatrix): Buf {
+    if (!this.arena) throw new Error('cpu uploadWeights: weight formats need the SIMD backend (weightFormats is undefined without it)');
+    return new CpuWeightBuf(m, this.arena);
+  }
+
   alloc(length: number): Buf {
     return new CpuBuf(length, this.arena);
   }
@@ -130,11 +151,17 @@ export class CpuBackend implements Backend {
     dst.set(d(src).subarray(srcOffset, srcOffset + dst.length));
   }
   free(buf: Buf): void {
+    if (buf instanceof CpuWeightBuf) return buf.free();
     const b = buf as CpuBuf;
     if (b.arena) b.arena.free(b.byteOffset, b); // plain buffers are garbage collected
   }
 
   embedding(out: Buf, table: Buf, ids: Int32Array, D: number): void {
+    if (table instanceof CpuWeightBuf) {
+      const o = d(out);
+      for (let t = 0; t < ids.length; t++) table.readRows(ids[t]!, 1, o, t * D);
+      return;
+    }
     const o = d(out), w = d(table);
     for (let t = 0; t < ids.length; t++) o.set(w.subarray(ids[t]! * D, ids[t]! * D + D), t * D);
   }
@@ -151,6 +178,7 @@ export class CpuBackend implements Backend {
   }
 
   matmul(out: Buf, x: Buf, w: Buf, T: number, K: number, N: number): void {
+    if (w instanceof CpuWeightBuf) return this.matmulWeights(out as CpuBuf, x as CpuBuf, w, T, K, N);
     const o = out as CpuBuf, xb = x as CpuBuf, wb = w as CpuBuf;
     // the wasm kernel sees only its own memory: buffers of another backend take the plain path
     if (this.wasm && o.arena === this.arena && xb.arena === this.arena && wb.arena === this.arena) {
@@ -158,6 +186,34 @@ export class CpuBackend implements Backend {
     } else {
       reference.matmul(o.data, xb.data, wb.data, T, K, N);
     }
+  }
+
+  /** out = x @ w^T by a weight matrix in its own format (weights.ts), on the SIMD kernels */
+  private matmulWeights(o: CpuBuf, x: CpuBuf, w: CpuWeightBuf, T: number, K: number, N: number): void {
+    const wasm = this.wasm!;
+    if (o.arena !== this.arena || x.arena !== this.arena) throw new Error('cpu matmul: a weight matrix meets buffers of another backend');
+    if (w.format === 'f32') wasm.matmul(o.byteOffset, x.byteOffset, w.byteOffset, T, K, N, K, K, N);
+    else if (w.format === 'bf16') wasm.matmulBf16(o.byteOffset, x.byteOffset, w.byteOffset, T, K, N, K, K, N);
+    else if (w.format === 'f16') wasm.matmulF16(o.byteOffset, x.byteOffset, w.byteOffset, T, K, N, K, K, N);
+    else if (this.q8Activations === 'f32') wasm.matmulQ8F32(o.byteOffset, x.byteOffset, w.byteOffset, w.scalesOffset, T, K, N, K, N);
+    else {
+      const q = this.q8Scratch(T * q8PaddedK(K)); // quantized once, before the matmul: threads would share it
+      wasm.quantizeQ8(q.quants.byteOffset, q.scales.byteOffset, x.byteOffset, T, K, K);
+      wasm.matmulQ8Q8(o.byteOffset, q.quants.byteOffset, q.scales.byteOffset, w.byteOffset, w.scalesOffset, T, K, N, N);
+    }
+  }
+
+  /** arena room for `n` int8 quants and their n / 32 scales, grown by doubling */
+  private q8Scratch(n: number): { quants: CpuBuf; scales: CpuBuf } {
+    if (!this.q8x || this.q8x.quants.length * 4 < n) {
+      if (this.q8x) {
+        this.free(this.q8x.quants);
+        this.free(this.q8x.scales);
+      }
+      const bytes = Math.max(n, 2 * 4 * (this.q8x?.quants.length ?? 0), 4096);
+      this.q8x = { quants: new CpuBuf(bytes / 4, this.arena), scales: new CpuBuf(bytes / 32, this.arena) }; // f32-counted buffers: bytes / 4 of them
+    }
+    return this.q8x;
   }
 
   add(out: Buf, a: Buf, b: Buf, n: number): void {

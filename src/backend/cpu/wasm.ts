@@ -77,7 +77,12 @@ const OP = {
   localTee: 0x22, // copy top of stack into local, leave it on the stack
   f32Load: 0x2a, // f32.load <align> <offset>: pop address, push f32
   f32Store: 0x38, // f32.store <align> <offset>: pop address and value
+  i32Load8S: 0x2c, // i32.load8_s <align> <offset>: one signed byte
+  i32Load16S: 0x2e, // i32.load16_s: two bytes, sign-extended
+  i32Load16U: 0x2f, // i32.load16_u: two bytes, zero-extended
+  i32Store8: 0x3a, // i32.store8: the low byte
   i32Const: 0x41, // i32.const <sleb>
+  f32Const: 0x43, // f32.const <4 bytes, little-endian>
   i32Eqz: 0x45, // push a == 0
   f32Eq: 0x5b, // push a == b (f32; false when either is NaN, true for 0 == -0)
   i32LtU: 0x49, // push a < b (unsigned)
@@ -85,22 +90,48 @@ const OP = {
   i32Add: 0x6a,
   i32Mul: 0x6c,
   i32And: 0x71,
+  i32Or: 0x72,
   i32Shl: 0x74,
+  i32ShrU: 0x76,
+  f32Abs: 0x8b,
+  f32Nearest: 0x90, // round to the nearest integer, ties to even
+  f32Div: 0x95,
+  f32Min: 0x96,
+  f32Max: 0x97,
+  i32TruncF32S: 0xa8, // f32 -> i32 toward zero (traps outside i32: callers keep values small)
+  f32ReinterpretI32: 0xbe, // the same 32 bits seen as an f32
+  f32Ne: 0x5c,
   f32Add: 0x92,
   f32Mul: 0x94,
   f32ConvertI32S: 0xb2, // i32 -> f32 (how we write 0.0 without an f32.const encoder)
+  select: 0x1b, // pop a, b, cond: push cond ? a : b
 } as const;
+/** i32.trunc_sat_f32_s: f32 -> i32 toward zero, NaN -> 0, saturating (never traps) */
+const I32_TRUNC_SAT_F32_S = [0xfc, 0x00];
 
 const SIMD_PREFIX = 0xfd; // every SIMD opcode is this byte followed by a LEB128 u32
 const SIMD = {
   v128Load: 0x00, // v128.load <align> <offset>: pop address, push 16 bytes
+  v128Load8x8S: 0x01, // 8 int8 -> i16x8, sign-extended
+  v128Load16x4S: 0x03, // 4 int16 -> i32x4, sign-extended
+  v128Load16x4U: 0x04, // 4 uint16 -> i32x4, zero-extended
+  v128Load32Zero: 0x5c, // 4 bytes into lane 0, the rest zero
   v128Store: 0x0b, // v128.store <align> <offset>: pop address and value
   v128Const: 0x0c, // v128.const <16 bytes>
   f32x4Splat: 0x13, // f32 -> the same value in all four lanes
   i8x16Shuffle: 0x0d, // i8x16.shuffle <16 lane indices into the 32 bytes of two operands>
   f32x4ExtractLane: 0x1f, // f32x4.extract_lane <lane>: v128 -> f32
   f32x4Eq: 0x41, // lane-wise a == b: all ones or all zeros
+  v128And: 0x4e,
   v128AndNot: 0x4f, // a & ~b
+  i8x16NarrowI16x8S: 0x65, // two i16x8 -> one i8x16, saturating
+  i16x8NarrowI32x4S: 0x85, // two i32x4 -> one i16x8, saturating
+  i16x8ExtendLowI8x16S: 0x87, // bytes 0-7 -> i16x8
+  i16x8ExtendHighI8x16S: 0x88, // bytes 8-15 -> i16x8
+  i32x4ExtendLowI16x8S: 0xa7, // i16 lanes 0-3 -> i32x4
+  i32x4ExtendHighI16x8S: 0xa8, // i16 lanes 4-7 -> i32x4
+  i32x4DotI16x8S: 0xba, // lane i = a[2i] b[2i] + a[2i+1] b[2i+1], i16 products summed in i32
+  f32x4Abs: 0xe0,
   f32x4Nearest: 0x6a, // round each lane to the nearest integer (ties to even)
   i32x4Shl: 0xab, // shift each i32 lane left by an i32 count
   i32x4Add: 0xae,
@@ -111,10 +142,12 @@ const SIMD = {
   f32x4Min: 0xe8, // lane-wise min (NaN if either lane is NaN)
   f32x4Max: 0xe9, // lane-wise max (NaN if either lane is NaN)
   i32x4TruncSatF32x4S: 0xf8, // f32 lanes -> i32 lanes, toward zero
+  f32x4ConvertI32x4S: 0xfa, // i32 lanes -> f32 lanes
 } as const;
 
 /** memarg alignment hints (log2 bytes): buffers are 16-aligned but rows of odd K are not */
 const ALIGN_F32 = 2;
+const ALIGN_BYTE = 0; // int8 quants, 16-bit weights: no promise
 
 // ---- function builder -----------------------------------------------------------------
 
@@ -157,6 +190,10 @@ class FunctionBuilder {
   i32x4(v: number): this {
     const b = new Uint8Array(Int32Array.of(v, v, v, v).buffer);
     return this.simd(SIMD.v128Const, ...b);
+  }
+  /** f32.const v */
+  f32(v: number): this {
+    return this.op(OP.f32Const, ...new Uint8Array(Float32Array.of(v).buffer));
   }
   /** v128.const of one f32 in all four lanes (little-endian bytes) */
   f32x4(v: number): this {
@@ -218,6 +255,45 @@ const PAIR_ROWS = 4; // R for a pair of tokens left over (T % 4 >= 2): 2 tokens 
 const ROWS_PER_TOKEN_TILE = 4; // R for single tokens (decode): 4 rows x 1 token
 
 /**
+ * How a matmul reads its weights: f32 as stored, or 16-bit values widened to f32 in
+ * registers (exactly: every f16 and bf16 value is an f32 value). Each pushes the f32x4 of
+ * four weights (vector) or the f32 of one (scalar) from the address on the stack.
+ */
+interface WeightElements {
+  log2Bytes: number; // bytes per weight, as a shift: 2 (f32) or 1 (16-bit)
+  vector(f: FunctionBuilder): void;
+  scalar(f: FunctionBuilder): void;
+}
+const F32_WEIGHTS: WeightElements = {
+  log2Bytes: 2,
+  vector: (f) => f.simd(SIMD.v128Load, ALIGN_F32, 0),
+  scalar: (f) => f.op(OP.f32Load, ALIGN_F32, 0),
+};
+/** bfloat16 is the top half of an f32: zero-extend to 32 bits, shift left 16 */
+const BF16_SHIFT = 16;
+const BF16_WEIGHTS: WeightElements = {
+  log2Bytes: 1,
+  vector: (f) => f.simd(SIMD.v128Load16x4U, ALIGN_BYTE, 0).i32(BF16_SHIFT).simd(SIMD.i32x4Shl),
+  scalar: (f) => f.op(OP.i32Load16U, ALIGN_BYTE, 0).i32(BF16_SHIFT).op(OP.i32Shl, OP.f32ReinterpretI32),
+};
+/**
+ * IEEE half to f32 without a conversion instruction: sign-extend the 16 bits, shift left 13
+ * so the 5 exponent and 10 mantissa bits land under f32's exponent and mantissa (the sign
+ * copies fill bit 31 and bits 28-30), keep bit 31 and bits 13-27, and multiply by
+ * 2^(127 - 15) to rebias the exponent. Exact for normal and subnormal halves (a subnormal
+ * becomes an f32 subnormal first); Inf and NaN would come out finite, and weight files
+ * never hold them (the readers refuse them).
+ */
+const F16_SHIFT = 13;
+const F16_KEEP = 0x8fffe000 | 0; // bit 31 (sign), bits 13-27 (exponent and mantissa)
+const F16_REBIAS = 2 ** 112;
+const F16_WEIGHTS: WeightElements = {
+  log2Bytes: 1,
+  vector: (f) => f.simd(SIMD.v128Load16x4S, ALIGN_BYTE, 0).i32(F16_SHIFT).simd(SIMD.i32x4Shl).i32x4(F16_KEEP).simd(SIMD.v128And).f32x4(F16_REBIAS).simd(SIMD.f32x4Mul),
+  scalar: (f) => f.op(OP.i32Load16S, ALIGN_BYTE, 0).i32(F16_SHIFT).op(OP.i32Shl).i32(F16_KEEP).op(OP.i32And, OP.f32ReinterpretI32).f32(F16_REBIAS).op(OP.f32Mul),
+};
+
+/**
  * matmul(out, x, w, T, K, N, ldx, ldw, ldo): out (T, N) = x (T, K) @ w (N, K)^T, all f32,
  * the three arrays given as byte offsets into memory and their row strides in elements
  * (ldx = ldw = K and ldo = N for dense matrices; attention uses wider ones to read one
@@ -246,8 +322,9 @@ const ROWS_PER_TOKEN_TILE = 4; // R for single tokens (decode): 4 rows x 1 token
  *     for (; k < K; k++) s[u][r] += x[t+u, k] * w[n+r, k]         scalar tail, K % 4
  *     out[t+u, n+r] = s[u][r]
  */
-function matmulFunction(): FunctionBuilder {
+function matmulFunction(W: WeightElements = F32_WEIGHTS): FunctionBuilder {
   const f = new FunctionBuilder([I32, I32, I32, I32, I32, I32, I32, I32, I32]);
+  const narrow = W.log2Bytes !== 2; // weights narrower than x: their own byte offset within a row
   const [out, x, w, T, K, N, ldx, ldw, ldo] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
   const maxU = TOKENS_PER_BLOCK, maxR = Math.max(ROWS_PER_BATCH_TILE, PAIR_ROWS, ROWS_PER_TOKEN_TILE);
   const L = {
@@ -258,7 +335,8 @@ function matmulFunction(): FunctionBuilder {
     oRow: f.local(I32), // ldo * 4
     t: f.local(I32),
     n: f.local(I32),
-    k: f.local(I32), // byte offset within a row
+    k: f.local(I32), // byte offset within a row of x
+    kw: f.local(I32), // byte offset within a row of w (16-bit weights; f32 weights use k)
     xt: f.local(I32), // &x[t, 0]
     ot: f.local(I32), // &out[t, 0]
     wn: f.local(I32), // &w[n, 0]
@@ -274,6 +352,11 @@ function matmulFunction(): FunctionBuilder {
   };
   const acc = (u: number, r: number) => L.acc[u * maxR + r]!;
   const sum = (u: number, r: number) => L.s[u * maxR + r]!;
+  const kw = narrow ? L.kw : L.k;
+  const stepK = (xBytes: number) => {
+    f.addTo(L.k, () => f.i32(xBytes));
+    if (narrow) f.addTo(L.kw, () => f.i32(xBytes >> (2 - W.log2Bytes)));
+  };
 
   /** one tile of U tokens x R rows at (t, n), then n += R */
   const tile = (U: number, R: number) => {
@@ -283,15 +366,18 @@ function matmulFunction(): FunctionBuilder {
     for (let u = 0; u < U; u++) for (let r = 0; r < R; r++) (u === U - 1 && r === R - 1 ? f.set(acc(u, r)) : f.tee(acc(u, r)));
 
     f.i32(0).set(L.k);
+    if (narrow) f.i32(0).set(L.kw);
     f.whileLoop(
       () => f.get(L.k).get(L.K4b).op(OP.i32LtU),
       () => {
         for (let u = 0; u < U; u++) f.get(L.xp[u]!).get(L.k).op(OP.i32Add).simd(SIMD.v128Load, ALIGN_F32, 0).set(L.xv[u]!);
         for (let r = 0; r < R; r++) {
-          f.get(L.wp[r]!).get(L.k).op(OP.i32Add).simd(SIMD.v128Load, ALIGN_F32, 0).set(L.wv);
+          f.get(L.wp[r]!).get(kw).op(OP.i32Add);
+          W.vector(f);
+          f.set(L.wv);
           for (let u = 0; u < U; u++) f.get(acc(u, r)).get(L.xv[u]!).get(L.wv).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Add).set(acc(u, r));
         }
-        f.addTo(L.k, () => f.i32(16));
+        stepK(16);
       },
     );
 
@@ -309,10 +395,12 @@ function matmulFunction(): FunctionBuilder {
       () => {
         for (let u = 0; u < U; u++) f.get(L.xp[u]!).get(L.k).op(OP.i32Add, OP.f32Load, ALIGN_F32, 0).set(L.xs[u]!);
         for (let r = 0; r < R; r++) {
-          f.get(L.wp[r]!).get(L.k).op(OP.i32Add, OP.f32Load, ALIGN_F32, 0).set(L.ws);
+          f.get(L.wp[r]!).get(kw).op(OP.i32Add);
+          W.scalar(f);
+          f.set(L.ws);
           for (let u = 0; u < U; u++) f.get(sum(u, r)).get(L.xs[u]!).get(L.ws).op(OP.f32Mul, OP.f32Add).set(sum(u, r));
         }
-        f.addTo(L.k, () => f.i32(4));
+        stepK(4);
       },
     );
 
@@ -340,12 +428,409 @@ function matmulFunction(): FunctionBuilder {
   f.get(K).i32(2).op(OP.i32Shl).set(L.Kb);
   f.get(K).i32(~3).op(OP.i32And).i32(2).op(OP.i32Shl).set(L.K4b);
   f.get(ldx).i32(2).op(OP.i32Shl).set(L.xRow);
-  f.get(ldw).i32(2).op(OP.i32Shl).set(L.wRow);
+  f.get(ldw).i32(W.log2Bytes).op(OP.i32Shl).set(L.wRow);
   f.get(ldo).i32(2).op(OP.i32Shl).set(L.oRow);
   f.i32(0).set(L.t).get(x).set(L.xt).get(out).set(L.ot);
   f.whileLoop(() => f.get(L.t).i32(TOKENS_PER_BLOCK).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(TOKENS_PER_BLOCK, ROWS_PER_BATCH_TILE));
   f.whileLoop(() => f.get(L.t).i32(2).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(2, PAIR_ROWS));
   f.whileLoop(() => f.get(L.t).get(T).op(OP.i32LtU), () => tokenBlock(1, ROWS_PER_TOKEN_TILE));
+  return f;
+}
+
+// ---- Q8_0 weights -----------------------------------------------------------------------
+
+/**
+ * Q8_0 in memory: a (N, K) matrix as int8 quants (N, Kp), Kp = K rounded up to a whole block
+ * of 32 (the padding quants are 0), and f32 scales (N, Kp / 32); weight [n, k] stands for
+ * quants[n, k] * scales[n, k / 32]. Quant rows are whole blocks, so every row of a 16-aligned
+ * matrix starts 16-aligned. (llama.cpp's 34-byte block interleaves the scale with its quants:
+ * that is its file format; kept apart, a block is two aligned v128 loads.)
+ *
+ * Two ways to multiply by it:
+ *   matmulQ8F32   x stays f32: each block's quants widen to f32 and multiply x; the block's
+ *                 sum is scaled once
+ *   quantizeQ8 + matmulQ8Q8   x is first quantized the same way, per block of 32 (one call,
+ *                 before the matmul), then blocks meet as int8 x int8 dot products summed in
+ *                 i32 (exact), scaled by x's scale times w's: llama.cpp's way
+ */
+const Q8_BLOCK = 32;
+const Q8_MAX = 127;
+const INT8_MIN = -128;
+const INT8_MAX = 127;
+const Q8_BLOCK_SHIFT = 5; // log2(Q8_BLOCK)
+const Q8_TOKENS_PER_BLOCK = 2; // U for token pairs of a batch: 2 tokens x 2 rows
+const Q8_PAIR_ROWS = 2;
+const Q8_ROWS_PER_TOKEN_TILE = 4; // R for a single token (decode): 1 token x 4 rows
+
+/** push Kp = K rounded up to a multiple of 32, from the i32 local K */
+const pushPaddedK = (f: FunctionBuilder, K: number) => f.get(K).i32(Q8_BLOCK - 1).op(OP.i32Add).i32(~(Q8_BLOCK - 1)).op(OP.i32And);
+
+/**
+ * The token and row loops around a tile of U tokens x R rows, as in matmulFunction: token
+ * blocks of Q8_TOKENS_PER_BLOCK while they fit, then single tokens; within each, tiles of R
+ * rows, then single rows. `rows` names the per-row pointers (reset to their base at each token
+ * block, advanced R rows per tile), `tokens` the per-token ones.
+ */
+function emitQ8Loops(
+  f: FunctionBuilder, T: number, N: number,
+  L: { t: number; n: number; on: number; ot: number; oRow: number },
+  rows: { at: number; base: number; stride: number }[], tokens: { at: number; stride: number }[],
+  tile: (U: number, R: number) => void,
+): void {
+  const tokenBlock = (U: number, R: number) => {
+    f.i32(0).set(L.n).get(L.ot).set(L.on);
+    for (const p of rows) f.get(p.base).set(p.at);
+    const oneTile = (Rt: number) => {
+      tile(U, Rt);
+      f.addTo(L.n, () => f.i32(Rt)).addTo(L.on, () => f.i32(4 * Rt));
+      for (const p of rows) f.addTo(p.at, () => f.i32(Rt).get(p.stride).op(OP.i32Mul));
+    };
+    f.whileLoop(() => f.get(L.n).i32(R).op(OP.i32Add).get(N).op(OP.i32LeU), () => oneTile(R));
+    f.whileLoop(() => f.get(L.n).get(N).op(OP.i32LtU), () => oneTile(1));
+    f.addTo(L.t, () => f.i32(U)).addTo(L.ot, () => f.i32(U).get(L.oRow).op(OP.i32Mul));
+    for (const p of tokens) f.addTo(p.at, () => f.i32(U).get(p.stride).op(OP.i32Mul));
+  };
+  f.i32(0).set(L.t);
+  f.whileLoop(() => f.get(L.t).i32(Q8_TOKENS_PER_BLOCK).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(Q8_TOKENS_PER_BLOCK, Q8_PAIR_ROWS));
+  f.whileLoop(() => f.get(L.t).get(T).op(OP.i32LtU), () => tokenBlock(1, Q8_ROWS_PER_TOKEN_TILE));
+}
+
+/** push the horizontal sum (lane 0 + lane 1) + (lane 2 + lane 3) of the v128 local a */
+const pushLaneSum = (f: FunctionBuilder, a: number) => {
+  f.get(a).simd(SIMD.f32x4ExtractLane, 0).get(a).simd(SIMD.f32x4ExtractLane, 1).op(OP.f32Add);
+  f.get(a).simd(SIMD.f32x4ExtractLane, 2).get(a).simd(SIMD.f32x4ExtractLane, 3).op(OP.f32Add);
+  f.op(OP.f32Add);
+};
+
+/**
+ * matmulQ8F32(out, x, wq, ws, T, K, N, ldx, ldo): out (T, N) = x (T, K) @ w^T with w (N, K)
+ * in Q8_0 (quants wq, scales ws, as above) and x f32, row strides ldx, ldo in elements. Rows
+ * [n0, n1) alone: wq + n0 Kp, ws + n0 Kp / 8 bytes, out + 4 n0, N = n1 - n0. As C:
+ *
+ *   tile(U tokens, R rows):                 acc[u][r], bacc[u][r]: f32x4
+ *     for (b = 0; b < K / 32; b++) {        whole blocks
+ *       bacc = 0
+ *       for (j = 0; j < 32; j += 8)         8 quants -> two f32x4: lo (j..j+3), hi (j+4..j+7)
+ *         bacc[u][r] += x[t+u, 32b+j ..] * lo[r] + ...hi                       (mul, add, mul, add)
+ *       acc[u][r] += bacc[u][r] * scale[n+r, b]
+ *     }
+ *     if (K % 32) {                          the last, partial block: groups of 4, then one at a time
+ *       bacc = 0; for (k < K & ~3; k += 4) bacc[u][r] += x[t+u, k..] * f32(q[n+r, k..])
+ *       acc[u][r] += bacc[u][r] * scale[n+r, last]
+ *     }
+ *     s = (lane 0 + lane 1) + (lane 2 + lane 3) of acc
+ *     if (K % 32) { ts = 0; for (; k < K; k++) ts += x[t+u, k] * q[n+r, k];  s += ts * scale[n+r, last] }
+ *     out[t+u, n+r] = s
+ *
+ * Each output's arithmetic is the same in every tile shape, so results do not depend on T,
+ * N or where a row split falls.
+ */
+function matmulQ8F32Function(): FunctionBuilder {
+  const f = new FunctionBuilder([I32, I32, I32, I32, I32, I32, I32, I32, I32]);
+  const [out, x, wq, ws, T, K, N, ldx, ldo] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const maxU = Q8_TOKENS_PER_BLOCK, maxR = Q8_ROWS_PER_TOKEN_TILE;
+  const L = {
+    Kp: f.local(I32), // quant row bytes
+    sRow: f.local(I32), // scale row bytes, Kp / 8
+    full: f.local(I32), // K & ~31: quants in whole blocks
+    K4: f.local(I32), // K & ~3
+    xRow: f.local(I32), oRow: f.local(I32),
+    t: f.local(I32), n: f.local(I32),
+    kq: f.local(I32), // element index within a row (= byte offset in a quant row)
+    kx: f.local(I32), // kq * 4: byte offset in a row of x
+    last: f.local(I32), // byte offset of the partial block's scale in a scale row
+    xt: f.local(I32), ot: f.local(I32), qn: f.local(I32), sn: f.local(I32), on: f.local(I32),
+    xp: f.locals(I32, maxU), qp: f.locals(I32, maxR), sp: f.locals(I32, maxR),
+    acc: f.locals(V128, maxU * maxR), bacc: f.locals(V128, maxU * maxR),
+    xv: f.locals(V128, 2 * maxU), lo: f.local(V128), hi: f.local(V128), q8: f.local(V128),
+    s: f.locals(F32, maxU * maxR), ts: f.locals(F32, maxU * maxR), xs: f.locals(F32, maxU), wsc: f.local(F32),
+  };
+  const ix = (u: number, r: number) => u * maxR + r;
+  const zero = (locals: number[]) => {
+    f.simd(SIMD.v128Const, ...new Array<number>(16).fill(0));
+    locals.forEach((l, i) => (i === locals.length - 1 ? f.set(l) : f.tee(l)));
+  };
+  /** bacc[u][r] += xv[u][half] * w, for the tile's u */
+  const macc = (U: number, r: number, half: number, w: number) => {
+    for (let u = 0; u < U; u++) f.get(L.bacc[ix(u, r)]!).get(L.xv[2 * u + half]!).get(w).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Add).set(L.bacc[ix(u, r)]!);
+  };
+  /** acc[u][r] += bacc[u][r] * splat(scale at sp[r] + scaleAt) */
+  const scaleIn = (U: number, R: number, pushScaleOffset: () => void) => {
+    for (let r = 0; r < R; r++) {
+      f.get(L.sp[r]!);
+      pushScaleOffset();
+      f.op(OP.i32Add, OP.f32Load, ALIGN_F32, 0).simd(SIMD.f32x4Splat).set(L.lo);
+      for (let u = 0; u < U; u++) f.get(L.acc[ix(u, r)]!).get(L.bacc[ix(u, r)]!).get(L.lo).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Add).set(L.acc[ix(u, r)]!);
+    }
+  };
+  const tileAccs = (U: number, R: number, which: number[]) => {
+    const out: number[] = [];
+    for (let u = 0; u < U; u++) for (let r = 0; r < R; r++) out.push(which[ix(u, r)]!);
+    return out;
+  };
+  const partial = () => f.get(K).i32(Q8_BLOCK - 1).op(OP.i32And, OP.i32Eqz); // true: no partial block
+
+  const tile = (U: number, R: number) => {
+    for (let u = 0; u < U; u++) f.get(L.xt).i32(u).get(L.xRow).op(OP.i32Mul, OP.i32Add).set(L.xp[u]!);
+    for (let r = 0; r < R; r++) {
+      f.get(L.qn).i32(r).get(L.Kp).op(OP.i32Mul, OP.i32Add).set(L.qp[r]!);
+      f.get(L.sn).i32(r).get(L.sRow).op(OP.i32Mul, OP.i32Add).set(L.sp[r]!);
+    }
+    zero(tileAccs(U, R, L.acc));
+    f.i32(0).set(L.kq).i32(0).set(L.kx);
+    f.whileLoop(
+      () => f.get(L.kq).get(L.full).op(OP.i32LtU),
+      () => {
+        zero(tileAccs(U, R, L.bacc));
+        for (let j = 0; j < Q8_BLOCK; j += 8) {
+          for (let u = 0; u < U; u++) {
+            for (let half = 0; half < 2; half++) f.get(L.xp[u]!).get(L.kx).op(OP.i32Add).simd(SIMD.v128Load, ALIGN_F32, ...uleb(4 * j + 16 * half)).set(L.xv[2 * u + half]!);
+          }
+          for (let r = 0; r < R; r++) {
+            f.get(L.qp[r]!).get(L.kq).op(OP.i32Add).simd(SIMD.v128Load8x8S, ALIGN_BYTE, ...uleb(j)).set(L.q8);
+            f.get(L.q8).simd(SIMD.i32x4ExtendLowI16x8S).simd(SIMD.f32x4ConvertI32x4S).set(L.lo);
+            f.get(L.q8).simd(SIMD.i32x4ExtendHighI16x8S).simd(SIMD.f32x4ConvertI32x4S).set(L.hi);
+            macc(U, r, 0, L.lo);
+            macc(U, r, 1, L.hi);
+          }
+        }
+        scaleIn(U, R, () => f.get(L.kq).i32(3).op(OP.i32ShrU)); // block kq/32, 4 bytes a scale
+        f.addTo(L.kq, () => f.i32(Q8_BLOCK)).addTo(L.kx, () => f.i32(4 * Q8_BLOCK));
+      },
+    );
+    f.unless(partial, () => {
+      zero(tileAccs(U, R, L.bacc));
+      f.whileLoop(
+        () => f.get(L.kq).get(L.K4).op(OP.i32LtU),
+        () => {
+          for (let u = 0; u < U; u++) f.get(L.xp[u]!).get(L.kx).op(OP.i32Add).simd(SIMD.v128Load, ALIGN_F32, 0).set(L.xv[2 * u]!);
+          for (let r = 0; r < R; r++) {
+            f.get(L.qp[r]!).get(L.kq).op(OP.i32Add).simd(SIMD.v128Load32Zero, ALIGN_BYTE, 0);
+            f.simd(SIMD.i16x8ExtendLowI8x16S).simd(SIMD.i32x4ExtendLowI16x8S).simd(SIMD.f32x4ConvertI32x4S).set(L.lo);
+            macc(U, r, 0, L.lo);
+          }
+          f.addTo(L.kq, () => f.i32(4)).addTo(L.kx, () => f.i32(16));
+        },
+      );
+      scaleIn(U, R, () => f.get(L.last));
+    });
+    for (let u = 0; u < U; u++) for (let r = 0; r < R; r++) {
+      pushLaneSum(f, L.acc[ix(u, r)]!);
+      f.set(L.s[ix(u, r)]!);
+    }
+    f.unless(partial, () => {
+      for (let u = 0; u < U; u++) for (let r = 0; r < R; r++) f.i32(0).op(OP.f32ConvertI32S).set(L.ts[ix(u, r)]!);
+      f.whileLoop(
+        () => f.get(L.kq).get(K).op(OP.i32LtU),
+        () => {
+          for (let u = 0; u < U; u++) f.get(L.xp[u]!).get(L.kx).op(OP.i32Add, OP.f32Load, ALIGN_F32, 0).set(L.xs[u]!);
+          for (let r = 0; r < R; r++) {
+            f.get(L.qp[r]!).get(L.kq).op(OP.i32Add, OP.i32Load8S, ALIGN_BYTE, 0, OP.f32ConvertI32S).set(L.wsc);
+            for (let u = 0; u < U; u++) f.get(L.ts[ix(u, r)]!).get(L.xs[u]!).get(L.wsc).op(OP.f32Mul, OP.f32Add).set(L.ts[ix(u, r)]!);
+          }
+          f.addTo(L.kq, () => f.i32(1)).addTo(L.kx, () => f.i32(4));
+        },
+      );
+      for (let r = 0; r < R; r++) {
+        f.get(L.sp[r]!).get(L.last).op(OP.i32Add, OP.f32Load, ALIGN_F32, 0).set(L.wsc);
+        for (let u = 0; u < U; u++) f.get(L.s[ix(u, r)]!).get(L.ts[ix(u, r)]!).get(L.wsc).op(OP.f32Mul, OP.f32Add).set(L.s[ix(u, r)]!);
+      }
+    });
+    for (let u = 0; u < U; u++) for (let r = 0; r < R; r++) {
+      f.get(L.on).i32(u).get(L.oRow).op(OP.i32Mul, OP.i32Add).get(L.s[ix(u, r)]!).op(OP.f32Store, ALIGN_F32, ...uleb(4 * r));
+    }
+  };
+
+  pushPaddedK(f, K).set(L.Kp);
+  f.get(L.Kp).i32(3).op(OP.i32ShrU).set(L.sRow);
+  f.get(K).i32(~(Q8_BLOCK - 1)).op(OP.i32And).set(L.full);
+  f.get(K).i32(~3).op(OP.i32And).set(L.K4);
+  f.get(L.full).i32(3).op(OP.i32ShrU).set(L.last);
+  f.get(ldx).i32(2).op(OP.i32Shl).set(L.xRow);
+  f.get(ldo).i32(2).op(OP.i32Shl).set(L.oRow);
+  f.get(x).set(L.xt).get(out).set(L.ot);
+  emitQ8Loops(f, T, N, L, [{ at: L.qn, base: wq, stride: L.Kp }, { at: L.sn, base: ws, stride: L.sRow }], [{ at: L.xt, stride: L.xRow }], tile);
+  return f;
+}
+
+/**
+ * quantizeQ8(xq, xs, x, T, K, ldx): the rows of x (T, K) f32 (row stride ldx elements) as Q8_0
+ * activations, xq (T, Kp) int8 with zero padding and xs (T, Kp / 32) f32 scales, per block:
+ *   amax = max |x|, d = amax / 127, id = d != 0 ? 1 / d : 0, q = nearest(x * id) (ties to
+ *   even), saturated to [-128, 127] (|x * id| <= 127 up to rounding, except when d is so small
+ *   that 1 / d overflows), NaN (from Inf or NaN in x) becoming 0
+ * (llama.cpp's rule for activations, with d kept in f32 rather than rounded to f16). Whole
+ * blocks in f32x4, a partial last block one value at a time; NaN in a block gives its scale NaN.
+ */
+function quantizeQ8Function(): FunctionBuilder {
+  const f = new FunctionBuilder([I32, I32, I32, I32, I32, I32]);
+  const [xq, xs, x, T, K, ldx] = [0, 1, 2, 3, 4, 5];
+  const VECTORS = Q8_BLOCK / 4;
+  const L = {
+    Kp: f.local(I32), full: f.local(I32), t: f.local(I32), k: f.local(I32), j: f.local(I32),
+    xr: f.local(I32), qr: f.local(I32), sr: f.local(I32), // rows of x, xq, xs
+    v: f.locals(V128, VECTORS), m: f.local(V128), idv: f.local(V128),
+    amax: f.local(F32), d: f.local(F32), id: f.local(F32),
+  };
+  /** d and id from amax, d stored at sr + k/8 */
+  const scales = () => {
+    f.get(L.amax).f32(Q8_MAX).op(OP.f32Div).set(L.d);
+    f.i32(1).op(OP.f32ConvertI32S).get(L.d).op(OP.f32Div).f32(0).get(L.d).f32(0).op(OP.f32Ne, OP.select).set(L.id);
+    f.get(L.sr).get(L.k).i32(3).op(OP.i32ShrU, OP.i32Add).get(L.d).op(OP.f32Store, ALIGN_F32, 0);
+  };
+  pushPaddedK(f, K).set(L.Kp);
+  f.get(K).i32(~(Q8_BLOCK - 1)).op(OP.i32And).set(L.full);
+  f.i32(0).set(L.t).get(x).set(L.xr).get(xq).set(L.qr).get(xs).set(L.sr);
+  f.whileLoop(
+    () => f.get(L.t).get(T).op(OP.i32LtU),
+    () => {
+      f.i32(0).set(L.k);
+      f.whileLoop(
+        () => f.get(L.k).get(L.full).op(OP.i32LtU),
+        () => {
+          for (let i = 0; i < VECTORS; i++) f.get(L.xr).get(L.k).i32(2).op(OP.i32Shl, OP.i32Add).simd(SIMD.v128Load, ALIGN_F32, ...uleb(16 * i)).set(L.v[i]!);
+          f.get(L.v[0]!).simd(SIMD.f32x4Abs);
+          for (let i = 1; i < VECTORS; i++) f.get(L.v[i]!).simd(SIMD.f32x4Abs).simd(SIMD.f32x4Max);
+          f.set(L.m);
+          for (let lane = 1; lane < 4; lane++) f.get(L.m).get(L.m).get(L.m).simd(SIMD.i8x16Shuffle, ...laneBroadcast(lane)).simd(SIMD.f32x4Max).set(L.m);
+          f.get(L.m).simd(SIMD.f32x4ExtractLane, 0).set(L.amax);
+          scales();
+          f.get(L.id).simd(SIMD.f32x4Splat).set(L.idv);
+          /** push the i16x8 of vectors i, i + 1 quantized */
+          const half = (i: number) => {
+            for (const v of [L.v[i]!, L.v[i + 1]!]) f.get(v).get(L.idv).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Nearest).simd(SIMD.i32x4TruncSatF32x4S);
+            f.simd(SIMD.i16x8NarrowI32x4S);
+          };
+          for (let i = 0; i < VECTORS; i += 4) {
+            f.get(L.qr).get(L.k).op(OP.i32Add);
+            half(i);
+            half(i + 2);
+            f.simd(SIMD.i8x16NarrowI16x8S).simd(SIMD.v128Store, ALIGN_BYTE, ...uleb(4 * i));
+          }
+          f.addTo(L.k, () => f.i32(Q8_BLOCK));
+        },
+      );
+      f.unless(() => f.get(L.k).get(L.Kp).op(OP.i32LtU, OP.i32Eqz), () => {
+        // the partial block: amax, scales, then 32 quants (zero past K)
+        f.i32(0).op(OP.f32ConvertI32S).set(L.amax).get(L.k).set(L.j);
+        f.whileLoop(
+          () => f.get(L.j).get(K).op(OP.i32LtU),
+          () => {
+            f.get(L.amax).get(L.xr).get(L.j).i32(2).op(OP.i32Shl, OP.i32Add, OP.f32Load, ALIGN_F32, 0, OP.f32Abs, OP.f32Max).set(L.amax);
+            f.addTo(L.j, () => f.i32(1));
+          },
+        );
+        scales();
+        f.get(L.k).set(L.j);
+        f.whileLoop(
+          () => f.get(L.j).get(K).op(OP.i32LtU),
+          () => {
+            f.get(L.qr).get(L.j).op(OP.i32Add);
+            f.get(L.xr).get(L.j).i32(2).op(OP.i32Shl, OP.i32Add, OP.f32Load, ALIGN_F32, 0).get(L.id).op(OP.f32Mul, OP.f32Nearest);
+            f.f32(INT8_MIN).op(OP.f32Max).f32(INT8_MAX).op(OP.f32Min, ...I32_TRUNC_SAT_F32_S); // saturate as the vector path's narrowing does
+            f.op(OP.i32Store8, ALIGN_BYTE, 0);
+            f.addTo(L.j, () => f.i32(1));
+          },
+        );
+        f.whileLoop(
+          () => f.get(L.j).get(L.Kp).op(OP.i32LtU),
+          () => {
+            f.get(L.qr).get(L.j).op(OP.i32Add).i32(0).op(OP.i32Store8, ALIGN_BYTE, 0); // the padding
+            f.addTo(L.j, () => f.i32(1));
+          },
+        );
+      });
+      f.addTo(L.t, () => f.i32(1));
+      f.addTo(L.xr, () => f.get(ldx).i32(2).op(OP.i32Shl));
+      f.addTo(L.qr, () => f.get(L.Kp));
+      f.addTo(L.sr, () => f.get(L.Kp).i32(3).op(OP.i32ShrU));
+    },
+  );
+  return f;
+}
+
+/**
+ * matmulQ8Q8(out, xq, xs, wq, ws, T, K, N, ldo): out (T, N) = x @ w^T with both in Q8_0 (x
+ * from quantizeQ8: quants (T, Kp), scales (T, Kp / 32); w as above). Rows [n0, n1) alone:
+ * wq + n0 Kp, ws + n0 Kp / 8, out + 4 n0, N = n1 - n0. Per block of 32, all padding included
+ * (zero quants add nothing): the four i16x8 of x and of w meet in i32x4.dot_i16x8_s, summed
+ * (d0 + d1) + (d2 + d3) in i32 (exact: |sum| <= 32 * 128 * 128), then
+ *   acc[u][r] += f32(isum) * splat(xs[t+u, b] * ws[n+r, b])
+ * and out = (lane 0 + lane 1) + (lane 2 + lane 3): the same arithmetic in every tile shape.
+ */
+function matmulQ8Q8Function(): FunctionBuilder {
+  const f = new FunctionBuilder([I32, I32, I32, I32, I32, I32, I32, I32, I32]);
+  const [out, xq, xs, wq, ws, T, K, N, ldo] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const maxU = Q8_TOKENS_PER_BLOCK, maxR = Q8_ROWS_PER_TOKEN_TILE;
+  const L = {
+    Kp: f.local(I32), sRow: f.local(I32), oRow: f.local(I32),
+    t: f.local(I32), n: f.local(I32), kq: f.local(I32), ks: f.local(I32), // kq / 8: byte offset of the block's scale
+    xt: f.local(I32), xst: f.local(I32), ot: f.local(I32), qn: f.local(I32), sn: f.local(I32), on: f.local(I32),
+    xp: f.locals(I32, maxU), xsp: f.locals(I32, maxU), qp: f.locals(I32, maxR), sp: f.locals(I32, maxR),
+    acc: f.locals(V128, maxU * maxR), x16: f.locals(V128, 4 * maxU), w16: f.locals(V128, 4), raw: f.local(V128),
+    dx: f.locals(F32, maxU), dw: f.local(F32),
+  };
+  const ix = (u: number, r: number) => u * maxR + r;
+  /** four i16x8 from the 32 bytes at the address pushed by `at` */
+  const widen = (at: () => void, into: number[]) => {
+    for (let half = 0; half < 2; half++) {
+      at();
+      f.simd(SIMD.v128Load, ALIGN_BYTE, ...uleb(16 * half)).set(L.raw);
+      f.get(L.raw).simd(SIMD.i16x8ExtendLowI8x16S).set(into[2 * half]!);
+      f.get(L.raw).simd(SIMD.i16x8ExtendHighI8x16S).set(into[2 * half + 1]!);
+    }
+  };
+  const dot = (u: number, i: number) => f.get(L.x16[4 * u + i]!).get(L.w16[i]!).simd(SIMD.i32x4DotI16x8S);
+  const tile = (U: number, R: number) => {
+    for (let u = 0; u < U; u++) {
+      f.get(L.xt).i32(u).get(L.Kp).op(OP.i32Mul, OP.i32Add).set(L.xp[u]!);
+      f.get(L.xst).i32(u).get(L.sRow).op(OP.i32Mul, OP.i32Add).set(L.xsp[u]!);
+    }
+    for (let r = 0; r < R; r++) {
+      f.get(L.qn).i32(r).get(L.Kp).op(OP.i32Mul, OP.i32Add).set(L.qp[r]!);
+      f.get(L.sn).i32(r).get(L.sRow).op(OP.i32Mul, OP.i32Add).set(L.sp[r]!);
+    }
+    f.simd(SIMD.v128Const, ...new Array<number>(16).fill(0));
+    const accs: number[] = [];
+    for (let u = 0; u < U; u++) for (let r = 0; r < R; r++) accs.push(L.acc[ix(u, r)]!);
+    accs.forEach((l, i) => (i === accs.length - 1 ? f.set(l) : f.tee(l)));
+    f.i32(0).set(L.kq).i32(0).set(L.ks);
+    f.whileLoop(
+      () => f.get(L.kq).get(L.Kp).op(OP.i32LtU),
+      () => {
+        for (let u = 0; u < U; u++) {
+          widen(() => f.get(L.xp[u]!).get(L.kq).op(OP.i32Add), L.x16.slice(4 * u, 4 * u + 4));
+          f.get(L.xsp[u]!).get(L.ks).op(OP.i32Add, OP.f32Load, ALIGN_F32, 0).set(L.dx[u]!);
+        }
+        for (let r = 0; r < R; r++) {
+          widen(() => f.get(L.qp[r]!).get(L.kq).op(OP.i32Add), L.w16);
+          f.get(L.sp[r]!).get(L.ks).op(OP.i32Add, OP.f32Load, ALIGN_F32, 0).set(L.dw);
+          for (let u = 0; u < U; u++) {
+            const a = L.acc[ix(u, r)]!;
+            f.get(a);
+            dot(u, 0);
+            dot(u, 1);
+            f.simd(SIMD.i32x4Add);
+            dot(u, 2);
+            dot(u, 3);
+            f.simd(SIMD.i32x4Add).simd(SIMD.i32x4Add).simd(SIMD.f32x4ConvertI32x4S);
+            f.get(L.dx[u]!).get(L.dw).op(OP.f32Mul).simd(SIMD.f32x4Splat).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Add).set(a);
+          }
+        }
+        f.addTo(L.kq, () => f.i32(Q8_BLOCK)).addTo(L.ks, () => f.i32(4));
+      },
+    );
+    for (let u = 0; u < U; u++) for (let r = 0; r < R; r++) {
+      f.get(L.on).i32(u).get(L.oRow).op(OP.i32Mul, OP.i32Add);
+      pushLaneSum(f, L.acc[ix(u, r)]!);
+      f.op(OP.f32Store, ALIGN_F32, ...uleb(4 * r));
+    }
+  };
+  pushPaddedK(f, K).set(L.Kp);
+  f.get(L.Kp).i32(3).op(OP.i32ShrU).set(L.sRow);
+  f.get(ldo).i32(2).op(OP.i32Shl).set(L.oRow);
+  f.get(xq).set(L.xt).get(xs).set(L.xst).get(out).set(L.ot);
+  emitQ8Loops(f, T, N, L, [{ at: L.qn, base: wq, stride: L.Kp }, { at: L.sn, base: ws, stride: L.sRow }], [{ at: L.xt, stride: L.Kp }, { at: L.xst, stride: L.sRow }], tile);
   return f;
 }
 
@@ -635,6 +1120,10 @@ function laneZeroOnly(): number[] {
  * (module
  *   (import "env" "memory" (memory 1))        ;; (memory 1 65536 shared) for worker threads
  *   (func (export "matmul") (param out x w T K N ldx ldw ldo i32) ...)
+ *   (func (export "matmulBf16") ...) (func (export "matmulF16") ...)   the same, 16-bit w
+ *   (func (export "quantizeQ8") (param xq xs x T K ldx i32) ...)
+ *   (func (export "matmulQ8F32") (param out x wq ws T K N ldx ldo i32) ...)
+ *   (func (export "matmulQ8Q8") (param out xq xs wq ws T K N ldo i32) ...)
  *   (func (export "weightedSum") (param out p v n hd ldv i32) ...)
  *   (func (export "expSumRows") (param x rows cols out i32) ...)
  *   (func (export "siluGate") (param out gate up n i32) ...)
@@ -643,6 +1132,11 @@ function laneZeroOnly(): number[] {
 export function kernelModuleBytes(shared = false): Uint8Array<ArrayBuffer> {
   const fns: [string, FunctionBuilder][] = [
     ['matmul', matmulFunction()],
+    ['matmulBf16', matmulFunction(BF16_WEIGHTS)],
+    ['matmulF16', matmulFunction(F16_WEIGHTS)],
+    ['quantizeQ8', quantizeQ8Function()],
+    ['matmulQ8F32', matmulQ8F32Function()],
+    ['matmulQ8Q8', matmulQ8Q8Function()],
     ['weightedSum', weightedSumFunction()],
     ['expSumRows', expSumRowsFunction()],
     ['siluGate', siluGateFunction()],
@@ -662,6 +1156,16 @@ export function kernelModuleBytes(shared = false): Uint8Array<ArrayBuffer> {
 export interface WasmKernels {
   /** out = x @ w^T, with row strides in elements (see matmulFunction) */
   matmul(out: number, x: number, w: number, T: number, K: number, N: number, ldx: number, ldw: number, ldo: number): void;
+  /** matmul with w of bfloat16 values (ldw in them), widened exactly in registers */
+  matmulBf16(out: number, x: number, w: number, T: number, K: number, N: number, ldx: number, ldw: number, ldo: number): void;
+  /** matmul with w of IEEE half values (ldw in them), widened exactly in registers */
+  matmulF16(out: number, x: number, w: number, T: number, K: number, N: number, ldx: number, ldw: number, ldo: number): void;
+  /** x (T, K) f32 -> Q8_0 quants xq (T, Kp) and scales xs (T, Kp / 32), Kp = K rounded up to 32 (see quantizeQ8Function) */
+  quantizeQ8(xq: number, xs: number, x: number, T: number, K: number, ldx: number): void;
+  /** out (T, N) = x (T, K) f32 @ w^T, w in Q8_0 as quants wq (N, Kp) and scales ws (N, Kp / 32) (see matmulQ8F32Function) */
+  matmulQ8F32(out: number, x: number, wq: number, ws: number, T: number, K: number, N: number, ldx: number, ldo: number): void;
+  /** out (T, N) = x @ w^T, both Q8_0: x from quantizeQ8, w as in matmulQ8F32 (see matmulQ8Q8Function) */
+  matmulQ8Q8(out: number, xq: number, xs: number, wq: number, ws: number, T: number, K: number, N: number, ldo: number): void;
   /** out[i] = sum_{s < n} p[s] v[s*ldv + i], i < hd, slots of weight 0 skipped (see weightedSumFunction) */
   weightedSum(out: number, p: number, v: number, n: number, hd: number, ldv: number): void;
   /** out[2r] = max of row r of x (rows, cols), out[2r + 1] = sum of exp(x - max) (see expSumRowsFunction) */

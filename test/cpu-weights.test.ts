@@ -1,0 +1,207 @@
+/**
+ * Weight matrices in 16 bits and Q8_0 on the SIMD CPU backend: the kernels against their plain
+ * definitions (16-bit: the f32 kernel on the widened values, bit for bit; Q8_0: weights.ts's
+ * q8Reference, bit for bit) on random shapes with odd sizes, the same bits whatever the batch
+ * size and however the rows are split, Q8_0 results near the f64 product, and the Q8_0 round
+ * trip within one quantization step.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { Buf } from '../src/backend/backend.js';
+import { Arena } from '../src/backend/cpu/arena.js';
+import { CpuBackend } from '../src/backend/cpu/cpu.js';
+import { instantiateKernels } from '../src/backend/cpu/wasm.js';
+import { CpuWeightBuf, q8Reference } from '../src/backend/cpu/weights.js';
+import { f16ToF32, keepSixteenBit } from '../src/tensor/dtype.js';
+import { packMatrix, q8PaddedK, unpackMatrix, type PackedMatrix, type WeightFormat } from '../src/tensor/weight-format.js';
+
+const QK = 32;
+const dims = fc.record({ T: fc.integer({ min: 1, max: 7 }), K: fc.integer({ min: 1, max: 100 }), N: fc.integer({ min: 1, max: 13 }) });
+const f32 = (n: number, max = 4) => fc.float32Array({ minLength: n, maxLength: n, noNaN: true, noDefaultInfinity: true, min: -max, max });
+/** 16-bit patterns of finite values (f16: exponent not all ones, subnormals included; bf16: likewise) */
+const finiteBits = (n: number, format: 'f16' | 'bf16') =>
+  fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: n, maxLength: n }).map((a) =>
+    Uint16Array.from(a, (h) => (format === 'f16' ? ((h & 0x7c00) === 0x7c00 ? h & 0x83ff : h) : (h & 0x7f80) === 0x7f80 ? h & 0x807f : h)),
+  );
+
+async function download(be: CpuBackend, b: Buf): Promise<Float32Array> {
+  const o = new Float32Array(b.length);
+  await be.read(b, o);
+  return o;
+}
+function upload(be: CpuBackend, a: Float32Array): Buf {
+  const b = be.alloc(a.length);
+  be.write(b, a);
+  return b;
+}
+async function matmulOn(be: CpuBackend, x: Float32Array, w: Buf, T: number, K: number, N: number): Promise<Float32Array> {
+  const out = be.alloc(T * N);
+  be.matmul(out, upload(be, x), w, T, K, N);
+  return download(be, out);
+}
+const sameBits = (a: Float32Array, b: Float32Array) => expect(new Uint32Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength))).toEqual(new Uint32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)));
+
+describe('16-bit weights', () => {
+  const be = new CpuBackend({ simd: true });
+  for (const format of ['bf16', 'f16'] as const) {
+    it(`${format}: the matmul equals the f32 matmul on the widened weights, bit for bit`, async () => {
+      await fc.assert(
+        fc.asyncProperty(dims.chain((d) => fc.tuple(fc.constant(d), f32(d.T * d.K), finiteBits(d.N * d.K, format))), async ([{ T, K, N }, x, bits]) => {
+          const m: PackedMatrix = { format, N, K, bits };
+          const got = await matmulOn(be, x, be.uploadWeights(m), T, K, N);
+          const want = await matmulOn(be, x, upload(be, unpackMatrix(m)), T, K, N);
+          sameBits(got, want);
+        }),
+        { numRuns: 200 },
+      );
+    });
+  }
+
+  it('f16 widening in the kernel is exact for every half (subnormals included)', async () => {
+    const bits = Uint16Array.from({ length: 1 << 16 }, (_, h) => h).filter((h) => (h & 0x7c00) !== 0x7c00);
+    const N = bits.length;
+    const out = await matmulOn(be, Float32Array.of(1), be.uploadWeights({ format: 'f16', N, K: 1, bits }), 1, 1, N);
+    // (-0 sums to +0: the sum starts at 0)
+    for (let i = 0; i < N; i++) if (out[i] !== f16ToF32(bits[i]!)) throw new Error(`half ${bits[i]!.toString(16)}: ${out[i]} != ${f16ToF32(bits[i]!)}`);
+  });
+
+  it('a 16-bit tensor keeps its bits and widens only when asked', () => {
+    const bits = Uint16Array.of(0x3c00, 0xc000, 0x0001);
+    const t = keepSixteenBit([1, 3], 'F16', bits);
+    const m = packMatrix(t, 'f16');
+    expect(m.format === 'f16' && m.bits).toBe(bits);
+    expect([...t.data]).toEqual([1, -2, 2 ** -24]);
+    expect([...unpackMatrix(packMatrix(t, 'bf16'))]).toEqual([1, -2, Math.fround(2 ** -24)]);
+  });
+});
+
+describe('Q8_0 weights', () => {
+  /**
+   * d is stored in f16: below f16's normal range it moves by up to half a subnormal step,
+   * 2^-25, which moves a quant of 127 by 127 * 2^-25 (and a block whose d rounds to 0 reads
+   * back as zeros, off by its max, < 127 * 2^-25)
+   */
+  const F16_SUBNORMAL_SLACK = 127 * 2 ** -25;
+  it('quantize and dequantize round trip within one step (d) per block, plus the f16 rounding of tiny steps; padding quants 0', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 100 }), fc.integer({ min: -20, max: 10 }), (N, K, e) =>
+        fc.assert(
+          fc.property(f32(N * K, 2 ** e), (w) => {
+            const m = packMatrix({ shape: [N, K], data: w }, 'q8_0');
+            if (m.format !== 'q8_0') throw new Error('not q8_0');
+            const back = unpackMatrix(m), Kp = q8PaddedK(K);
+            for (let n = 0; n < N; n++) {
+              for (let k = 0; k < Kp; k++) {
+                const d = m.scales[n * (Kp / QK) + Math.floor(k / QK)]!;
+                if (k >= K) expect(m.quants[n * Kp + k]).toBe(0);
+                else if (!(Math.abs(back[n * K + k]! - w[n * K + k]!) <= d + F16_SUBNORMAL_SLACK)) throw new Error(`[${n}, ${k}]: ${w[n * K + k]} -> ${back[n * K + k]} (step ${d})`);
+              }
+            }
+          }),
+          { numRuns: 3 },
+        ),
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  for (const acts of ['f32', 'q8_0'] as const) {
+    it(`x ${acts}: the matmul equals q8Reference bit for bit, and the f64 product within the quantization error`, async () => {
+      const be = new CpuBackend({ simd: true, q8Activations: acts });
+      await fc.assert(
+        fc.asyncProperty(dims.chain((d) => fc.tuple(fc.constant(d), f32(d.T * d.K), f32(d.N * d.K, 1))), async ([{ T, K, N }, x, wf]) => {
+          const m = packMatrix({ shape: [N, K], data: wf }, 'q8_0');
+          if (m.format !== 'q8_0') throw new Error('not q8_0');
+          const got = await matmulOn(be, x, be.uploadWeights(m), T, K, N);
+          const Kp = q8PaddedK(K), B = Kp / QK;
+          const xq = new Int8Array(T * Kp), xs = new Float32Array(T * B);
+          for (let t = 0; t < T; t++) q8Reference.quantizeRow(x, t * K, K, xq, t * Kp, xs, t * B);
+          const w = unpackMatrix(m);
+          for (let t = 0; t < T; t++) {
+            for (let n = 0; n < N; n++) {
+              const want = acts === 'f32'
+                ? q8Reference.dotF32(x, t * K, K, m.quants, n * Kp, m.scales, n * B)
+                : q8Reference.dotQ8(xq, t * Kp, xs, t * B, K, m.quants, n * Kp, m.scales, n * B);
+              expect(Object.is(got[t * N + n], want) || `[${t}, ${n}]: ${got[t * N + n]} != ${want}`).toBe(true);
+              // f64 product of x with the dequantized weights; quantized x moves each term by at most half its block's step
+              let exact = 0, scale = 0, xErr = 0;
+              for (let k = 0; k < K; k++) {
+                exact += x[t * K + k]! * w[n * K + k]!;
+                scale += Math.abs(x[t * K + k]! * w[n * K + k]!);
+                if (acts === 'q8_0') xErr += (xs[t * B + Math.floor(k / QK)]! / 2) * Math.abs(w[n * K + k]!);
+              }
+              const err = Math.abs(got[t * N + n]! - exact);
+              if (!(err <= xErr * 1.0001 + 1e-5 * (1 + scale))) throw new Error(`[${t}, ${n}]: ${got[t * N + n]} vs ${exact} (error ${err}, bound ${xErr})`);
+            }
+          }
+        }),
+        { numRuns: 200 },
+      );
+    });
+  }
+});
+
+describe('the same bits whatever the batch and however the rows are split', () => {
+  const arena = new Arena();
+  const k = instantiateKernels(arena.memory);
+  const put = (a: ArrayBufferView) => {
+    const owner = {}, at = arena.alloc(Math.max(a.byteLength, 16), owner);
+    new Uint8Array(arena.buffer, at, a.byteLength).set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    return at;
+  };
+  const get = (at: number, n: number) => new Float32Array(arena.buffer.slice(at, at + 4 * n));
+  const formats: WeightFormat[] = ['f32', 'bf16', 'f16', 'q8_0'];
+
+  /** out (T, N) of rows [n0, n1) of w, by the kernel of `format` (Q8_0: `acts`), x at xAt */
+  function run(format: WeightFormat, acts: 'f32' | 'q8_0', w: CpuWeightBuf, xAt: number, T: number, K: number, N: number, n0: number, n1: number): Float32Array {
+    const out = put(new Float32Array(T * N)), rows = n1 - n0;
+    const o = out + 4 * n0, Kp = q8PaddedK(K);
+    if (format === 'f32') k.matmul(o, xAt, w.byteOffset + 4 * n0 * K, T, K, rows, K, K, N);
+    else if (format === 'bf16') k.matmulBf16(o, xAt, w.byteOffset + 2 * n0 * K, T, K, rows, K, K, N);
+    else if (format === 'f16') k.matmulF16(o, xAt, w.byteOffset + 2 * n0 * K, T, K, rows, K, K, N);
+    else if (acts === 'f32') k.matmulQ8F32(o, xAt, w.byteOffset + n0 * Kp, w.scalesOffset + (n0 * Kp) / 8, T, K, rows, K, N);
+    else {
+      const xq = put(new Int8Array(T * Kp)), xs = put(new Float32Array((T * Kp) / QK));
+      k.quantizeQ8(xq, xs, xAt, T, K, K);
+      k.matmulQ8Q8(o, xq, xs, w.byteOffset + n0 * Kp, w.scalesOffset + (n0 * Kp) / 8, T, K, rows, N);
+    }
+    return get(out, T * N);
+  }
+
+  it('rows [n0, n1) alone, and each token alone, give the bits of the whole call', () => {
+    fc.assert(
+      fc.property(
+        dims.chain((d) => fc.tuple(fc.constant(d), f32(d.T * d.K), f32(d.N * d.K, 1), fc.integer({ min: 0, max: d.N }), fc.constantFrom(...formats), fc.constantFrom('f32' as const, 'q8_0' as const))),
+        ([{ T, K, N }, x, wf, cut, format, acts]) => {
+          const w = new CpuWeightBuf(packMatrix({ shape: [N, K], data: wf }, format), arena);
+          const xAt = put(x);
+          const whole = run(format, acts, w, xAt, T, K, N, 0, N);
+          // rows split at `cut`: two calls write the two column ranges of out
+          const a = run(format, acts, w, xAt, T, K, N, 0, cut), b = run(format, acts, w, xAt, T, K, N, cut, N);
+          for (let t = 0; t < T; t++) for (let n = 0; n < N; n++) expect(Object.is(n < cut ? a[t * N + n] : b[t * N + n], whole[t * N + n])).toBe(true);
+          for (let t = 0; t < T; t++) {
+            const one = run(format, acts, w, xAt + 4 * t * K, 1, K, N, 0, N);
+            sameBits(one, whole.subarray(t * N, t * N + N));
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+});
+
+describe('embedding from a weight matrix', () => {
+  it('reads the rows the matrix stands for', async () => {
+    const be = new CpuBackend({ simd: true });
+    const V = 37, D = 45;
+    const table = Float32Array.from({ length: V * D }, (_, i) => Math.sin(i * 1.7) * 0.3);
+    const ids = Int32Array.of(3, 0, 36, 3);
+    for (const format of ['f32', 'bf16', 'f16', 'q8_0'] as const) {
+      const m = packMatrix({ shape: [V, D], data: table }, format);
+      const out = be.alloc(ids.length * D);
+      be.embedding(out, be.uploadWeights(m), ids, D);
+      const want = unpackMatrix(m), got = await download(be, out);
+      ids.forEach((id, t) => sameBits(got.subarray(t * D, t * D + D), want.subarray(id * D, id * D + D)));
+    }
+  });
+});
