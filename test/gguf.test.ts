@@ -15,7 +15,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseConfig, weightShapes, type LlamaConfig } from '../src/model/config.js';
 import { randomWeights } from '../src/io/weights.js';
 import { readGgufBytes, writeGguf, type GgufDType } from '../src/io/gguf.js';
-import { ggufDims, ggufTensorName } from '../src/io/gguf-llama.js';
+import { ggufDims, ggufTensorName, permuteRotaryRows } from '../src/io/gguf-llama.js';
+import { dequantizeQ4_0, quantizeQ4_0, quantizeQ8_0 } from '../src/tensor/quant-blocks.js';
 import { f16ToF32, f32ToF16, f32ToBF16, bf16ToF32 } from '../src/tensor/dtype.js';
 
 const workDir = mkdtempSync(join(tmpdir(), 'gguf-test-'));
@@ -112,5 +113,94 @@ describe('GGUF write then read', () => {
       }),
       { numRuns: 15 },
     );
+  });
+});
+
+describe('the rotary permutation of q and k', () => {
+  /** Hugging Face's rope on one head: feature i turns with feature i + hd/2 */
+  const ropeRotateHalf = (v: number[], pos: number, theta: number): number[] => {
+    const hd = v.length, half = hd / 2, out = [...v];
+    for (let i = 0; i < half; i++) {
+      const a = pos * theta ** (-2 * i / hd), c = Math.cos(a), s = Math.sin(a);
+      out[i] = v[i]! * c - v[i + half]! * s;
+      out[i + half] = v[i + half]! * c + v[i]! * s;
+    }
+    return out;
+  };
+  /** GGML's llama rope on one head: feature 2i turns with feature 2i + 1 */
+  const ropeAdjacent = (v: number[], pos: number, theta: number): number[] => {
+    const hd = v.length, out = [...v];
+    for (let i = 0; i < hd / 2; i++) {
+      const a = pos * theta ** (-2 * i / hd), c = Math.cos(a), s = Math.sin(a);
+      out[2 * i] = v[2 * i]! * c - v[2 * i + 1]! * s;
+      out[2 * i + 1] = v[2 * i + 1]! * c + v[2 * i]! * s;
+    }
+    return out;
+  };
+  const matVec = (w: Float32Array, rows: number, x: number[]) => Array.from({ length: rows }, (_, r) => x.reduce((acc, xi, c) => acc + w[r * x.length + c]! * xi, 0));
+
+  it('round-trips, and the permuted projection under adjacent-pair rope gives the rotate-half result, permuted', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 3 }), fc.constantFrom(2, 4, 8), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 0, max: 50 }), fc.integer(), (heads, hd, cols, pos, seed) => {
+        const rows = heads * hd;
+        const w = Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(seed + 7.1 * i));
+        const x = Array.from({ length: cols }, (_, i) => Math.cos(seed * 0.3 + i));
+        const permuted = permuteRotaryRows(w, heads, cols, true);
+        expect(permuteRotaryRows(permuted, heads, cols, false)).toEqual(w);
+        const ours = matVec(w, rows, x), theirs = matVec(permuted, rows, x);
+        for (let h = 0; h < heads; h++) {
+          const hf = ropeRotateHalf(ours.slice(h * hd, (h + 1) * hd), pos, 10000);
+          const gg = ropeAdjacent(theirs.slice(h * hd, (h + 1) * hd), pos, 10000);
+          // GGUF feature 2i + j is our feature j * hd/2 + i
+          for (let i = 0; i < hd / 2; i++) for (let j = 0; j < 2; j++) expect(gg[2 * i + j]).toBeCloseTo(hf[j * (hd / 2) + i]!, 10);
+        }
+      }),
+    );
+  });
+
+  it('keeps every attention score: q.k is the same in both layouts', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(2, 4, 8), fc.integer({ min: 0, max: 50 }), fc.integer({ min: 0, max: 50 }), fc.integer(), (hd, pq, pk, seed) => {
+        const q = Array.from({ length: hd }, (_, i) => Math.sin(seed + i)), k = Array.from({ length: hd }, (_, i) => Math.cos(seed * 2 + i));
+        const p = (v: number[]) => Array.from(permuteRotaryRows(Float64Array.from(v) as unknown as Float32Array, 1, 1, true));
+        const dot = (a: number[], b: number[]) => a.reduce((acc, ai, i) => acc + ai * b[i]!, 0);
+        expect(dot(ropeAdjacent(p(q), pq, 500), ropeAdjacent(p(k), pk, 500))).toBeCloseTo(dot(ropeRotateHalf(q, pq, 500), ropeRotateHalf(k, pk, 500)), 10);
+      }),
+    );
+  });
+});
+
+describe('Q8_0 and Q4_0 blocks', () => {
+  const blockArb = fc.float32Array({ minLength: 32, maxLength: 32, noNaN: true, noDefaultInfinity: true, min: -1000, max: 1000 });
+  it('Q8_0: the scale is f16(max|x| / 127), every q in [-127, 127], the largest value at +-127', () => {
+    fc.assert(
+      fc.property(blockArb, (x) => {
+        const b = quantizeQ8_0(x), dv = new DataView(b.buffer);
+        let amax = 0, at = 0;
+        x.forEach((v, i) => { if (Math.abs(v) > amax) { amax = Math.abs(v); at = i; } });
+        expect(dv.getUint16(0, true)).toBe(f32ToF16(Math.fround(amax / 127)));
+        for (let j = 0; j < 32; j++) expect(Math.abs(dv.getInt8(2 + j))).toBeLessThanOrEqual(127);
+        if (amax > 0) expect(Math.abs(dv.getInt8(2 + at))).toBe(127);
+      }),
+    );
+  });
+  it('Q4_0: the value of largest magnitude is stored as q = 0, so it comes back as -8 d = itself (to f16)', () => {
+    fc.assert(
+      fc.property(blockArb, (x) => {
+        const b = quantizeQ4_0(x), back = new Float32Array(32);
+        dequantizeQ4_0(b, back);
+        let amax = 0, at = 0;
+        x.forEach((v, i) => { if (Math.abs(v) > amax) { amax = Math.abs(v); at = i; } });
+        const nibble = at < 16 ? b[2 + at]! & 0xf : b[2 + at - 16]! >> 4;
+        if (amax > 0) expect(nibble).toBe(0);
+        expect(back[at]).toBe(Math.fround(f16ToF32(f32ToF16(Math.fround(x[at]! / -8))) * -8));
+      }),
+    );
+  });
+  it('halves round away from zero (llama.cpp roundf), not up', () => {
+    const x = new Float32Array(32);
+    x[0] = 127; x[1] = -2.5; x[2] = 2.5; // d = 1: q = x exactly, halves decide
+    const dv = new DataView(quantizeQ8_0(x).buffer);
+    expect([dv.getInt8(2), dv.getInt8(3), dv.getInt8(4)]).toEqual([127, -3, 3]);
   });
 });

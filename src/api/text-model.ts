@@ -19,12 +19,14 @@
 import type { Backend } from '../backend/backend.js';
 import { CpuBackend } from '../backend/cpu/cpu.js';
 import { Llama } from '../model/llama.js';
-import { parseModelFiles, type ParsedModel } from '../model/load.js';
+import { checkTokenizerFits, parseModelFiles, type ParsedModel } from '../model/load.js';
 import { defaultStopIds, type LlamaConfig } from '../model/config.js';
 import { checkFits, defaultMaxSeq } from '../model/llama.js';
 import { locate, readCheckpoint, readModelConfig } from '../io/checkpoint.js';
+import { FormatError } from '../io/errors.js';
+import { readGguf, readGgufLayout } from '../io/gguf.js';
 import type { TensorMap } from '../tensor/dtype.js';
-import { StreamDecoder, decodeAfter, type Tokenizer } from '../tokenizer/index.js';
+import { StreamDecoder, decodeAfter, readHfTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { generate, type StepEvent } from '../decode/generate.js';
 import { generateSpeculative, type SpeculativeResult } from '../decode/speculative.js';
 import type { BudgetPolicy } from '../decode/cost-model.js';
@@ -84,6 +86,8 @@ const HF_DEFAULT_TEMPERATURE = 1;
 export interface LoadOptions {
   /** the backend to run on (default: a new CpuBackend) */
   backend?: Backend;
+  /** a GGUF file of the FileSource to load instead of the folder's config.json and safetensors (a URL ending in .gguf needs none) */
+  gguf?: string;
 }
 
 export class TextModel {
@@ -284,8 +288,11 @@ export class TextModel {
  * drafter is first asked for). `source` is a FileSource or the folder's URL.
  */
 export async function loadModel(source: FileSource | string | URL, opts: LoadOptions = {}): Promise<TextModel> {
-  const files = typeof source === 'string' || source instanceof URL ? urlSource(source) : source;
   const backend = opts.backend ?? new CpuBackend();
+  const url = typeof source === 'string' || source instanceof URL ? new URL(source) : undefined;
+  if (url?.pathname.endsWith('.gguf')) return loadGgufModel(urlSource(new URL('.', url)), url.pathname.split('/').pop()!, backend);
+  if (opts.gguf !== undefined && !url) return loadGgufModel(source as FileSource, opts.gguf, backend);
+  const files = url ? urlSource(url) : (source as FileSource);
   // config.json (+ generation_config.json), then whether the backend can hold the model, before any weight is read
   const config = await readModelConfig(files);
   checkFits(backend, config, defaultMaxSeq(config));
@@ -300,6 +307,28 @@ export async function loadModel(source: FileSource | string | URL, opts: LoadOpt
     files.location.replace(/\/$/, ''),
   );
   return new TextModel(config, parsed.tensors, parsed.tokenizer, backend, files); // config: with generation_config
+}
+
+/**
+ * A GGUF file (llama.cpp's format) of the source: config, weights (widened to f32) and
+ * tokenizer in one file. Drafters are not looked for beside it.
+ */
+async function loadGgufModel(files: FileSource, path: string, backend: Backend): Promise<TextModel> {
+  const source = locate(files, path);
+  let whole: Promise<Uint8Array | undefined> | undefined; // a source without ranges: the file read once
+  const readRange = files.readRange
+    ? (start: number, end: number) => files.readRange!(path, start, end)
+    : async (start: number, end: number) => (await (whole ??= files.read(path)))?.subarray(start, end);
+  const layout = await readGgufLayout(readRange, source);
+  checkFits(backend, layout.config, defaultMaxSeq(layout.config)); // before any weight is read
+  const gguf = await readGguf(readRange, source, { layout });
+  if (gguf.tokenizerJson === undefined) throw new FormatError(source, 'no tokenizer (no tokenizer.ggml.* keys)');
+  const tokenizer = readHfTokenizer(gguf.tokenizerJson, `${source} (tokenizer)`, {
+    config: gguf.tokenizerConfigJson, configSource: `${source} (tokenizer.ggml.add_bos_token)`,
+    bosTokenId: gguf.config.bos_token_id, eosTokenId: gguf.config.eos_token_id,
+  });
+  checkTokenizerFits(tokenizer, gguf.config.vocab_size, `${source} (tokenizer)`);
+  return new TextModel(gguf.config, gguf.tensors, tokenizer, backend);
 }
 
 function missing(source: FileSource, path: string): never {

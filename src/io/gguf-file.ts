@@ -446,7 +446,7 @@ export async function readGgufHeader(readRange: ReadRange, source: string): Prom
       header = parseHeader(bytes, complete, source);
     } catch (e) {
       if (!(e instanceof NeedMore)) throw e;
-      want = Math.min(MAX_HEADER_BYTES, Math.max(2 * want, e.end));
+      want = Math.min(MAX_HEADER_BYTES, 2 * want); // doubling: a corrupt length stops at the end of the file, not at its claim
       continue;
     }
     if (header.dataEnd > header.dataStart) {

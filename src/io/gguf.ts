@@ -150,10 +150,19 @@ export interface GgufModel {
 export interface ReadGgufOptions {
   /** bytes read at once (default GGUF_READ_PIECE_BYTES) */
   pieceBytes?: number;
+  /** the file's layout when readGgufLayout has read it already */
+  layout?: GgufLayout;
+}
+
+export interface GgufLayout {
+  header: GgufHeader;
+  config: LlamaConfig;
+  /** the file's tensor of each Hugging Face name */
+  names: Map<string, GgufTensorInfo>;
 }
 
 /** A model's header, config and the GGUF name of each of its tensors, all checked. */
-export async function readGgufLayout(readRange: ReadRange, source: string): Promise<{ header: GgufHeader; config: LlamaConfig; names: Map<string, GgufTensorInfo> }> {
+export async function readGgufLayout(readRange: ReadRange, source: string): Promise<GgufLayout> {
   const header = await readGgufHeader(readRange, source);
   const fail = (problem: string, tensor?: string): never => {
     throw new FormatError(source, problem, tensor);
@@ -208,7 +217,7 @@ const headDimOf = (c: LlamaConfig) => c.head_dim ?? c.hidden_size / c.num_attent
 
 /** Read a GGUF model: config, f32 tensors (quantized ones dequantized) and tokenizer. */
 export async function readGguf(readRange: ReadRange, source: string, opts: ReadGgufOptions = {}): Promise<GgufModel> {
-  const { header, config, names } = await readGgufLayout(readRange, source);
+  const { header, config, names } = opts.layout ?? (await readGgufLayout(readRange, source));
   const piece = opts.pieceBytes ?? GGUF_READ_PIECE_BYTES;
   const tensors: TensorMap = new Map();
   for (const [hfName, info] of names) {
@@ -260,7 +269,7 @@ export interface GgufBlocks {
 }
 
 /** The stored bytes of one tensor (by its Hugging Face name), rows in our order. */
-export async function readGgufBlocks(readRange: ReadRange, layout: { config: LlamaConfig; names: Map<string, GgufTensorInfo> }, hfName: string, source: string): Promise<GgufBlocks> {
+export async function readGgufBlocks(readRange: ReadRange, layout: GgufLayout, hfName: string, source: string): Promise<GgufBlocks> {
   const t = layout.names.get(hfName);
   if (!t) throw new FormatError(source, 'not a tensor of this model', hfName);
   const bytes = await readRange(t.start, t.end);

@@ -6,7 +6,7 @@
  *   const lm = await loadModel('weights/base', { backend: 'webgpu' });
  */
 import { readdir, readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import type { FileSource } from '../api/source.js';
 import { loadModel as loadModelFrom, type TextModel } from '../api/text-model.js';
@@ -51,9 +51,12 @@ export interface NodeLoadOptions extends BackendOptions {
   backend?: 'cpu' | 'webgpu' | Backend;
 }
 
-/** loadModel for a directory on disk (or any FileSource / URL), with the backend by name. */
+/** loadModel for a directory on disk, a .gguf file, or any FileSource / URL, with the backend by name. */
 export async function loadModel(dir: string | FileSource | URL, opts: NodeLoadOptions = {}): Promise<TextModel> {
   const backend = typeof opts.backend === 'object' ? opts.backend : await createBackend(opts.backend ?? 'cpu', opts);
-  return loadModelFrom(typeof dir === 'string' && !/^[a-z]+:\/\//i.test(dir) ? dirSource(dir) : dir, { backend });
+  const local = typeof dir === 'string' && !/^[a-z]+:\/\//i.test(dir);
+  // a .gguf file: the folder it is in as the source, the file by name
+  if (local && dir.endsWith('.gguf')) return loadModelFrom(dirSource(dirname(dir)), { backend, gguf: basename(dir) });
+  return loadModelFrom(local ? dirSource(dir) : dir, { backend });
 }
 

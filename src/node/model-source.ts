@@ -2,6 +2,7 @@
  * Node adapter: find a model and its tokenizer from CLI-style options.
  *   --model DIR          Hugging Face layout: config.json, model.safetensors, tokenizer.json
  *   --model FILE.bin     a llama2.c checkpoint, with --tokenizer tokenizer.bin (or tokenizer.json)
+ *   --model FILE.gguf    a GGUF file (llama.cpp's format): weights, config and tokenizer in one
  *   --random-init NAME   random weights for a preset name (tiny, stories15M) or a config.json path
  * With none of them, the shipped model in <package>/weights/base. A tokenizer.json (any
  * Hugging Face one) is read with the tokenizer_config.json beside it, when there is one, and
@@ -18,6 +19,7 @@ import type { TensorMap } from '../tensor/dtype.js';
 import { checkTokenizerFits } from '../model/load.js';
 import { BpeTokenizer, readHfTokenizer, readLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { readModelDir } from './files.js';
+import { readGgufFile } from './gguf.js';
 
 /** the shipped weights/base: beside dist/src/node/ when built, beside src/node/ when run from source */
 export const SHIPPED_MODEL = ['../../../weights/base', '../../weights/base']
@@ -85,6 +87,16 @@ export async function loadModelSource(o: ModelSourceOptions): Promise<LoadedMode
         : undefined;
     if (!tokenizer) throw new Error(`${path} has no tokenizer.json: pass --tokenizer FILE`);
     return { config: dir.config, tensors: dir.tensors, tokenizer, description: path, dir: path };
+  }
+  if (path.endsWith('.gguf')) {
+    const gguf = await readGgufFile(path);
+    const tokenizer = o.tokenizer
+      ? readTokenizerFile(o.tokenizer, gguf.config)
+      : gguf.tokenizerJson !== undefined
+        ? readTokenizerJson(gguf.tokenizerJson, `${path} (tokenizer)`, gguf.tokenizerConfigJson, `${path} (tokenizer.ggml.add_bos_token)`, gguf.config)
+        : undefined;
+    if (!tokenizer) throw new Error(`${path} has no tokenizer (no tokenizer.ggml.* keys): pass --tokenizer FILE`);
+    return { config: gguf.config, tensors: gguf.tensors, tokenizer, description: path };
   }
   const { config, tensors } = readLlama2cCheckpoint(readFileSync(path), path);
   if (!o.tokenizer) throw new Error(`${path} is a llama2.c checkpoint: pass --tokenizer tokenizer.bin`);
