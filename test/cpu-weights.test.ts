@@ -12,7 +12,11 @@ import { Arena } from '../src/backend/cpu/arena.js';
 import { CpuBackend } from '../src/backend/cpu/cpu.js';
 import { instantiateKernels } from '../src/backend/cpu/wasm.js';
 import { CpuWeightBuf, q8Reference } from '../src/backend/cpu/weights.js';
-import { f16ToF32, keepSixteenBit } from '../src/tensor/dtype.js';
+import { f16ToF32, f32ToBF16, f32ToF16, keepSixteenBit, type TensorMap } from '../src/tensor/dtype.js';
+import { checkFits, Llama, modelBytes } from '../src/model/llama.js';
+import { parseConfig } from '../src/model/config.js';
+import { generate } from '../src/decode/generate.js';
+import { maxAbsDiff, spreadWeights, tinyConfig } from './helpers.js';
 import { packMatrix, q8PaddedK, unpackMatrix, type PackedMatrix, type WeightFormat } from '../src/tensor/weight-format.js';
 
 const QK = 32;
@@ -203,5 +207,80 @@ describe('embedding from a weight matrix', () => {
       const want = unpackMatrix(m), got = await download(be, out);
       ids.forEach((id, t) => sameBits(got.subarray(t * D, t * D + D), want.subarray(id * D, id * D + D)));
     }
+  });
+});
+
+describe('a Llama with 16-bit and Q8_0 weights', () => {
+  /** the same weights as a 16-bit file holds them: every tensor narrowed, kept 16-bit */
+  function sixteenBit(weights: TensorMap, dtype: 'F16' | 'BF16'): { kept: TensorMap; widened: TensorMap } {
+    const kept: TensorMap = new Map(), widened: TensorMap = new Map();
+    for (const [name, t] of weights) {
+      const bits = Uint16Array.from(t.data, dtype === 'F16' ? f32ToF16 : f32ToBF16);
+      const k = keepSixteenBit([...t.shape], dtype, bits);
+      kept.set(name, k);
+      widened.set(name, { shape: [...t.shape], data: Float32Array.from(k.data) });
+    }
+    return { kept, widened };
+  }
+  const prompt = fc.array(fc.nat(), { minLength: 1, maxLength: 6 });
+
+  it('16-bit weights decode greedily exactly as f32 decoding of the same values: the same logits, bit for bit', async () => {
+    const be = new CpuBackend({ simd: true });
+    await fc.assert(
+      fc.asyncProperty(tinyConfig, fc.integer({ min: 0, max: 1000 }), fc.constantFrom('F16' as const, 'BF16' as const), prompt, async (config, seed, dtype, p) => {
+        const { kept, widened } = sixteenBit(spreadWeights(config, seed, 1), dtype);
+        const narrow = new Llama(be, config, kept, { maxSeq: 24 }), wide = new Llama(be, config, widened, { maxSeq: 24 });
+        expect(narrow.weightFormat).toBe(dtype.toLowerCase());
+        expect(wide.weightFormat).toBe('f32');
+        const ids = p.map((id) => id % config.vocab_size);
+        const a = await generate(narrow, ids, { maxNewTokens: 6, eosId: null });
+        const b = await generate(wide, ids, { maxNewTokens: 6, eosId: null });
+        expect(a.tokens).toEqual(b.tokens);
+        sameBits(await narrow.forward([1]), await wide.forward([1]));
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  for (const acts of ['q8_0', 'f32'] as const) {
+    it(`Q8_0 weights (x ${acts}): logits near f32 decoding's (within 2% of their range), the same on a tree batch as step by step`, async () => {
+      const be = new CpuBackend({ simd: true, q8Activations: acts });
+      await fc.assert(
+        fc.asyncProperty(tinyConfig, fc.integer({ min: 0, max: 1000 }), prompt, async (config, seed, p) => {
+          const w = spreadWeights(config, seed, 1);
+          const q8 = new Llama(be, config, w, { maxSeq: 24, weights: 'q8_0' }), f = new Llama(be, config, w, { maxSeq: 24 });
+          expect(q8.weightFormat).toBe('q8_0');
+          const ids = p.map((id) => id % config.vocab_size);
+          const got = Float32Array.from(await q8.forward(ids)), want = await f.forward(ids);
+          let lo = Infinity, hi = -Infinity;
+          for (const v of want) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
+          expect(maxAbsDiff(got, want)).toBeLessThanOrEqual(0.02 * (hi - lo) + 1e-6);
+          // all of the prompt in one causal batch vs one token at a time: bit for bit
+          q8.reset();
+          let last = new Float32Array(0);
+          for (const id of ids) last = Float32Array.from(await q8.forward([id]));
+          sameBits(last, got);
+        }),
+        { numRuns: 40 },
+      );
+    });
+  }
+
+  it('a backend without weight formats holds f32 and computes as before', async () => {
+    const plain = new CpuBackend({ simd: false });
+    expect(plain.weightFormats).toBeUndefined();
+    const config = fc.sample(tinyConfig, { numRuns: 1, seed: 7 })[0]!;
+    const w = spreadWeights(config, 3, 1);
+    const asked = new Llama(plain, config, w, { weights: 'q8_0' }), f = new Llama(plain, config, w);
+    expect(asked.weightFormat).toBe('f32');
+    sameBits(Float32Array.from(await asked.forward([1, 2, 3])), await f.forward([1, 2, 3]));
+  });
+
+  it('16-bit and Q8_0 weights let a 1.2B-parameter model fit the wasm32 memory that its f32 weights overflow', () => {
+    const config = parseConfig({ hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16, num_attention_heads: 32, num_key_value_heads: 8, vocab_size: 128256, max_position_embeddings: 8192, tie_word_embeddings: true });
+    const be = new CpuBackend({ simd: true });
+    expect(() => checkFits(be, config, 8192)).toThrow(/GiB of f32 weights.*Narrower weights \(the weights option: f16, bf16, q8_0\)/);
+    for (const format of ['bf16', 'f16', 'q8_0'] as const) expect(() => checkFits(be, config, 8192, undefined, format)).not.toThrow();
+    expect(modelBytes(config, 1, 1, 'bf16').weights / modelBytes(config, 1, 1, 'f32').weights).toBeCloseTo(0.5, 3);
   });
 });

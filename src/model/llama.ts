@@ -10,6 +10,7 @@
  */
 import type { Backend, Buf } from '../backend/backend.js';
 import { numel, type TensorMap } from '../tensor/dtype.js';
+import { packedBytes, storedFormat, type WeightFormat } from '../tensor/weight-format.js';
 import * as op from '../tensor/tensor.js';
 import { Tensor } from '../tensor/tensor.js';
 import { headDim, paramCount, weightShapes, type LlamaConfig } from './config.js';
@@ -62,7 +63,16 @@ export interface LlamaOptions {
   maxBatch?: number;
   /** KV cache length; default config.max_position_embeddings, at most DEFAULT_MAX_SEQ */
   maxSeq?: number;
+  /**
+   * the weight matrices' format in memory (src/tensor/weight-format.ts): 'f32', 'f16',
+   * 'bf16' or 'q8_0'; default: as stored (a 16-bit file stays 16-bit). Where the backend does
+   * not hold the format (Backend.weightFormats), f32. Norms and biases are always f32.
+   */
+  weights?: WeightFormat;
 }
+
+/** the tensors held in a weight format: every 2-D matrix (projections, embedding, LM head) */
+export const isWeightMatrix = (name: string): boolean => /(_proj|embed_tokens|lm_head)\.weight$/.test(name);
 
 export class Llama {
   readonly config: LlamaConfig;
@@ -76,6 +86,10 @@ export class Llama {
   private layers: DecoderLayerWeights[] = [];
   private finalNorm: Tensor; // (D)
   private lmHead: Tensor; // (V, D), embed when tied
+  /** the format the weight matrices are held in (the embedding's; every matrix of a checkpoint shares it) */
+  get weightFormat(): WeightFormat {
+    return this.embed.format;
+  }
   private scratch: LayerScratch; // the layers' activations for up to maxBatch tokens
   private logitsAll: Tensor; // (maxBatch, V)
   private lastHidden: Tensor; // (1, D)
@@ -94,7 +108,9 @@ export class Llama {
     this.maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
     this.maxSeq = opts.maxSeq ?? defaultMaxSeq(config);
     const { hidden_size: D, vocab_size: V } = config, B = this.maxBatch;
-    checkFits(backend, config, this.maxSeq, B);
+    const embedTensor = weights.get('model.embed_tokens.weight');
+    const format = opts.weights ?? (embedTensor ? storedFormat(embedTensor) : 'f32');
+    checkFits(backend, config, this.maxSeq, B, format);
 
     const shapes = weightShapes(config);
     const load = (name: string): Tensor => {
@@ -102,7 +118,7 @@ export class Llama {
       const shape = shapes.get(name)!;
       if (!t) throw new Error(`missing weight "${name}"`);
       if (t.shape.join() !== shape.join()) throw new Error(`weight "${name}" has shape [${t.shape}], expected [${shape}]`);
-      return Tensor.fromArray(backend, shape, t.data);
+      return isWeightMatrix(name) ? Tensor.weights(backend, t, opts.weights) : Tensor.fromArray(backend, shape, t.data);
     };
     this.embed = load('model.embed_tokens.weight');
     for (let l = 0; l < config.num_hidden_layers; l++) {
@@ -264,12 +280,19 @@ export function defaultMaxSeq(config: LlamaConfig): number {
   return Math.min(config.max_position_embeddings, DEFAULT_MAX_SEQ);
 }
 
-/** Bytes of f32 storage a model needs on its backend: weights, KV cache and the largest activations. */
-export function modelBytes(config: LlamaConfig, maxSeq: number, maxBatch = DEFAULT_MAX_BATCH): { weights: number; kvCache: number; activations: number } {
+/**
+ * Bytes a model needs on its backend: weights (matrices in `format`, the rest f32), KV cache
+ * and the largest activations (f32).
+ */
+export function modelBytes(config: LlamaConfig, maxSeq: number, maxBatch = DEFAULT_MAX_BATCH, format: WeightFormat = 'f32'): { weights: number; kvCache: number; activations: number } {
   const hd = headDim(config), H = config.num_attention_heads, KVH = config.num_key_value_heads;
   const kvCache = 2 * config.num_hidden_layers * maxSeq * KVH * hd * F32_BYTES;
   const perRow = 3 * config.hidden_size + 2 * (H + KVH) * hd + 3 * config.intermediate_size + config.vocab_size; // LayerScratch + logits
-  return { weights: paramCount(config) * F32_BYTES, kvCache, activations: maxBatch * perRow * F32_BYTES };
+  let weights = 0;
+  for (const [name, shape] of weightShapes(config)) {
+    weights += isWeightMatrix(name) && shape.length === 2 ? packedBytes(format, shape[0]!, shape[1]!) : numel(shape) * F32_BYTES;
+  }
+  return { weights, kvCache, activations: maxBatch * perRow * F32_BYTES };
 }
 
 /**
@@ -277,21 +300,23 @@ export function modelBytes(config: LlamaConfig, maxSeq: number, maxBatch = DEFAU
  * storage against the backend's total (the CPU backend's wasm32 memory), each weight tensor
  * against its per-buffer limit (WebGPU). Called before anything is allocated.
  */
-export function checkFits(backend: Backend, config: LlamaConfig, maxSeq: number, maxBatch = DEFAULT_MAX_BATCH): void {
+export function checkFits(backend: Backend, config: LlamaConfig, maxSeq: number, maxBatch = DEFAULT_MAX_BATCH, format: WeightFormat = 'f32'): void {
   const cap = backend.capacity;
   if (!cap) return;
   const gib = (bytes: number) => `${(bytes / GIB).toFixed(2)} GiB`;
+  const held = backend.weightFormats?.includes(format) ? format : 'f32';
   if (cap.totalBytes !== undefined) {
-    const need = modelBytes(config, maxSeq, maxBatch);
+    const need = modelBytes(config, maxSeq, maxBatch, held);
     const total = need.weights + need.kvCache + need.activations;
     if (total > cap.totalBytes) {
       throw new CapacityError(
         `the model does not fit the ${backend.name} backend: ${paramCount(config).toLocaleString('en-US')} parameters are ` +
-          `${gib(need.weights)} of f32 weights, + ${gib(need.kvCache)} of KV cache for ${maxSeq} positions ` +
+          `${gib(need.weights)} of ${held} weights, + ${gib(need.kvCache)} of KV cache for ${maxSeq} positions ` +
           `+ ${gib(need.activations)} of activations = ${gib(total)}, over the ${gib(cap.totalBytes)} limit (${cap.why}). ` +
-          `Weights are held as f32 (16-bit weight storage is not implemented), so about ` +
-          `${(cap.totalBytes / F32_BYTES / 1e9).toFixed(2)}B parameters at most; a shorter maxSeq, the WebGPU backend, or ` +
-          `CpuBackend({ simd: false }) (plain arrays, no shared limit, slower) can hold more`,
+          (held === 'q8_0'
+            ? 'A shorter maxSeq'
+            : `Narrower weights (the weights option: ${backend.weightFormats ? backend.weightFormats.filter((f) => f !== held).join(', ') : 'f32 only on this backend'}), a shorter maxSeq`) +
+          `, the WebGPU backend, or CpuBackend({ simd: false }) (plain arrays, no shared limit, slower) can hold more`,
       );
     }
   }

@@ -7,7 +7,8 @@
  * so a model allocates its activations once and the token loop allocates nothing.
  */
 import type { Backend, Buf } from '../backend/backend.js';
-import { numel } from './dtype.js';
+import { numel, type HostTensor } from './dtype.js';
+import { packMatrix, storedFormat, type WeightFormat } from './weight-format.js';
 
 export class ShapeError extends Error {
   constructor(message: string) {
@@ -37,6 +38,23 @@ export class Tensor {
     backend.write(t.buf, data);
     return t;
   }
+  /**
+   * A 2-D weight matrix held in `format` (default: as stored, 16-bit stays 16-bit) where the
+   * backend holds that format (Backend.weightFormats), else in f32 as fromArray: a backend
+   * without narrower formats computes exactly as before. `format` on the result says which.
+   */
+  static weights(backend: Backend, t: HostTensor, format?: WeightFormat): Tensor {
+    if (t.shape.length !== 2) throw new ShapeError(`a weight matrix must be 2-D, got [${t.shape}]`);
+    const want = format ?? storedFormat(t);
+    if (want !== 'f32' && backend.uploadWeights && backend.weightFormats?.includes(want)) {
+      const w = new Tensor(backend, backend.uploadWeights(packMatrix(t, want)), t.shape);
+      w.format = want;
+      return w;
+    }
+    return Tensor.fromArray(backend, t.shape, t.data);
+  }
+  /** how the buffer holds the values: f32, or a weight format (Tensor.weights) that only matmul and embedding read */
+  format: WeightFormat = 'f32';
   get size(): number {
     return numel(this.shape);
   }
