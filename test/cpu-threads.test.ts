@@ -5,7 +5,9 @@
  * tokens (the golden tokens of the shipped model included) and keep tree forwards equal to
  * step-by-step decoding.
  */
+import { execFile } from 'node:child_process';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Buf } from '../src/backend/backend.js';
@@ -97,4 +99,17 @@ describe('CPU backend on worker threads', async () => {
   it('refuses a thread count that is not a whole number >= 1', () => {
     for (const bad of [0, -1, 1.5, NaN]) expect(() => new CpuBackend({ threads: bad })).toThrow(/threads must be a whole number >= 1/);
   });
+});
+
+describe('Web Workers (the runtime-neutral spawner) in Deno and Bun', () => {
+  const run = promisify(execFile);
+  const bin = (name: string) => join(root, 'node_modules', '.bin', name);
+  const script = join(root, 'test/threads-web.mjs'); // imports dist/: npm test builds first
+  for (const [runtime, args] of [['deno', ['run', '--allow-read', script]], ['bun', [script]]] as const) {
+    it(`${runtime}: 2 threads give 1 thread's matmul bit for bit`, async () => {
+      const { stdout } = await run(bin(runtime), [...args], { cwd: root, timeout: 60_000 });
+      const r = JSON.parse(stdout.trim().split('\n').pop()!);
+      expect(r).toEqual({ threads: 2, note: '', splitCalls: 4, same: true });
+    }, 90_000);
+  }
 });

@@ -57,6 +57,8 @@ export interface CpuBackendOptions {
   spawn?: SpawnWorker;
   /** multiply-adds a matmul needs per thread before it is split (smaller ones stay on one); tests set 1 */
   minWorkPerThread?: number;
+  /** Atomics.load polls before a waiting thread blocks (threads.ts SPINS) */
+  spinWait?: number;
   /**
    * how a matmul by Q8_0 weights takes its f32 input x: 'q8_0' (default) quantizes x per
    * block of 32 first (one kernel call, then int8 dot products, as llama.cpp does), 'f32'
@@ -95,7 +97,7 @@ export class CpuBackend implements Backend {
     const kernels = this.arena ? instantiateKernels(this.arena.memory, shared) : null;
     this.wasm = kernels;
     if (shared && kernels) {
-      const pool = new KernelPool(this.arena!.memory, simdModule(true)!, asked - 1, spawn!, opts.minWorkPerThread);
+      const pool = new KernelPool(this.arena!.memory, simdModule(true)!, asked - 1, spawn!, opts.minWorkPerThread, opts.spinWait);
       const local = kernels.matmul;
       this.wasm = Object.assign({}, kernels, {
         matmul: (out: number, x: number, w: number, T: number, K: number, N: number, ldx: number, ldw: number, ldo: number) =>

@@ -58,8 +58,8 @@ export type PoolKernel = (typeof POOL_KERNELS)[number];
 const LINE = 16;
 const SLOT = { job: 0, done: 1, ready: 2, kernel: 3, args: 4 } as const;
 const STOP = -1; // kernel index that ends a worker
-/** Atomics.load polls before blocking (roughly 10-50 microseconds) */
-const SPINS = 20000;
+/** Atomics.load polls before a waiting thread blocks (roughly 10-50 microseconds) */
+export const SPINS = 20000;
 
 /**
  * The worker's program, as source text: it must not close over anything in this module, so
@@ -122,13 +122,19 @@ export class KernelPool {
   /** kernel calls split across threads so far */
   splitCalls = 0;
   private readonly blocking = canBlock();
-  private readonly spins = Number((globalThis as { process?: { env: Record<string, string> } }).process?.env.CTCSPEC_SPINS ?? SPINS);
 
   /**
    * `workers` threads beside the main one, each instantiating `module` over `memory` (a
    * shared memory), started through `spawn`.
    */
-  constructor(memory: WebAssembly.Memory, module: WebAssembly.Module, workers: number, spawn: SpawnWorker, private readonly minMacsPerPart = MIN_MACS_PER_PART) {
+  constructor(
+    memory: WebAssembly.Memory,
+    module: WebAssembly.Module,
+    workers: number,
+    spawn: SpawnWorker,
+    private readonly minMacsPerPart = MIN_MACS_PER_PART,
+    private readonly spins = SPINS,
+  ) {
     this.control = new Int32Array(new SharedArrayBuffer(Math.max(1, workers) * LINE * 4));
     const layout = { line: LINE, ...SLOT, stop: STOP, spins: this.spins };
     const startedOne: Promise<void>[] = [];
