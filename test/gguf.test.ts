@@ -11,10 +11,14 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import fc from 'fast-check';
 import { gguf as hfGguf } from '@huggingface/gguf';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, weightShapes, type LlamaConfig } from '../src/model/config.js';
 import { randomWeights } from '../src/io/weights.js';
-import { readGgufBytes, writeGguf, type GgufDType } from '../src/io/gguf.js';
+import { readGguf, readGgufBytes, writeGguf, type GgufDType } from '../src/io/gguf.js';
+import { FormatError } from '../src/io/errors.js';
+import { writeGgufFile } from '../src/node/gguf.js';
+import { loadModel } from '../src/node/dir-source.js';
+import { loadModelSource } from '../src/node/model-source.js';
 import { ggufDims, ggufTensorName, permuteRotaryRows } from '../src/io/gguf-llama.js';
 import { dequantizeQ4_0, quantizeQ4_0, quantizeQ8_0 } from '../src/tensor/quant-blocks.js';
 import { f16ToF32, f32ToF16, f32ToBF16, bf16ToF32 } from '../src/tensor/dtype.js';
@@ -66,19 +70,24 @@ describe('GGUF write then read', () => {
           expect(back.shape).toEqual(t.shape);
           const matrix = t.shape.length === 2;
           const blocks = matrix && (dtype === 'Q8_0' || dtype === 'Q4_0') && t.shape[1]! % 32 === 0;
-          for (let i = 0; i < t.data.length; i++) {
-            const x = t.data[i]!;
-            if (!matrix || dtype === 'F32' || (!blocks && dtype !== 'F16' && dtype !== 'BF16')) expect(back.data[i]).toBe(x);
-            else if (dtype === 'F16' || dtype === 'BF16') expect(back.data[i]).toBe(roundTrip[dtype](x));
-            else {
+          // the first value off by more than the type allows, if any (one expect per tensor: fast)
+          let bad: string | undefined;
+          for (let i = 0; i < t.data.length && bad === undefined; i++) {
+            const x = t.data[i]!, got = back.data[i]!;
+            if (!matrix || dtype === 'F32' || (!blocks && dtype !== 'F16' && dtype !== 'BF16')) {
+              if (got !== x) bad = `${name}[${i}]: ${got} != ${x}`;
+            } else if (dtype === 'F16' || dtype === 'BF16') {
+              if (got !== roundTrip[dtype](x)) bad = `${name}[${i}]: ${got} != ${dtype}(${x})`;
+            } else {
               // one step of the block's scale: max|x| / 127 (Q8_0), max|x| / 8 (Q4_0), plus the f16 rounding of the scale
-              const row = Math.floor(i / t.shape[1]!), col = i % t.shape[1]!, start = row * t.shape[1]! + col - (col % 32);
+              const col = i % t.shape[1]!, start = i - (col % 32);
               let amax = 0;
               for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(t.data[start + j]!));
               const step = dtype === 'Q8_0' ? amax / 127 : amax / 8;
-              expect(Math.abs(back.data[i]! - x)).toBeLessThanOrEqual(step * 1.002 + 1e-12);
+              if (Math.abs(got - x) > step * 1.002 + 1e-12) bad = `${name}[${i}]: ${got} is more than a step ${step} from ${x}`;
             }
           }
+          expect(bad).toBeUndefined();
         }
       }),
       { numRuns: 40 },
@@ -202,5 +211,122 @@ describe('Q8_0 and Q4_0 blocks', () => {
     x[0] = 127; x[1] = -2.5; x[2] = 2.5; // d = 1: q = x exactly, halves decide
     const dv = new DataView(quantizeQ8_0(x).buffer);
     expect([dv.getInt8(2), dv.getInt8(3), dv.getInt8(4)]).toEqual([127, -3, 3]);
+  });
+});
+
+describe('GGUF models load and run as their safetensors folders do', () => {
+  it.each(['llama-gqa', 'llama-attention-mlp-bias', 'llama-rope-llama3', 'llama-head-dim', 'qwen2-bias'])('%s: the same greedy tokens (F32), from a file path and from loadModelSource', async (fixture) => {
+    const dir = join('test/fixtures/hf-variants', fixture);
+    const loaded = await loadModelSource({ model: dir });
+    const path = join(workDir, `${fixture}.gguf`);
+    await writeGgufFile(path, loaded.config, loaded.tensors, { tokenizer: loaded.tokenizer });
+    const fromDir = await loadModel(dir), fromGguf = await loadModel(path);
+    const prompt = 'The quick brown fox';
+    expect(fromGguf.tokenizer.encode(prompt, { bos: true })).toEqual(fromDir.tokenizer.encode(prompt, { bos: true }));
+    const options = { maxNewTokens: 12, drafter: 'none', eosId: null, temperature: 0 } as const;
+    const a = await fromDir.generate(prompt, options), b = await fromGguf.generate(prompt, options);
+    expect(b.tokens).toEqual(a.tokens);
+    expect(b.text).toBe(a.text);
+    const viaCli = await loadModelSource({ model: path });
+    expect(viaCli.config).toEqual(loaded.config); // generation_config.json included
+    for (const [name, t] of loaded.tensors) expect(viaCli.tensors.get(name)!.data).toEqual(t.data);
+  });
+});
+
+describe('corrupt GGUF files', () => {
+  const config = parseConfig({
+    hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64,
+    vocab_size: 300, max_position_embeddings: 64, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2,
+  });
+  const good = writeGguf(config, randomWeights(config, 3), { dtype: 'Q8_0' });
+  let headerEnd = 0;
+  beforeAll(async () => {
+    headerEnd = (await readGgufBytes(good, 'good.gguf')).header.dataStart;
+  });
+
+  /** read `bytes`, recording the largest range asked for; a failure must be a FormatError */
+  const readCorrupt = async (bytes: Uint8Array) => {
+    let largest = 0;
+    const readRange = async (start: number, end: number) => {
+      largest = Math.max(largest, end - start);
+      return bytes.subarray(start, end);
+    };
+    try {
+      await readGguf(readRange, 'corrupt.gguf');
+      return { error: undefined, largest };
+    } catch (e) {
+      return { error: e as Error, largest };
+    }
+  };
+  const expectFormatError = (error: Error | undefined) => {
+    if (error === undefined) return;
+    if (!(error instanceof FormatError)) throw new Error(`expected a FormatError, got ${error.name}: ${error.message}`);
+    expect(error.message).toMatch(/^corrupt\.gguf: /);
+  };
+
+  it('a file cut before its last tensor ends is a FormatError saying where it ends', async () => {
+    const dataEnd = (await readGgufBytes(good, 'good.gguf')).header.dataEnd; // after it, only padding
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: dataEnd - 1 }), async (length) => {
+        const { error } = await readCorrupt(good.subarray(0, length));
+        expect(error).toBeInstanceOf(FormatError);
+        expect(error!.message).toMatch(/ends|too short|truncated|not a GGUF file/);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('a flipped header byte is read as it is or refused with a FormatError, asking for no more than the header bound', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: 10 ** 9 }), fc.integer({ min: 1, max: 255 }), async (where, flip) => {
+        const bytes = good.slice();
+        bytes[where % headerEnd] ^= flip;
+        const { error, largest } = await readCorrupt(bytes);
+        expectFormatError(error);
+        expect(largest).toBeLessThanOrEqual(Math.max(2 * bytes.length, 2 ** 21));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  /** the offset of the u64 just after `text` (a key or name) in the header */
+  const after = (text: string) => {
+    const needle = new TextEncoder().encode(text);
+    for (let i = 0; i + needle.length <= good.length; i++) if (needle.every((b, j) => good[i + j] === b)) return i + needle.length;
+    throw new Error(`${text} not in the file`);
+  };
+  const setU64 = (bytes: Uint8Array, at: number, v: bigint) => new DataView(bytes.buffer, bytes.byteOffset).setBigUint64(at, v, true);
+
+  it.each([
+    ['the tensor count', (b: Uint8Array) => setU64(b, 8, 2n ** 60n), /tensor count .* absurd/],
+    ['the metadata count', (b: Uint8Array) => setU64(b, 16, 2n ** 40n), /metadata count .* absurd/],
+    ['a string length', (b: Uint8Array) => setU64(b, 24, 2n ** 50n), /absurd|past .* bytes/],
+    ['the token list length', (b: Uint8Array) => setU64(b, after('tokenizer.ggml.tokens') + 4 + 4, 2n ** 33n), /claims \d+ items/],
+    ['a tensor dim', (b: Uint8Array) => setU64(b, after('blk.0.attn_q.weight') + 4, 2n ** 52n), /absurd|ends before|do not match/],
+    ['a tensor offset', (b: Uint8Array) => setU64(b, after('output_norm.weight') + 4 + 8 + 4, 2n ** 40n), /ends before byte|offset/],
+  ])('an absurd %s is refused by name, without reading it', async (_, corrupt, message) => {
+    const bytes = good.slice();
+    corrupt(bytes);
+    const { error, largest } = await readCorrupt(bytes);
+    expect(error).toBeInstanceOf(FormatError);
+    expect(error!.message).toMatch(message);
+    expect(largest).toBeLessThanOrEqual(2 ** 21);
+  });
+
+  it('names what it refuses: magic, version, tensor type, dims against the config', async () => {
+    const cases: [string, (b: Uint8Array) => void, RegExp][] = [
+      ['magic', (b) => b.set(new TextEncoder().encode('GGML'), 0), /not a GGUF file: it starts with "GGML"/],
+      ['version', (b) => new DataView(b.buffer).setUint32(4, 9, true), /GGUF version 9 is not supported/],
+      ['type', (b) => new DataView(b.buffer).setUint32(after('blk.0.attn_q.weight') + 4 + 16, 12, true), /tensor "blk\.0\.attn_q\.weight": tensor type Q4_K \(12\) is not supported/],
+      ['dims', (b) => setU64(b, after('blk.0.attn_norm.weight') + 4, 16n), /blk\.0\.attn_norm\.weight: ne \[16\], the metadata needs \[32\]/],
+      ['overlap', (b) => setU64(b, after('blk.0.attn_q.weight') + 4, 64n), /tensor "blk\.0\.attn_k\.weight": data \[\d+, \d+\) overlaps tensor "blk\.0\.attn_q\.weight"/],
+    ];
+    for (const [, corrupt, message] of cases) {
+      const bytes = good.slice();
+      corrupt(bytes);
+      const { error } = await readCorrupt(bytes);
+      expect(error).toBeInstanceOf(FormatError);
+      expect(error!.message).toMatch(message);
+    }
   });
 });

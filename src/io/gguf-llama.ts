@@ -19,6 +19,8 @@
  *   rope_freqs.weight               llama3 rope scaling, as llama.cpp's converter writes it:
  *                                   one divisor per rotated pair (ctcspec.rope.* keep the
  *                                   four numbers it came from, so it reads back exactly)
+ *   ctcspec.eos_token_ids           eos_token_id when it lists several (tokenizer.ggml.eos_token_id: the first)
+ *   ctcspec.generation_config       generation_config.json's text, when the model has one
  *
  *   token_embd.weight            model.embed_tokens.weight
  *   blk.N.attn_norm.weight       model.layers.N.input_layernorm.weight
@@ -46,6 +48,8 @@ export const OWN_KEYS = {
   llama3High: 'ctcspec.rope.llama3.high_freq_factor',
   llama3Context: 'ctcspec.rope.llama3.original_context_length',
   eosList: 'ctcspec.eos_token_ids',
+  /** generation_config.json, as its JSON text */
+  generationConfig: 'ctcspec.generation_config',
 } as const;
 
 export const ROPE_FREQS = 'rope_freqs.weight';
@@ -82,6 +86,7 @@ export function configMetadata(config: LlamaConfig): [string, GgufValue][] {
       [OWN_KEYS.llama3High, f64(s.high_freq_factor)], [OWN_KEYS.llama3Context, u32(s.original_max_position_embeddings)],
     );
   }
+  if (config.generation_config) entries.push([OWN_KEYS.generationConfig, str(JSON.stringify(config.generation_config))]);
   return entries;
 }
 

@@ -14,7 +14,7 @@
  * to f32; readGgufBlocks gives a tensor's stored bytes as they are, for kernels that keep
  * weights quantized.
  */
-import { parseConfig, ConfigError, weightShapes, type LlamaConfig } from '../model/config.js';
+import { parseConfig, parseGenerationConfig, ConfigError, weightShapes, type LlamaConfig } from '../model/config.js';
 import { f32ToBF16, f32ToF16, numel, type HostTensor, type TensorMap } from '../tensor/dtype.js';
 import { BLOCK_BYTES, dequantizeBlocks, quantizeBlocks, QK } from '../tensor/quant-blocks.js';
 import { BpeTokenizer } from '../tokenizer/bpe.js';
@@ -182,6 +182,17 @@ export async function readGgufLayout(readRange: ReadRange, source: string): Prom
   let config: LlamaConfig;
   try {
     config = parseConfig(raw, `${source} (metadata)`);
+    const generation = header.metadata.get(OWN_KEYS.generationConfig);
+    if (generation) {
+      if (generation.type !== 'string') fail(`${OWN_KEYS.generationConfig} must be a string (generation_config.json's text), got a ${generation.type}`);
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(generation.value as string);
+      } catch (e) {
+        fail(`${OWN_KEYS.generationConfig} is not valid JSON (${(e as Error).message})`);
+      }
+      config.generation_config = parseGenerationConfig(parsed, config.vocab_size, `${source} (metadata)`);
+    }
   } catch (e) {
     if (e instanceof ConfigError) throw new FormatError(source, `metadata: ${e.message.replace(`${source} (metadata): `, '')}`);
     throw e;
