@@ -19,6 +19,7 @@ import { readModelDir } from '../src/node/files.js';
 import { readFileSync } from 'node:fs';
 import { bpeFromJson } from '../src/tokenizer/index.js';
 import { checkTreeEqualsDecode } from './helpers.js';
+import { packMatrix, type PackedMatrix } from '../src/tensor/weight-format.js';
 
 const root = resolve(import.meta.dirname, '..');
 
@@ -40,6 +41,15 @@ async function matmulOn(be: CpuBackend, x: Float32Array, w: Float32Array, T: num
   };
   const out = be.alloc(T * N);
   be.matmul(out, up(x), up(w), T, K, N);
+  const o = new Float32Array(T * N);
+  await be.read(out, o);
+  return o;
+}
+
+async function matmulPacked(be: CpuBackend, x: Float32Array, m: PackedMatrix, T: number, K: number, N: number): Promise<Float32Array> {
+  const xb = be.alloc(x.length), out = be.alloc(T * N);
+  be.write(xb, x);
+  be.matmul(out, xb, be.uploadWeights(m), T, K, N);
   const o = new Float32Array(T * N);
   await be.read(out, o);
   return o;
@@ -74,6 +84,31 @@ describe('CPU backend on worker threads', async () => {
     expect(two.splitCalls).toBeGreaterThan(30); // most of them were really split
     expect(three.splitCalls).toBeGreaterThan(30);
   });
+
+  for (const format of ['f32', 'bf16', 'f16', 'q8_0'] as const) {
+    it(`${format} weights: the threaded matmul is bit-identical to one thread`, async () => {
+      const q8f32 = new CpuBackend({ threads: 2, spawn: nodeWorkerSpawner, minWorkPerThread: 1, q8Activations: 'f32' });
+      await q8f32.ready;
+      opened.push(q8f32);
+      const backends = format === 'q8_0' ? [two, three, q8f32] : [two, three];
+      const oneF32 = new CpuBackend({ q8Activations: 'f32' });
+      const dims = fc.record({ T: fc.integer({ min: 1, max: 7 }), K: fc.integer({ min: 1, max: 100 }), N: fc.integer({ min: 1, max: 29 }) });
+      const f32 = (n: number) => fc.float32Array({ minLength: n, maxLength: n, noNaN: true, noDefaultInfinity: true, min: -4, max: 4 });
+      await fc.assert(
+        fc.asyncProperty(dims.chain((d) => fc.tuple(fc.constant(d), f32(d.T * d.K), f32(d.N * d.K))), async ([{ T, K, N }, x, w]) => {
+          const m = packMatrix({ shape: [N, K], data: w }, format);
+          for (const be of backends) {
+            const single = be === q8f32 ? oneF32 : one;
+            const before = be.splitCalls;
+            const got = await matmulPacked(be, x, m, T, K, N);
+            expect(be.splitCalls, 'split across threads').toBe(N > 4 ? before + 1 : before);
+            expect(Array.from(got)).toEqual(Array.from(await matmulPacked(single, x, m, T, K, N)));
+          }
+        }),
+        { numRuns: 40 },
+      );
+    });
+  }
 
   it('a tree forward gives every node the logits of step-by-step decoding', async () => {
     await checkTreeEqualsDecode(two, 8);

@@ -14,7 +14,7 @@
 import { argmaxRow } from '../../util/numeric.js';
 import type { AttentionParams, Backend, BackendCapacity, Buf } from '../backend.js';
 import { Arena, ARENA_MAX_BYTES, sharedMemorySupported } from './arena.js';
-import { KernelPool, webWorkerSpawner, type SpawnWorker } from './threads.js';
+import { KernelPool, POOL_KERNELS, webWorkerSpawner, type RowKernel, type SpawnWorker } from './threads.js';
 import { instantiateKernels, simdModule, simdSupported, type WasmKernels } from './wasm.js';
 import { CPU_WEIGHT_FORMATS, CpuWeightBuf } from './weights.js';
 import { q8PaddedK, type PackedMatrix, type WeightFormat } from '../../tensor/weight-format.js';
@@ -98,11 +98,13 @@ export class CpuBackend implements Backend {
     this.wasm = kernels;
     if (shared && kernels) {
       const pool = new KernelPool(this.arena!.memory, simdModule(true)!, asked - 1, spawn!, opts.minWorkPerThread, opts.spinWait);
-      const local = kernels.matmul;
-      this.wasm = Object.assign({}, kernels, {
-        matmul: (out: number, x: number, w: number, T: number, K: number, N: number, ldx: number, ldw: number, ldo: number) =>
-          pool.matmul(local, out, x, w, T, K, N, ldx, ldw, ldo),
-      });
+      // the row-splittable kernels go through the pool; the rest stay on this thread
+      const split: Partial<WasmKernels> = {};
+      for (const name of POOL_KERNELS) {
+        const local = kernels[name] as RowKernel;
+        split[name] = ((a0, a1, a2, a3, a4, a5, a6, a7, a8) => pool.run(name, local, a0, a1, a2, a3, a4, a5, a6, a7, a8)) as RowKernel;
+      }
+      this.wasm = { ...kernels, ...split };
       this.pool = pool;
       this.ready = pool.started;
     }

@@ -50,9 +50,33 @@ export function webWorkerSpawner(): SpawnWorker | null {
   };
 }
 
-/** Kernels a worker can run, by index in this list. Each takes only i32 arguments. */
-export const POOL_KERNELS = ['matmul'] as const;
-export type PoolKernel = (typeof POOL_KERNELS)[number];
+/** The kernel signature the pool runs: nine i32 arguments (byte offsets and sizes). */
+export type RowKernel = (a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, a6: number, a7: number, a8: number) => void;
+
+/**
+ * How to split each kernel by output rows: `n`, the index of the argument holding the row
+ * count N; `steps(args, out)`, the bytes each argument advances per output row (0 for those
+ * that stay put: the input x, sizes, strides); `macs(args)`, its multiply-adds. Rows
+ * [n0, n1) are then the same call with args[i] + n0 * steps[i] and N = n1 - n0.
+ *   out (T, N) with row stride ldo: the n0-th column is 4 * n0 bytes on
+ *   w (N, K) f32 with row stride ldw: 4 * ldw bytes a row (2 * ldw in 16 bits)
+ *   Q8_0 w: quants (N, Kp) int8 and scales (N, Kp / 32) f32, Kp = K rounded up to 32
+ */
+const paddedK = (K: number) => Math.ceil(K / 32) * 32;
+export const ROW_SPLIT = {
+  // (out, x, w, T, K, N, ldx, ldw, ldo)
+  matmul: { n: 5, steps: (a: Int32Array, s: Int32Array) => { s[0] = 4; s[2] = 4 * a[7]!; }, macs: (a: Int32Array) => a[3]! * a[4]! * a[5]! },
+  matmulBf16: { n: 5, steps: (a: Int32Array, s: Int32Array) => { s[0] = 4; s[2] = 2 * a[7]!; }, macs: (a: Int32Array) => a[3]! * a[4]! * a[5]! },
+  matmulF16: { n: 5, steps: (a: Int32Array, s: Int32Array) => { s[0] = 4; s[2] = 2 * a[7]!; }, macs: (a: Int32Array) => a[3]! * a[4]! * a[5]! },
+  // (out, x, wq, ws, T, K, N, ldx, ldo)
+  matmulQ8F32: { n: 6, steps: (a: Int32Array, s: Int32Array) => { s[0] = 4; s[2] = paddedK(a[5]!); s[3] = paddedK(a[5]!) / 8; }, macs: (a: Int32Array) => a[4]! * a[5]! * a[6]! },
+  // (out, xq, xs, wq, ws, T, K, N, ldo)
+  matmulQ8Q8: { n: 7, steps: (a: Int32Array, s: Int32Array) => { s[0] = 4; s[3] = paddedK(a[6]!); s[4] = paddedK(a[6]!) / 8; }, macs: (a: Int32Array) => a[5]! * a[6]! * a[7]! },
+} as const;
+export type SplitKernel = keyof typeof ROW_SPLIT;
+/** Kernels a worker can run, by index in this list. */
+export const POOL_KERNELS = Object.keys(ROW_SPLIT) as SplitKernel[];
+const ARGS = 9;
 
 /** i32 slots per worker: one 64-byte cache line, so workers' slots never share a line */
 const LINE = 16;
@@ -121,6 +145,8 @@ export class KernelPool {
   private seq = 0;
   /** kernel calls split across threads so far */
   splitCalls = 0;
+  private readonly args = new Int32Array(ARGS); // the call being split
+  private readonly steps = new Int32Array(ARGS); // its bytes per output row, per argument
   private readonly blocking = canBlock();
 
   /**
@@ -159,35 +185,33 @@ export class KernelPool {
   }
 
   /**
-   * out (T, N) = x (T, K) @ w (N, K)^T on every ready thread, split by rows of w (byte
-   * offsets and element strides as WasmKernels.matmul). `local` runs the main thread's part.
+   * Run `kernel` (a POOL_KERNELS name) with arguments a0..a8 on every ready thread, split by
+   * output rows (ROW_SPLIT); `local` is the main thread's instance of it, which runs the
+   * first part while the workers run the others.
    */
-  matmul(local: (out: number, x: number, w: number, T: number, K: number, N: number, ldx: number, ldw: number, ldo: number) => void, out: number, x: number, w: number, T: number, K: number, N: number, ldx: number, ldw: number, ldo: number): void {
-    const parts = Math.min(this.ready + 1, Math.ceil(N / ROW_ALIGN), Math.floor((T * K * N) / Math.max(1, this.minMacsPerPart)));
+  run(kernel: SplitKernel, local: RowKernel, a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, a6: number, a7: number, a8: number): void {
+    const a = this.args, step = this.steps, how = ROW_SPLIT[kernel];
+    a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3; a[4] = a4; a[5] = a5; a[6] = a6; a[7] = a7; a[8] = a8;
+    const N = a[how.n]!;
+    const parts = Math.min(this.ready + 1, Math.ceil(N / ROW_ALIGN), Math.floor(how.macs(a) / Math.max(1, this.minMacsPerPart)));
     if (parts <= 1) {
-      local(out, x, w, T, K, N, ldx, ldw, ldo);
+      local(a0, a1, a2, a3, a4, a5, a6, a7, a8);
       return;
     }
-    const c = this.control, seq = ++this.seq;
+    step.fill(0);
+    how.steps(a, step);
+    const c = this.control, seq = ++this.seq, k = POOL_KERNELS.indexOf(kernel);
     this.splitCalls++;
-    // rows [n0, n1) of part p, whole multiples of ROW_ALIGN except the last
-    const bound = (p: number) => Math.min(N, Math.ceil((N * p) / parts / ROW_ALIGN) * ROW_ALIGN);
     for (let p = 1; p < parts; p++) {
-      const n0 = bound(p), n1 = bound(p + 1), base = (p - 1) * LINE, a = base + SLOT.args;
-      c[base + SLOT.kernel] = 0; // matmul
-      c[a] = out + 4 * n0;
-      c[a + 1] = x;
-      c[a + 2] = w + 4 * n0 * ldw;
-      c[a + 3] = T;
-      c[a + 4] = K;
-      c[a + 5] = n1 - n0;
-      c[a + 6] = ldx;
-      c[a + 7] = ldw;
-      c[a + 8] = ldo;
+      const n0 = partStart(p, parts, N), base = (p - 1) * LINE, at = base + SLOT.args;
+      c[base + SLOT.kernel] = k;
+      for (let i = 0; i < ARGS; i++) c[at + i] = a[i]! + n0 * step[i]!;
+      c[at + how.n] = partStart(p + 1, parts, N) - n0;
       Atomics.store(c, base + SLOT.job, seq);
       Atomics.notify(c, base + SLOT.job);
     }
-    local(out, x, w, T, K, bound(1), ldx, ldw, ldo);
+    a[how.n] = partStart(1, parts, N);
+    local(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!);
     for (let p = 1; p < parts; p++) this.waitDone((p - 1) * LINE + SLOT.done, seq);
   }
 
@@ -217,5 +241,10 @@ export class KernelPool {
 
 /** parts start on multiples of this many rows: the single-token kernel's tile height */
 const ROW_ALIGN = 4;
+/** the first of the N rows that part p of `parts` computes: whole multiples of ROW_ALIGN, the last part takes the rest */
+function partStart(p: number, parts: number, N: number): number {
+  return Math.min(N, Math.ceil((N * p) / parts / ROW_ALIGN) * ROW_ALIGN);
+}
+
 /** multiply-adds a part must have to be worth waking a worker for */
 export const MIN_MACS_PER_PART = 65536;
