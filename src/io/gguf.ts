@@ -27,7 +27,7 @@ import {
   type GgmlType, type GgufHeader, type GgufTensorInfo, type GgufTensorOut, type GgufValue, type ReadRange,
 } from './gguf-file.js';
 import { architectureOf, configMetadata, configObject, ggufDims, ggufTensorName, llama3RopeFactors, OWN_KEYS, permutedHeads, permuteRotaryRows, ROPE_FREQS } from './gguf-llama.js';
-import { HF_JSON_KEY, tokenizerMetadata } from './gguf-tokenizer.js';
+import { HF_JSON_KEY, tokenizerJsonFromGgml, tokenizerMetadata } from './gguf-tokenizer.js';
 
 export type GgufDType = GgmlType;
 export const GGUF_DTYPES: readonly GgufDType[] = ['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0'];
@@ -301,7 +301,9 @@ export function ggufTokenizerJson(meta: Map<string, GgufValue>, source: string):
   const hf = meta.get(HF_JSON_KEY);
   if (hf?.type === 'string') return configJson === undefined ? { tokenizerJson: hf.value } : { tokenizerJson: hf.value, tokenizerConfigJson: configJson };
   if (!meta.has('tokenizer.ggml.model')) return undefined;
-  throw new FormatError(source, `the tokenizer is in tokenizer.ggml.* keys only (model ${JSON.stringify(meta.get('tokenizer.ggml.model')!.value)}), without ${HF_JSON_KEY}: reading such a tokenizer is not supported yet; pass a tokenizer.json`);
+  const json = tokenizerJsonFromGgml(meta);
+  if (typeof json !== 'string') throw new FormatError(source, `the tokenizer cannot be read: it needs ${json.missing}`);
+  return configJson === undefined ? { tokenizerJson: json } : { tokenizerJson: json, tokenizerConfigJson: configJson };
 }
 
 export type { HostTensor };
