@@ -6,6 +6,7 @@ export type { Backend, Buf, AttentionParams } from './backend/backend.js';
 export { CpuBackend } from './backend/cpu/cpu.js';
 export { createWebGPUBackend } from './backend/webgpu/device.js';
 export { WebGPUBackend } from './backend/webgpu/webgpu.js';
+export { GpujsBackend, createGpujsBackend, pickBrowserBackend, type GpujsConstructor, type BrowserBackendName, type PickedBackend } from './backend/gpujs/index.js';
 export { Tensor, ShapeError } from './tensor/tensor.js';
 export * as ops from './tensor/tensor.js';
 export type { DType, HostTensor, TensorMap } from './tensor/dtype.js';
@@ -18,6 +19,10 @@ export { generate, type GenerateOptions, type GenerationResult, type GenerationS
 export { Sampler, type SamplerOptions } from './decode/sampler.js';
 export { parseSafetensors, serializeSafetensors } from './io/safetensors.js';
 export { readLlama2cCheckpoint, writeLlama2cCheckpoint } from './io/llama2c.js';
+export {
+  writeGguf, ggufModelPieces, readGguf, readGgufBytes, readGgufLayout, readGgufBlocks, GGUF_DTYPES,
+  type GgufDType, type GgufModel, type GgufLayout, type GgufBlocks, type WriteGgufOptions,
+} from './io/gguf.js';
 export { checkWeights, randomWeights } from './io/weights.js';
 export { FormatError } from './io/errors.js';
 export * from './tokenizer/index.js';

@@ -23,7 +23,7 @@ import { writeGgufFile } from '../src/node/gguf.js';
 import { loadModel } from '../src/node/dir-source.js';
 import { loadModelSource } from '../src/node/model-source.js';
 import { ggufDims, ggufTensorName, permuteRotaryRows } from '../src/io/gguf-llama.js';
-import { dequantizeQ4_0, quantizeQ4_0, quantizeQ8_0 } from '../src/tensor/quant-blocks.js';
+import { dequantizeQ4_0, dequantizeQ8_0, quantizeQ4_0, quantizeQ8_0 } from '../src/tensor/quant-blocks.js';
 import { f16ToF32, f32ToF16, f32ToBF16, bf16ToF32 } from '../src/tensor/dtype.js';
 
 const workDir = mkdtempSync(join(tmpdir(), 'gguf-test-'));
@@ -368,5 +368,17 @@ describe('a tokenizer from tokenizer.ggml.* alone (files from other converters)'
     const tokens: [string, GgufValue] = ['tokenizer.ggml.tokens', { type: 'array', itemType: 'string', value: ['a', 'b'] }];
     expect(tokenizerJsonFromGgml(new Map([['tokenizer.ggml.model', { type: 'string', value: 'gpt2' }], tokens]))).toEqual({ missing: 'tokenizer.ggml.merges (a gpt2 tokenizer needs its merges)' });
     expect(tokenizerJsonFromGgml(new Map([['tokenizer.ggml.model', { type: 'string', value: 'bert' }], tokens]))).toMatchObject({ missing: expect.stringMatching(/tokenizer\.ggml\.model is "bert"; supported: llama, gpt2/) });
+  });
+});
+
+describe('Q8_0 weights through f32', () => {
+  it('a Q8_0 file read as f32 quantizes back to the same blocks: quantizing on load keeps the file weights', () => {
+    fc.assert(
+      fc.property(fc.float32Array({ minLength: 64, maxLength: 64, noNaN: true, noDefaultInfinity: true, min: -100, max: 100 }), (x) => {
+        const blocks = quantizeQ8_0(x), widened = new Float32Array(64);
+        dequantizeQ8_0(blocks, widened);
+        expect(quantizeQ8_0(widened)).toEqual(blocks);
+      }),
+    );
   });
 });

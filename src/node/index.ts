@@ -5,3 +5,4 @@ export { readModelDir, writeModelDir, type ModelDir } from './files.js';
 export { loadModelSource, SHIPPED_MODEL, type LoadedModel, type ModelSourceOptions } from './model-source.js';
 export { loadModel, dirSource, type NodeLoadOptions } from './dir-source.js';
 export { serveStatic, staticHandler, resolveInside, contentType, PACKAGE_ROOT, EXPLAINER_PATH, type ServeOptions, type StaticServer } from './serve.js';
+export { writeGgufFile, readGgufFile } from './gguf.js';
