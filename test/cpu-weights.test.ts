@@ -16,6 +16,8 @@ import { f16ToF32, f32ToBF16, f32ToF16, keepSixteenBit, type TensorMap } from '.
 import { checkFits, Llama, modelBytes } from '../src/model/llama.js';
 import { parseConfig } from '../src/model/config.js';
 import { generate } from '../src/decode/generate.js';
+import { parseSafetensors, serializeSafetensors } from '../src/io/safetensors.js';
+import { readSafetensorsFile } from '../src/io/checkpoint.js';
 import { maxAbsDiff, spreadWeights, tinyConfig } from './helpers.js';
 import { packMatrix, q8PaddedK, unpackMatrix, type PackedMatrix, type WeightFormat } from '../src/tensor/weight-format.js';
 
@@ -282,5 +284,32 @@ describe('a Llama with 16-bit and Q8_0 weights', () => {
     expect(() => checkFits(be, config, 8192)).toThrow(/GiB of f32 weights.*Narrower weights \(the weights option: f16, bf16, q8_0\)/);
     for (const format of ['bf16', 'f16', 'q8_0'] as const) expect(() => checkFits(be, config, 8192, undefined, format)).not.toThrow();
     expect(modelBytes(config, 1, 1, 'bf16').weights / modelBytes(config, 1, 1, 'f32').weights).toBeCloseTo(0.5, 3);
+  });
+});
+
+describe('16-bit checkpoints read without widening', () => {
+  it('ranged and whole-file reads keep the file\'s bits; a NaN pattern is refused by name; the model releases the host copy', async () => {
+    const data = Float32Array.from({ length: 6 * 5 }, (_, i) => Math.cos(i) * 0.7);
+    for (const dtype of ['F16', 'BF16'] as const) {
+      const bytes = serializeSafetensors(new Map([['m', { shape: [6, 5], data }]]), { dtype });
+      const want = Uint16Array.from(data, dtype === 'F16' ? f32ToF16 : f32ToBF16);
+      const whole = parseSafetensors(bytes, 'x.safetensors', { keepSixteenBit: true }).tensors.get('m')!;
+      const source = { location: 'mem', read: async () => bytes, readRange: async (_: string, a: number, b: number) => bytes.subarray(a, b) };
+      const ranged = (await readSafetensorsFile(source, 'model.safetensors', { keepSixteenBit: true, pieceBytes: 8 }))!.get('m')!;
+      for (const t of [whole, ranged]) {
+        expect(t.stored?.dtype).toBe(dtype);
+        expect([...t.stored!.bits]).toEqual([...want]);
+      }
+      const bad = bytes.slice();
+      bad.set([0xff, 0x7f], bytes.length - 2 * 7); // element 23: an all-ones exponent (NaN) in both dtypes
+      expect(() => parseSafetensors(bad, 'x.safetensors', { keepSixteenBit: true })).toThrow(/x\.safetensors.*"m".*non-finite value NaN at index 23 \(element \[4, 3\]/);
+    }
+    const config = fc.sample(tinyConfig, { numRuns: 1, seed: 11 })[0]!;
+    const weights = spreadWeights(config, 5, 1), count = weights.size;
+    const model = new Llama(new CpuBackend({ simd: true }), config, weights, { releaseHostWeights: true, weights: 'bf16' });
+    expect(count).toBeGreaterThan(0);
+    expect(weights.size).toBe(0);
+    const embed = await model.readWeight('embed');
+    expect([...embed.shape]).toEqual([config.vocab_size, config.hidden_size]);
   });
 });

@@ -20,7 +20,7 @@ import { NoDrafter } from '../draft/none.js';
 import { PromptLookupDrafter } from '../draft/lookup.js';
 import { CtcHeadDrafter, checkCtcHeadConfig, type CtcDraftOptions } from '../draft/ctc-head.js';
 import { MedusaDrafter, checkMedusaConfig } from '../draft/medusa.js';
-import { checkHeadFitsBase, frozenBase, parseHeadTensors, parseJsonObject } from '../draft/head-io.js';
+import { checkHeadFitsBase, frozenBase, parseHeadTensors, parseJsonObject, type FrozenBase } from '../draft/head-io.js';
 import { parseDraftVocab } from '../draft/draft-vocab.js';
 import { readRequired, readText, type FileSource } from './source.js';
 import { locate } from '../io/checkpoint.js';
@@ -58,7 +58,8 @@ export interface DrafterFactory {
 export async function loadDrafter(
   name: string,
   source: FileSource | undefined,
-  base: { config: LlamaConfig; tensors: TensorMap },
+  /** the base model: its config, and its embedding and LM head (from `frozenBase()` when it has one, else from `tensors`) */
+  base: { config: LlamaConfig; tensors: TensorMap; frozenBase?: () => Promise<FrozenBase> },
   opts: DrafterOptions = {},
 ): Promise<DrafterFactory> {
   if (name === 'none') return { name, make: () => new NoDrafter() };
@@ -88,7 +89,7 @@ export async function loadDrafter(
   const config = raw.kind === 'medusa' ? checkMedusaConfig(raw, configPath) : checkCtcHeadConfig(raw, configPath);
   checkHeadFitsBase(config, base.config, configPath);
   const tensors = parseHeadTensors(await readRequired(source, `drafters/${head}/model.safetensors`, 'a draft head needs its weights'), weightsPath);
-  const frozen = frozenBase(base.config, base.tensors);
+  const frozen = base.frozenBase ? await base.frozenBase() : frozenBase(base.config, base.tensors);
   if (config.kind === 'medusa') {
     if (variants.length) throw new UnknownDrafterError(`drafter "${name}": ${variants.join(':')} applies to CTC heads; ${head} holds Medusa heads`);
     return { name, make: (backend) => new MedusaDrafter(config, tensors, frozen, {}, backend) };

@@ -21,7 +21,9 @@ import { CpuBackend } from '../backend/cpu/cpu.js';
 import { Llama } from '../model/llama.js';
 import { checkTokenizerFits, parseModelFiles, type ParsedModel } from '../model/load.js';
 import { defaultStopIds, type LlamaConfig } from '../model/config.js';
-import { checkFits, defaultMaxSeq } from '../model/llama.js';
+import { checkFits, defaultMaxSeq, type LlamaOptions } from '../model/llama.js';
+import type { WeightFormat } from '../tensor/weight-format.js';
+import { frozenBase, type FrozenBase } from '../draft/head-io.js';
 import { locate, readCheckpoint, readModelConfig } from '../io/checkpoint.js';
 import { FormatError } from '../io/errors.js';
 import { readGguf, readGgufLayout } from '../io/gguf.js';
@@ -88,6 +90,12 @@ export interface LoadOptions {
   backend?: Backend;
   /** a GGUF file of the FileSource to load instead of the folder's config.json and safetensors (a URL ending in .gguf needs none) */
   gguf?: string;
+  /**
+   * the weight matrices' format in memory: 'f32', 'f16', 'bf16' or 'q8_0' (quantized on
+   * load); default as stored (a 16-bit file stays 16-bit). A backend that does not hold the
+   * format (Backend.weightFormats: WebGPU) holds f32.
+   */
+  weights?: WeightFormat;
 }
 
 export class TextModel {
@@ -103,8 +111,17 @@ export class TextModel {
     backend: Backend,
     /** the model's folder, where its draft heads are (none: no heads) */
     readonly source?: FileSource,
+    /** the weights' format, and whether `tensors` may be emptied as the backend takes them (LlamaOptions) */
+    modelOptions: Pick<LlamaOptions, 'weights' | 'releaseHostWeights'> = {},
   ) {
-    this.model = new Llama(backend, config, tensors);
+    this.model = new Llama(backend, config, tensors, modelOptions);
+  }
+
+  /** The embedding and LM head a draft head reads: the host's tensors, or the backend's when those were released. */
+  async frozenBase(): Promise<FrozenBase> {
+    if (this.tensors.has('model.embed_tokens.weight')) return frozenBase(this.config, this.tensors);
+    const embed = await this.model.readWeight('embed');
+    return { embed, lmHead: this.config.tie_word_embeddings ? embed : await this.model.readWeight('lmHead') };
   }
 
   get backend(): Backend {
@@ -290,13 +307,15 @@ export class TextModel {
 export async function loadModel(source: FileSource | string | URL, opts: LoadOptions = {}): Promise<TextModel> {
   const backend = opts.backend ?? new CpuBackend();
   const url = typeof source === 'string' || source instanceof URL ? new URL(source) : undefined;
-  if (url?.pathname.endsWith('.gguf')) return loadGgufModel(urlSource(new URL('.', url)), url.pathname.split('/').pop()!, backend);
-  if (opts.gguf !== undefined && !url) return loadGgufModel(source as FileSource, opts.gguf, backend);
+  if (url?.pathname.endsWith('.gguf')) return loadGgufModel(urlSource(new URL('.', url)), url.pathname.split('/').pop()!, backend, opts.weights);
+  if (opts.gguf !== undefined && !url) return loadGgufModel(source as FileSource, opts.gguf, backend, opts.weights);
   const files = url ? urlSource(url) : (source as FileSource);
   // config.json (+ generation_config.json), then whether the backend can hold the model, before any weight is read
   const config = await readModelConfig(files);
-  checkFits(backend, config, defaultMaxSeq(config));
-  const { tensors } = await readCheckpoint(files); // model.safetensors or its shards, in ranges where the source can
+  // a 16-bit file stays 16-bit where the backend holds 16-bit weights (checked against the narrowest the file may be; the model checks again)
+  const sixteen = opts.weights !== 'f32' && backend.weightFormats?.includes('bf16') === true && backend.weightFormats.includes('f16');
+  checkFits(backend, config, defaultMaxSeq(config), undefined, opts.weights ?? (sixteen ? 'bf16' : 'f32'));
+  const { tensors } = await readCheckpoint(files, { keepSixteenBit: sixteen }); // model.safetensors or its shards, in ranges where the source can
   const parsed: ParsedModel = parseModelFiles(
     {
       config: (await readText(files, 'config.json')) ?? missing(files, 'config.json'),
@@ -306,14 +325,15 @@ export async function loadModel(source: FileSource | string | URL, opts: LoadOpt
     },
     files.location.replace(/\/$/, ''),
   );
-  return new TextModel(config, parsed.tensors, parsed.tokenizer, backend, files); // config: with generation_config
+  // config: with generation_config; the tensors are ours, so each goes once the backend holds it
+  return new TextModel(config, parsed.tensors, parsed.tokenizer, backend, files, { weights: opts.weights, releaseHostWeights: true });
 }
 
 /**
  * A GGUF file (llama.cpp's format) of the source: config, weights (widened to f32) and
  * tokenizer in one file. Drafters are not looked for beside it.
  */
-async function loadGgufModel(files: FileSource, path: string, backend: Backend): Promise<TextModel> {
+async function loadGgufModel(files: FileSource, path: string, backend: Backend, weights?: WeightFormat): Promise<TextModel> {
   const source = locate(files, path);
   let whole: Promise<Uint8Array | undefined> | undefined; // a source without ranges: the file read once
   const readRange = files.readRange
@@ -328,7 +348,7 @@ async function loadGgufModel(files: FileSource, path: string, backend: Backend):
     bosTokenId: gguf.config.bos_token_id, eosTokenId: gguf.config.eos_token_id,
   });
   checkTokenizerFits(tokenizer, gguf.config.vocab_size, `${source} (tokenizer)`);
-  return new TextModel(gguf.config, gguf.tensors, tokenizer, backend);
+  return new TextModel(gguf.config, gguf.tensors, tokenizer, backend, undefined, { weights, releaseHostWeights: true });
 }
 
 function missing(source: FileSource, path: string): never {

@@ -100,6 +100,20 @@ export function decodeInto(dtype: DType, bytes: Uint8Array, out: Float32Array, a
   }
 }
 
+/** Index of the first F16 / BF16 bit pattern of a NaN or ±Inf (exponent all ones) in h, or -1. */
+export function firstNonFinite16(h: Uint16Array, dtype: 'F16' | 'BF16'): number {
+  const exponent = dtype === 'F16' ? 0x7c00 : 0x7f80;
+  for (let i = 0; i < h.length; i++) if ((h[i]! & exponent) === exponent) return i;
+  return -1;
+}
+
+/** Copy little-endian 16-bit `bytes` into out[at, at + bytes.length / 2), as they are (no widening). */
+export function copyU16Into(bytes: Uint8Array, out: Uint16Array, at: number): void {
+  const n = bytes.length >> 1;
+  if (HOST_LITTLE_ENDIAN) new Uint8Array(out.buffer, out.byteOffset + 2 * at, 2 * n).set(bytes.subarray(0, 2 * n));
+  else out.set(readU16(bytes, 0, n), at);
+}
+
 /** Index of the first NaN or ±Inf in data, or -1. */
 export function firstNonFinite(data: Float32Array): number {
   for (let i = 0; i < data.length; i++) {
@@ -110,14 +124,14 @@ export function firstNonFinite(data: Float32Array): number {
 }
 
 /** "NaN at index 7 (element [1, 3] of shape [2, 4])", for error messages. */
-export function describeNonFinite(data: Float32Array, shape: readonly number[], index: number): string {
+export function describeNonFinite(data: ArrayLike<number>, shape: readonly number[], index: number, value = data[index]): string {
   const coords: number[] = [];
   let rest = index;
   for (let d = shape.length - 1; d >= 0; d--) {
     coords.unshift(rest % shape[d]!);
     rest = Math.floor(rest / shape[d]!);
   }
-  return `non-finite value ${data[index]} at index ${index} (element [${coords.join(', ')}] of shape [${shape.join(', ')}])`;
+  return `non-finite value ${value} at index ${index} (element [${coords.join(', ')}] of shape [${shape.join(', ')}])`;
 }
 
 export function shapeString(shape: readonly number[]): string {

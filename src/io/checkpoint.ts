@@ -16,10 +16,10 @@
  */
 import { parseConfig, parseGenerationConfig, type LlamaConfig } from '../model/config.js';
 import { numel, type TensorMap } from '../tensor/dtype.js';
-import { decodeInto } from './bytes.js';
+import { copyU16Into, decodeInto } from './bytes.js';
 import { FormatError } from './errors.js';
 import {
-  checkFinite, HEADER_LENGTH_BYTES, parseSafetensors, parseSafetensorsHeader, readHeaderLength, type SafetensorsEntry,
+  checkFinite, HEADER_LENGTH_BYTES, parseSafetensors, parseSafetensorsHeader, readHeaderLength, sixteenBitTensor, type SafetensorsEntry,
 } from './safetensors.js';
 
 /** The files of a model folder (FileSource in src/api/source.ts has this shape). */
@@ -42,6 +42,11 @@ export const READ_PIECE_BYTES = 16 * 2 ** 20;
 export interface ReadOptions {
   /** bytes read at once, a multiple of 4 (default READ_PIECE_BYTES) */
   pieceBytes?: number;
+  /**
+   * keep F16 / BF16 tensors in their 16 bits (HostTensor.stored) instead of widening them to
+   * f32: for a backend that holds 16-bit weights, memory then peaks near the file's size
+   */
+  keepSixteenBit?: boolean;
 }
 
 /**
@@ -157,7 +162,7 @@ export async function readSafetensorsFile(source: CheckpointSource, path: string
   const name = locate(source, path);
   if (!source.readRange) {
     const bytes = await source.read(path);
-    return bytes && parseSafetensors(bytes, name).tensors;
+    return bytes && parseSafetensors(bytes, name, opts).tensors;
   }
   const readRange = source.readRange.bind(source);
   const first = await readRange(path, 0, HEADER_LENGTH_BYTES);
@@ -172,12 +177,31 @@ export async function readSafetensorsFile(source: CheckpointSource, path: string
   const tensors: TensorMap = new Map();
   const piece = opts.pieceBytes ?? READ_PIECE_BYTES;
   if (!(Number.isInteger(piece) && piece > 0 && piece % 4 === 0)) throw new RangeError(`pieceBytes must be a positive multiple of 4, got ${piece}`);
-  for (const e of header.entries) tensors.set(e.name, { shape: e.shape, data: await readTensor(readRange, path, e, name, piece) });
+  for (const e of header.entries) {
+    if (opts.keepSixteenBit && e.dtype !== 'F32') tensors.set(e.name, sixteenBitTensor(e, await readBits(readRange, path, e, name, piece), name));
+    else tensors.set(e.name, { shape: e.shape, data: await readTensor(readRange, path, e, name, piece) });
+  }
   const after = await readRange(path, header.dataEnd, header.dataEnd + 1);
   if (after && after.length > 0) {
     throw new FormatError(name, `trailing bytes after the last tensor (at byte ${header.dataEnd}) are not covered by any tensor`);
   }
   return tensors;
+}
+
+/** one 16-bit tensor's bytes, piece by piece, copied as they are into its u16 array */
+async function readBits(
+  readRange: NonNullable<CheckpointSource['readRange']>, path: string, e: SafetensorsEntry, name: string, piece: number,
+): Promise<Uint16Array> {
+  const bits = new Uint16Array(numel(e.shape));
+  for (let at = e.start; at < e.end; at += piece) {
+    const end = Math.min(e.end, at + piece);
+    const bytes = await readRange(path, at, end);
+    if (!bytes || bytes.length < end - at) {
+      throw new FormatError(name, `file ends at byte ${at + (bytes?.length ?? 0)}, inside the tensor's data [${e.start}, ${e.end}) (truncated file?)`, e.name);
+    }
+    copyU16Into(bytes, bits, (at - e.start) / 2);
+  }
+  return bits;
 }
 
 /** one tensor's bytes, piece by piece, decoded into its f32 array as they arrive */

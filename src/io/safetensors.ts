@@ -9,8 +9,8 @@
  * trailing bytes (the rules of the reference implementation). We read F32, F16 and
  * BF16 (widened to f32) and reject NaN/Inf, which in a weight file is always a bug.
  */
-import { DTYPE_BYTES, f32ToBF16, f32ToF16, numel, type DType, type TensorMap } from '../tensor/dtype.js';
-import { decodeInto, describeNonFinite, firstNonFinite, shapeString, writeF32, writeU16 } from './bytes.js';
+import { bf16ToF32, DTYPE_BYTES, f16ToF32, f32ToBF16, f32ToF16, keepSixteenBit, numel, type DType, type HostTensor, type TensorMap } from '../tensor/dtype.js';
+import { copyU16Into, decodeInto, describeNonFinite, firstNonFinite, firstNonFinite16, shapeString, writeF32, writeU16 } from './bytes.js';
 import { FormatError } from './errors.js';
 
 /** The reference implementation refuses headers above 100 MB; so do we. */
@@ -42,18 +42,37 @@ export interface SafetensorsHeader {
   dataEnd: number; // one past the last tensor's last byte: the file's size
 }
 
+export interface ParseOptions {
+  /** keep F16 / BF16 tensors 16-bit (HostTensor.stored; `data` widens only when read) instead of widening them */
+  keepSixteenBit?: boolean;
+}
+
 /** Parse and fully validate a safetensors file. `source` names it in error messages. */
-export function parseSafetensors(bytes: Uint8Array, source: string): Safetensors {
+export function parseSafetensors(bytes: Uint8Array, source: string, opts: ParseOptions = {}): Safetensors {
   const headerLen = readHeaderLength(bytes, bytes.length, source);
   const header = parseSafetensorsHeader(bytes.subarray(HEADER_LENGTH_BYTES, HEADER_LENGTH_BYTES + headerLen), bytes.length, source);
   const tensors: TensorMap = new Map();
   for (const e of header.entries) {
+    if (opts.keepSixteenBit && e.dtype !== 'F32') {
+      const bits = new Uint16Array(numel(e.shape));
+      copyU16Into(bytes.subarray(e.start, e.end), bits, 0);
+      tensors.set(e.name, sixteenBitTensor(e, bits, source));
+      continue;
+    }
     const data = new Float32Array(numel(e.shape));
     decodeInto(e.dtype, bytes.subarray(e.start, e.end), data, 0);
     checkFinite(data, e, source);
     tensors.set(e.name, { shape: e.shape, data });
   }
   return { tensors, metadata: header.metadata };
+}
+
+/** A 16-bit tensor kept as read, refused (naming the value) when it holds a NaN or Inf pattern. */
+export function sixteenBitTensor(e: Pick<SafetensorsEntry, 'name' | 'shape' | 'dtype'>, bits: Uint16Array, source: string): HostTensor {
+  const dtype = e.dtype as 'F16' | 'BF16';
+  const bad = firstNonFinite16(bits, dtype);
+  if (bad >= 0) throw new FormatError(source, describeNonFinite(bits, e.shape, bad, (dtype === 'F16' ? f16ToF32 : bf16ToF32)(bits[bad]!)), e.name);
+  return keepSixteenBit(e.shape, dtype, bits);
 }
 
 /**

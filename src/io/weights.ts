@@ -30,8 +30,8 @@ export function checkWeights(config: LlamaConfig, tensors: TensorMap, source: st
     } else if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
       misshapen.push(`${name}: expected ${shapeString(shape)}, found ${shapeString(t.shape)}`);
       culprits.push(name);
-    } else if (t.data.length !== numel(shape)) {
-      misshapen.push(`${name}: shape ${shapeString(shape)} but ${t.data.length} values`);
+    } else if ((t.stored?.bits.length ?? t.data.length) !== numel(shape)) { // (a 16-bit tensor's length without widening it)
+      misshapen.push(`${name}: shape ${shapeString(shape)} but ${t.stored?.bits.length ?? t.data.length} values`);
       culprits.push(name);
     }
   }

@@ -9,7 +9,7 @@
  * Every activation buffer and the KV cache are allocated once, in the constructor.
  */
 import type { Backend, Buf } from '../backend/backend.js';
-import { numel, type TensorMap } from '../tensor/dtype.js';
+import { numel, type HostTensor, type TensorMap } from '../tensor/dtype.js';
 import { packedBytes, storedFormat, type WeightFormat } from '../tensor/weight-format.js';
 import * as op from '../tensor/tensor.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -69,6 +69,12 @@ export interface LlamaOptions {
    * not hold the format (Backend.weightFormats), f32. Norms and biases are always f32.
    */
   weights?: WeightFormat;
+  /**
+   * delete each tensor from the `weights` map once the backend holds it, so the host's copy
+   * can go while the next is uploaded (a 16-bit model then peaks near its file size, not
+   * twice it). Only for a map nothing else reads; `readWeight` gives the embedding and LM head back.
+   */
+  releaseHostWeights?: boolean;
 }
 
 /** the tensors held in a weight format: every 2-D matrix (projections, embedding, LM head) */
@@ -118,7 +124,9 @@ export class Llama {
       const shape = shapes.get(name)!;
       if (!t) throw new Error(`missing weight "${name}"`);
       if (t.shape.join() !== shape.join()) throw new Error(`weight "${name}" has shape [${t.shape}], expected [${shape}]`);
-      return isWeightMatrix(name) ? Tensor.weights(backend, t, opts.weights) : Tensor.fromArray(backend, shape, t.data);
+      const held = isWeightMatrix(name) ? Tensor.weights(backend, t, opts.weights) : Tensor.fromArray(backend, shape, t.data);
+      if (opts.releaseHostWeights) weights.delete(name);
+      return held;
     };
     this.embed = load('model.embed_tokens.weight');
     for (let l = 0; l < config.num_hidden_layers; l++) {
@@ -135,6 +143,12 @@ export class Llama {
     this.logitsHost = new Float32Array(B * V);
     this.positions = new Int32Array(B);
     this.ids = new Int32Array(B);
+  }
+
+  /** The embedding or the LM head as f32, the values the backend holds (16-bit: exactly the file's). */
+  async readWeight(which: 'embed' | 'lmHead'): Promise<HostTensor> {
+    const t = which === 'embed' ? this.embed : this.lmHead;
+    return { shape: [...t.shape], data: await t.toArray() };
   }
 
   /** Forget the sequence (the cache contents are simply overwritten later). */

@@ -9,7 +9,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import type { FileSource } from '../api/source.js';
-import { loadModel as loadModelFrom, type TextModel } from '../api/text-model.js';
+import { loadModel as loadModelFrom, type LoadOptions, type TextModel } from '../api/text-model.js';
 import { createBackend, type BackendOptions } from './backend.js';
 import { readFileRange } from './files.js';
 
@@ -49,6 +49,8 @@ export function dirSource(dir: string): FileSource {
 export interface NodeLoadOptions extends BackendOptions {
   /** 'cpu' (default), 'webgpu' (the `webgpu` npm package), or a Backend */
   backend?: 'cpu' | 'webgpu' | Backend;
+  /** the weight matrices' format in memory: 'f32', 'f16', 'bf16', 'q8_0'; default as stored (LoadOptions.weights) */
+  weights?: LoadOptions['weights'];
 }
 
 /** loadModel for a directory on disk, a .gguf file, or any FileSource / URL, with the backend by name. */
@@ -56,7 +58,7 @@ export async function loadModel(dir: string | FileSource | URL, opts: NodeLoadOp
   const backend = typeof opts.backend === 'object' ? opts.backend : await createBackend(opts.backend ?? 'cpu', opts);
   const local = typeof dir === 'string' && !/^[a-z]+:\/\//i.test(dir);
   // a .gguf file: the folder it is in as the source, the file by name
-  if (local && dir.endsWith('.gguf')) return loadModelFrom(dirSource(dirname(dir)), { backend, gguf: basename(dir) });
-  return loadModelFrom(local ? dirSource(dir) : dir, { backend });
+  if (local && dir.endsWith('.gguf')) return loadModelFrom(dirSource(dirname(dir)), { backend, gguf: basename(dir), weights: opts.weights });
+  return loadModelFrom(local ? dirSource(dir) : dir, { backend, weights: opts.weights });
 }
 

@@ -152,6 +152,7 @@ export class CpuBackend implements Backend {
   }
 
   async read(src: Buf, dst: Float32Array, srcOffset = 0): Promise<void> {
+    if (src instanceof CpuWeightBuf) return src.readValues(dst, srcOffset); // the f32 values the weights stand for
     dst.set(d(src).subarray(srcOffset, srcOffset + dst.length));
   }
   free(buf: Buf): void {

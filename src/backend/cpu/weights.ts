@@ -68,6 +68,15 @@ export class CpuWeightBuf implements Buf {
     unpackRows(this.view(), row0, rows, out, at);
   }
 
+  /** dst.length values from element `offset` on (row-major), as f32 */
+  readValues(dst: Float32Array, offset: number): void {
+    const K = this.K, row0 = Math.floor(offset / K), row1 = Math.ceil((offset + dst.length) / K);
+    if (offset % K === 0 && dst.length % K === 0) return this.readRows(row0, row1 - row0, dst, 0);
+    const rows = new Float32Array((row1 - row0) * K);
+    this.readRows(row0, row1 - row0, rows, 0);
+    dst.set(rows.subarray(offset - row0 * K, offset - row0 * K + dst.length));
+  }
+
   free(): void {
     this.arena.free(this.byteOffset, this);
     if (this.scalesOffset >= 0) this.arena.free(this.scalesOffset, this.scalesOwner);
