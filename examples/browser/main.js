@@ -1,7 +1,8 @@
-// Browser example: load the model folder over fetch, pick WebGPU (navigator.gpu) or the CPU
-// backend, and stream text drafted by the model's CTC head, beside a plain run of the same
-// prompt. The test harness reads window.__ctcspecResult.
-import { CpuBackend, createWebGPUBackend, loadModel } from '../../dist/src/index.js';
+// Browser example: load the model folder over fetch, pick a backend (WebGPU, else WebGL
+// through gpu.js, else the CPU; ?backend=webgpu|webgl|cpu overrides), and stream text
+// drafted by the model's CTC head, beside a plain run of the same prompt.
+// The test harness reads window.__ctcspecResult.
+import { loadModel, pickBrowserBackend } from '../../dist/src/index.js';
 
 const params = new URLSearchParams(location.search);
 const modelUrl = new URL(params.get('model') ?? '/weights/base/', location.href);
@@ -11,21 +12,17 @@ const status = document.getElementById('status');
 const output = document.getElementById('output');
 const speed = document.getElementById('speed');
 
-async function pickBackend() {
-  if (params.get('backend') === 'cpu' || !navigator.gpu) return new CpuBackend();
-  try {
-    return await createWebGPUBackend(navigator.gpu, { fallback: params.get('fallback') === '1' });
-  } catch (e) {
-    console.warn(`WebGPU unavailable (${e.message}); using the CPU backend`);
-    return new CpuBackend();
-  }
+function pickBackend() {
+  return pickBrowserBackend({ prefer: params.get('backend') ?? 'auto', gpu: navigator.gpu, GPU: window.GPU, fallback: params.get('fallback') === '1' });
 }
 
 const describe = (name, stats) => `${name}: ${stats.tokensPerStep.toFixed(2)} tokens/step, ${stats.tokensPerSecond.toFixed(0)} tokens/s`;
 
 async function run() {
-  const lm = await loadModel(modelUrl, { backend: await pickBackend() });
-  status.textContent = `model loaded (${lm.config.num_hidden_layers} layers), backend: ${lm.backend.name}`;
+  const { backend, why } = await pickBackend();
+  const lm = await loadModel(modelUrl, { backend });
+  const running = `backend: ${backend.name}${backend.description ? ` on ${backend.description}` : ''}, ${why}`;
+  status.textContent = `model loaded (${lm.config.num_hidden_layers} layers), ${running}`;
   const go = async () => {
     const prompt = document.getElementById('prompt').value;
     const maxNewTokens = 32;
@@ -38,7 +35,7 @@ async function run() {
     }
     const plain = await lm.generate(prompt, { drafter: 'none', maxNewTokens });
     speed.textContent = `${describe(result.drafter.name, result.stats)} | ${describe('plain', plain.stats)}`;
-    status.textContent = `backend: ${lm.backend.name}, drafter: ${result.drafter.name} (${result.drafter.reason})`;
+    status.textContent = `${running}; drafter: ${result.drafter.name} (${result.drafter.reason})`;
     return {
       runtime: 'browser', backend: result.backend, drafter: result.drafter.name, tokens: result.tokens, plainTokens: plain.tokens, text: result.text,
       tokensPerStep: result.stats.tokensPerStep, tokensPerSecond: result.stats.tokensPerSecond, plainTokensPerSecond: plain.stats.tokensPerSecond,

@@ -10,10 +10,11 @@
 // buttons, a slider and autoplay.
 //
 // Query parameters (all optional): prompt, drafter, treeBudget (a number or auto),
-// maxNewTokens, backend=cpu (skip WebGPU), fallback=1 (WebGPU's software adapter),
+// maxNewTokens, backend (auto: WebGPU, else WebGL through gpu.js, else the CPU; or webgpu,
+// webgl, cpu), fallback=1 (WebGPU's software adapter),
 // model (the model folder's URL), autoplay=0, step (the step shown first: a number or best).
 // Tests read window.__explainer.
-import { CpuBackend, createWebGPUBackend, loadModel } from '../../dist/src/index.js';
+import { loadModel, pickBrowserBackend } from '../../dist/src/index.js';
 import * as panels from './panels.js';
 
 const DRAFTERS = ['ctc', 'ctc:best-path', 'medusa', 'lookup'];
@@ -61,15 +62,9 @@ async function main() {
   await runAndShow();
 }
 
-/** WebGPU when the browser has it (and the URL does not say backend=cpu), else the CPU; and why */
-async function pickBackend() {
-  if (params.get('backend') === 'cpu') return { backend: new CpuBackend(), why: 'asked for: backend=cpu' };
-  if (!navigator.gpu) return { backend: new CpuBackend(), why: 'this browser has no WebGPU' };
-  try {
-    return { backend: await createWebGPUBackend(navigator.gpu, { fallback: params.get('fallback') === '1' }), why: 'WebGPU in this browser' };
-  } catch (e) {
-    return { backend: new CpuBackend(), why: `WebGPU failed: ${e.message}` };
-  }
+/** WebGPU, else WebGL (gpu.js), else the CPU, or what the URL's backend= names; and why */
+function pickBackend() {
+  return pickBrowserBackend({ prefer: params.get('backend') ?? 'auto', gpu: navigator.gpu, GPU: window.GPU, fallback: params.get('fallback') === '1' });
 }
 
 // ---- controls ----------------------------------------------------------------------------

@@ -19,10 +19,8 @@ async function exec(batch) {
     const [op, ...args] = batch[i];
     try {
       if (op === 'alloc') bufs.set(args[0], backend.alloc(args[1]));
-      else if (op === 'free') {
-        backend.free(bufOf(args[0]));
-        bufs.delete(args[0]);
-      } else if (op === 'read') {
+      else if (op === 'free') backend.free(bufOf(args[0])); // kept: a later use must report 'used after free'
+      else if (op === 'read') {
         const dst = new Float32Array(args[1]);
         await backend.read(bufOf(args[0]), dst, args[2]);
         results.push(dst);

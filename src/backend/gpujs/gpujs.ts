@@ -110,7 +110,7 @@ export class GpujsBackend implements Backend {
   private none: GpujsTexture | null = null;
   // host tables, kept from the last call and re-sent only when they change (every layer of a
   // step passes the same positions and mask)
-  private ropeKey: { positions: Int32Array; invFreq: Float64Array | null; T: number; half: number } = { positions: new Int32Array(0), invFreq: null, T: 0, half: 0 };
+  private ropeKey = { positions: new Int32Array(0), invFreq: new Float64Array(0), T: 0, half: 0 };
   private ropeTex: GpujsTexture | null = null;
   private maskSeen = new Float32Array(0);
   private maskTex: GpujsTexture | null = null;
@@ -428,8 +428,9 @@ export class GpujsBackend implements Backend {
   /** (T, half, 2) cos, sin of positions[t] * invFreq[i] in f64, uploaded when they change */
   private ropeAngles(positions: Int32Array, T: number, half: number, invFreq: Float64Array): GpujsTexture {
     const key = this.ropeKey;
-    let same = this.ropeTex !== null && key.invFreq === invFreq && key.T === T && key.half === half;
+    let same = this.ropeTex !== null && key.T === T && key.half === half;
     for (let t = 0; same && t < T; t++) same = key.positions[t] === positions[t];
+    for (let i = 0; same && i < half; i++) same = key.invFreq[i] === invFreq[i];
     if (same) return this.ropeTex!;
     const table = new Float32Array(T * half * 2);
     for (let t = 0; t < T; t++) {
@@ -439,7 +440,7 @@ export class GpujsBackend implements Backend {
         table[(t * half + i) * 2 + 1] = Math.sin(angle);
       }
     }
-    this.ropeKey = { positions: positions.slice(0, T), invFreq, T, half };
+    this.ropeKey = { positions: positions.slice(0, T), invFreq: invFreq.slice(0, half), T, half };
     this.ropeTex?.delete();
     this.stats.uploads++;
     return (this.ropeTex = this.run('upload', table.length, [table]));
