@@ -17,6 +17,9 @@
  * beside it, above the root, so such a path is served from wherever Node would find the
  * package (the nearest node_modules/<package> at or above the root), and only for the
  * packages in BROWSER_DEPENDENCIES.
+ *
+ * Files are served with the two headers of a cross-origin isolated page (CROSS_ORIGIN_ISOLATED),
+ * so the pages may run the CPU backend on several threads.
  */
 import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
@@ -48,6 +51,13 @@ export function dependencyDir(root: string, name: string): string | null {
 /** loopback only unless asked: the server hands out every file under the package root */
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_PORT = 8080;
+
+/**
+ * Headers that make a page cross-origin isolated, so it may share memory with workers
+ * (SharedArrayBuffer): the CPU backend's threads need it. Everything the pages load comes
+ * from this server, so requiring same-origin (or CORP-marked) subresources costs nothing.
+ */
+export const CROSS_ORIGIN_ISOLATED = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } as const;
 
 /** Content-Type by file extension; anything else is application/octet-stream. */
 const CONTENT_TYPES: Record<string, string> = {
@@ -135,7 +145,7 @@ async function respond(base: string, realBase: Promise<string>, req: IncomingMes
   }
   const real = await realpath(found.file);
   if (!isInside(await realBase, real)) return text(403, `${urlPath}: a link that leaves the served folder`);
-  res.writeHead(200, { 'content-type': contentType(found.file), 'content-length': String(found.size), 'cache-control': 'no-cache' });
+  res.writeHead(200, { 'content-type': contentType(found.file), 'content-length': String(found.size), 'cache-control': 'no-cache', ...CROSS_ORIGIN_ISOLATED });
   if (req.method === 'HEAD') {
     res.end();
     return;
