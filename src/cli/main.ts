@@ -16,6 +16,7 @@ import { writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { createBackend } from '../node/backend.js';
 import { loadModelSource, type ModelSourceOptions } from '../node/model-source.js';
+import { parseWeightFormat, type WeightFormat } from '../tensor/weight-format.js';
 import { writeModelDir } from '../node/files.js';
 import { writeLlama2cCheckpoint } from '../io/llama2c.js';
 import { GGUF_DTYPES } from '../io/gguf.js';
@@ -61,6 +62,10 @@ generate options:
                          software adapter (Dawn OpenGL ES on Mesa llvmpipe)
   --threads N            cpu backend: threads for the matmuls, N >= 1 (default every core); the
                          output is the same for every N
+  --weights f32|f16|bf16|q8_0   cpu backend: the weight matrices in memory (default: as stored, a
+                         16-bit model stays 16-bit); 16-bit computes exactly what f32 does with the
+                         same values; q8_0 (llama.cpp's Q8_0, quantized on load) is about a quarter
+                         of f32's memory and fastest, its logits near f32's
   --temperature T        T >= 0; 0 = greedy (default 0)
   --top-p P              nucleus sampling cut, in (0, 1] (default 1)
   --seed S               sampling seed, an integer in [0, 2^32 - 1] (default 0)
@@ -108,6 +113,7 @@ bench options (speculative decoding on 50 held-out prompts, every drafter, every
   --beam K               CTC drafters: candidates kept from the prefix beam search, 1 to 64 (default 4)
   --head-backend cpu|model   as for generate
   --threads N            as for generate (the cpu backend)
+  --weights f32|f16|bf16|q8_0   as for generate (the cpu backend)
   --temperature X [--top-p P] [--seed N]   as for generate: sampling instead of greedy (prompt i uses seed N + i);
                          outputs then differ from plain runs by chance, so no token comparison
 
@@ -212,6 +218,18 @@ function threadsOption(values: OptionValues, backendName: string): number | unde
   return threads;
 }
 
+/** --weights FORMAT for the CPU backend (default: as stored); refused with another backend, which holds f32 */
+function weightsOption(values: OptionValues, backendName: string): WeightFormat | undefined {
+  const name = values.weights as string | undefined;
+  if (name === undefined) return undefined;
+  if (!backendName.split(',').includes('cpu')) throw new UsageError(`--weights applies to the cpu backend, not ${backendName} (which holds f32)`);
+  try {
+    return parseWeightFormat(name, '--weights');
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
 /** The options generate and chat share: the model, the backend, decoding, the output form. */
 const GENERATION_ARGS = {
   'max-new-tokens': { type: 'string' },
@@ -231,6 +249,7 @@ const GENERATION_ARGS = {
   beam: { type: 'string' },
   'head-backend': { type: 'string' },
   threads: { type: 'string' },
+  weights: { type: 'string' },
 } as const;
 
 /**
@@ -245,10 +264,13 @@ async function openTextModel(values: OptionValues) {
     model: values.model as string | undefined, tokenizer: values.tokenizer as string | undefined, randomInit: values['random-init'] as string | undefined,
     initSeed: intOption(values, 'init-seed', { ...SEED_RANGE, default: 0 }),
   };
+  const weights = weightsOption(values, backendName);
+  src.keepSixteenBit = backendName === 'cpu' && weights !== 'f32'; // a 16-bit model is never widened whole
   const loaded = await loadModelSource(src);
   checkFitsContext(decoding, loaded.config.max_position_embeddings);
   const backend = await createBackend(backendName, { fallback: values['webgpu-fallback'] === true, threads: threadsOption(values, backendName) });
-  const lm = new TextModel(loaded.config, loaded.tensors, loaded.tokenizer, backend, loaded.dir === undefined ? undefined : dirSource(loaded.dir));
+  // the tensors are this command's alone: each goes once the backend holds it
+  const lm = new TextModel(loaded.config, loaded.tensors, loaded.tokenizer, backend, loaded.dir === undefined ? undefined : dirSource(loaded.dir), { weights, releaseHostWeights: true });
   const options: TextOptions = {
     maxNewTokens: decoding.maxNewTokens,
     temperature: decoding.temperature,
@@ -364,6 +386,7 @@ async function cmdBench(argv: string[]): Promise<void> {
     beam: { type: 'string' },
     'head-backend': { type: 'string' },
     threads: { type: 'string' },
+    weights: { type: 'string' },
   });
   const { maxNewTokens, temperature, topP, seed, treeBudget, maxDraftLen = 6, beam } = decodingOptions(values);
   const headOnModel = choiceOption(values, 'head-backend', HEAD_BACKENDS, 'cpu') === 'model';
@@ -383,7 +406,7 @@ async function cmdBench(argv: string[]): Promise<void> {
   const mode = sampling ? `sampling at temperature ${temperature}${topP === undefined ? '' : `, top-p ${topP}`} (prompt i: seed ${sampling.seed} + i)` : 'greedy';
   log(`bench: ${prompts.length} prompts x ${maxNewTokens} new tokens, ${mode}, tree budget ${treeBudget}`);
   const { runs, verifyCost } = await runSpecBench({
-    backends, config: loaded.config, tensors: loaded.tensors, prompts, maxNewTokens,
+    backends, config: loaded.config, tensors: loaded.tensors, weights: weightsOption(values, values.backends!), prompts, maxNewTokens,
     drafters: drafters.map((d) => ({ name: d.name, make: (model) => d.make(headOnModel ? model.backend : undefined) })), treeBudget, maxDraftLen, sampling, log,
   });
   const table = benchTable(runs);

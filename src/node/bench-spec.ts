@@ -20,6 +20,7 @@ import type { Backend } from '../backend/backend.js';
 import { Llama } from '../model/llama.js';
 import type { LlamaConfig } from '../model/config.js';
 import type { TensorMap } from '../tensor/dtype.js';
+import type { WeightFormat } from '../tensor/weight-format.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { Drafter } from '../draft/drafter.js';
 import { generate } from '../decode/generate.js';
@@ -70,6 +71,8 @@ export interface SpecBenchOptions {
   backends: { name: string; backend: Backend }[];
   config: LlamaConfig;
   tensors: TensorMap;
+  /** the weight matrices' format where a backend holds it (LlamaOptions.weights; default as stored) */
+  weights?: WeightFormat;
   prompts: number[][];
   maxNewTokens: number;
   /** drafter name -> a fresh drafter for this backend's model */
@@ -86,7 +89,7 @@ export async function runSpecBench(o: SpecBenchOptions): Promise<{ runs: Drafter
   const verifyCost: Record<string, number[]> = {};
   const maxBudget = o.treeBudget === 'auto' ? 32 : o.treeBudget;
   for (const { name: backendName, backend } of o.backends) {
-    const model = new Llama(backend, o.config, o.tensors, { maxBatch: Math.max(64, maxBudget + 1) });
+    const model = new Llama(backend, o.config, o.tensors, { maxBatch: Math.max(64, maxBudget + 1), weights: o.weights });
     const cost = await measureVerifyCost(model, maxBudget + 1, { past: 64, repeats: 7 });
     verifyCost[backendName] = Array.from(cost);
     o.log(`[${backendName}] verify cost relative to 1 token: ` + [1, 2, 4, 8, 16, 32].filter((t) => t <= cost.length).map((t) => `${t}: ${(cost[t - 1]! / cost[0]!).toFixed(2)}x`).join(', '));

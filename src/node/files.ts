@@ -17,7 +17,7 @@ import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LlamaConfig } from '../model/config.js';
 import { serializeSafetensors } from '../io/safetensors.js';
-import { readCheckpoint, readModelConfig, type CheckpointSource } from '../io/checkpoint.js';
+import { readCheckpoint, readModelConfig, type CheckpointSource, type ReadOptions } from '../io/checkpoint.js';
 import { checkWeights } from '../io/weights.js';
 import type { DType, TensorMap } from '../tensor/dtype.js';
 
@@ -75,10 +75,10 @@ export async function readFileRange(path: string, start: number, end: number): P
  * or model.safetensors.index.json and its shards) (+ tokenizer.json, tokenizer_config.json if
  * present) from `dir`.
  */
-export async function readModelDir(dir: string): Promise<ModelDir> {
+export async function readModelDir(dir: string, opts: Pick<ReadOptions, 'keepSixteenBit'> = {}): Promise<ModelDir> {
   const files = localFiles(dir);
   const config = await readModelConfig(files);
-  const { tensors, file } = await readCheckpoint(files); // a tensor at a time: any file size
+  const { tensors, file } = await readCheckpoint(files, opts); // a tensor at a time: any file size
   checkWeights(config, tensors, file);
 
   const dirFiles: ModelDir = { config, tensors };

@@ -31,6 +31,8 @@ export interface ModelSourceOptions {
   tokenizer?: string;
   randomInit?: string;
   initSeed?: number;
+  /** a model directory's F16 / BF16 tensors stay 16-bit (HostTensor.stored), for a backend that holds 16-bit weights */
+  keepSixteenBit?: boolean;
 }
 
 export interface LoadedModel {
@@ -79,7 +81,7 @@ export async function loadModelSource(o: ModelSourceOptions): Promise<LoadedMode
     );
   }
   if (statSync(path).isDirectory()) {
-    const dir = await readModelDir(path);
+    const dir = await readModelDir(path, { keepSixteenBit: o.keepSixteenBit });
     const tokenizer = o.tokenizer
       ? readTokenizerFile(o.tokenizer, dir.config)
       : dir.tokenizerJson !== undefined
