@@ -8,7 +8,7 @@ function argmax(x, cols) {
   let found = 0;
   for (let c = 0; c < cols; c++) {
     const v = x[base + c];
-    if (v >= -3.4028235e38) {
+    if (v >= -3.4028234663852886e38) {
       if (found === 0 || v > best) {
         best = v;
         at = c;

@@ -6,7 +6,7 @@ function attn_stats(scores, hidden, masked, H, past, slots) {
   const t = Math.floor(row / H);
   let seen = slots;
   if (masked !== 1) seen = past + t + 1;
-  let max = -3.4028235e38;
+  let max = -3.4028234663852886e38;
   for (let s = 0; s < seen; s++) {
     let visible = 1;
     if (masked === 1) {
@@ -16,12 +16,12 @@ function attn_stats(scores, hidden, masked, H, past, slots) {
   }
   if (i - row * 2 === 0) return max;
   let sum = 0;
-  for (let s = 0; s < seen; s++) {
+  for (let j = 0; j < seen; j++) {
     let visible = 1;
     if (masked === 1) {
-      if (hidden[(t * slots + s) * 2] > 0.5) visible = 0;
+      if (hidden[(t * slots + j) * 2] > 0.5) visible = 0;
     }
-    if (visible === 1) sum += Math.exp(scores[row * slots + s] - max);
+    if (visible === 1) sum += Math.exp(scores[row * slots + j] - max);
   }
   return sum;
 }

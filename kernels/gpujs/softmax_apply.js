@@ -5,6 +5,6 @@ function softmax_apply(x, stats, cols) {
   const row = Math.floor(i / cols);
   const v = x[i];
   const sum = stats[row * 2 + 1];
-  if (v < -3.4028235e38 || sum <= 0) return 0;
+  if (v < -3.4028234663852886e38 || sum <= 0) return 0;
   return Math.exp(v - stats[row * 2]) / sum;
 }
