@@ -22,6 +22,12 @@ export interface PickBackendOptions {
   GPU?: GpujsConstructor;
   /** accept a compatibility-mode (software) WebGPU adapter */
   fallback?: boolean;
+  /**
+   * the CPU backend's threads (default navigator.hardwareConcurrency): Web Workers sharing its
+   * memory, which needs a cross-origin isolated page (`ctcspec serve` sends the headers);
+   * elsewhere it runs on one thread and `why` says so
+   */
+  threads?: number;
 }
 
 export interface PickedBackend {
@@ -59,7 +65,16 @@ export async function pickBrowserBackend(opts: PickBackendOptions = {}): Promise
     why: skipped.length ? `${what} (skipped: ${skipped.join('; ')})` : what,
   });
 
-  if (prefer === 'cpu') return chosen(new CpuBackend(), 'the CPU, as asked');
+  /** the CPU backend on the threads asked for, saying how many run (and why fewer, if so) */
+  const cpu = async (what: string): Promise<PickedBackend> => {
+    const asked = opts.threads ?? (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
+    const backend = new CpuBackend({ threads: Math.max(1, Math.floor(asked)) });
+    await backend.ready;
+    const threads = backend.threadsNote || `${backend.threads} thread${backend.threads === 1 ? '' : 's'}`;
+    return chosen(backend, `${what}, ${threads}`);
+  };
+
+  if (prefer === 'cpu') return cpu('the CPU, as asked');
   if (prefer === 'webgpu') {
     const b = await tryWebGPU();
     if (!b) throw new Error(`WebGPU was asked for: ${skipped.join('; ')}`);
@@ -74,5 +89,5 @@ export async function pickBrowserBackend(opts: PickBackendOptions = {}): Promise
   if (gpu) return chosen(gpu, 'WebGPU');
   const gl = tryWebGL();
   if (gl) return chosen(gl, 'WebGL through gpu.js');
-  return chosen(new CpuBackend(), 'the CPU');
+  return cpu('the CPU');
 }
