@@ -19,7 +19,8 @@ import { generate } from '../src/decode/generate.js';
 import { parseSafetensors, serializeSafetensors } from '../src/io/safetensors.js';
 import { readSafetensorsFile } from '../src/io/checkpoint.js';
 import { maxAbsDiff, spreadWeights, tinyConfig } from './helpers.js';
-import { packMatrix, q8PaddedK, unpackMatrix, type PackedMatrix, type WeightFormat } from '../src/tensor/weight-format.js';
+import { keepQ8_0, packMatrix, q8PaddedK, unpackMatrix, type PackedMatrix, type WeightFormat } from '../src/tensor/weight-format.js';
+import { quantizeQ8_0 } from '../src/tensor/quant-blocks.js';
 
 const QK = 32;
 const dims = fc.record({ T: fc.integer({ min: 1, max: 7 }), K: fc.integer({ min: 1, max: 100 }), N: fc.integer({ min: 1, max: 13 }) });
@@ -311,5 +312,28 @@ describe('16-bit checkpoints read without widening', () => {
     expect(weights.size).toBe(0);
     const embed = await model.readWeight('embed');
     expect([...embed.shape]).toEqual([config.vocab_size, config.hidden_size]);
+  });
+});
+
+describe('Q8_0 tensors kept as a file stores them', () => {
+  it('pack to the same quants and scales as quantizing on load, read back as their dequantized values, and become a q8_0 model by default', async () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 4 }), (N, blocks) => {
+        const K = blocks * QK, data = Float32Array.from({ length: N * K }, (_, i) => Math.sin(i * 0.61 + N) * 0.3);
+        const kept = keepQ8_0([N, K], quantizeQ8_0(data));
+        const a = packMatrix(kept, 'q8_0'), b = packMatrix({ shape: [N, K], data }, 'q8_0');
+        expect(a).toEqual(b);
+        expect([...kept.data]).toEqual([...unpackMatrix(b)]);
+        expect([...unpackMatrix(packMatrix(kept, 'f32'))]).toEqual([...kept.data]);
+      }),
+    );
+    expect(() => keepQ8_0([2, 48], new Uint8Array(3 * 34))).toThrow(/rows are whole blocks of 32/);
+    const config = parseConfig({ hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, vocab_size: 64, max_position_embeddings: 16 });
+    const w = spreadWeights(config, 2, 1), kept: TensorMap = new Map();
+    for (const [name, t] of w) kept.set(name, t.shape.length === 2 ? keepQ8_0([...t.shape], quantizeQ8_0(t.data)) : t);
+    const be = new CpuBackend({ simd: true });
+    const fromFile = new Llama(be, config, kept), onLoad = new Llama(be, config, w, { weights: 'q8_0' });
+    expect(fromFile.weightFormat).toBe('q8_0');
+    sameBits(Float32Array.from(await fromFile.forward([3, 1, 4])), await onLoad.forward([3, 1, 4]));
   });
 });

@@ -3,7 +3,7 @@
  * tests and benches. Tensor names and shapes are those of `weightShapes` (Hugging Face).
  */
 import { weightShapes, type LlamaConfig } from '../model/config.js';
-import { numel, type TensorMap } from '../tensor/dtype.js';
+import { numel, valueCount, type TensorMap } from '../tensor/dtype.js';
 import { shapeString } from './bytes.js';
 import { FormatError } from './errors.js';
 import { Rng } from '../util/random.js';
@@ -30,8 +30,8 @@ export function checkWeights(config: LlamaConfig, tensors: TensorMap, source: st
     } else if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
       misshapen.push(`${name}: expected ${shapeString(shape)}, found ${shapeString(t.shape)}`);
       culprits.push(name);
-    } else if ((t.stored?.bits.length ?? t.data.length) !== numel(shape)) { // (a 16-bit tensor's length without widening it)
-      misshapen.push(`${name}: shape ${shapeString(shape)} but ${t.stored?.bits.length ?? t.data.length} values`);
+    } else if (valueCount(t) !== numel(shape)) { // (a narrow tensor's count without widening it)
+      misshapen.push(`${name}: shape ${shapeString(shape)} but ${valueCount(t)} values`);
       culprits.push(name);
     }
   }

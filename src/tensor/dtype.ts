@@ -8,9 +8,20 @@ export interface HostTensor {
   shape: number[];
   /** the values as f32 (a tensor kept 16-bit widens on the first read of this, and keeps the result) */
   data: Float32Array;
-  /** the file's 16-bit values, for a tensor read to stay 16-bit (see keepSixteenBit) */
-  stored?: { dtype: 'F16' | 'BF16'; bits: Uint16Array };
+  /**
+   * the file's values as stored, for a tensor read to stay narrow: 16-bit (keepSixteenBit) or
+   * llama.cpp's Q8_0 blocks of 34 bytes (keepQ8_0 in weight-format.ts)
+   */
+  stored?: { dtype: 'F16' | 'BF16'; bits: Uint16Array } | { dtype: 'Q8_0'; blocks: Uint8Array };
 }
+
+/** how many values a tensor holds, counted without widening a narrow one */
+export function valueCount(t: HostTensor): number {
+  if (!t.stored) return t.data.length;
+  return t.stored.dtype === 'Q8_0' ? (t.stored.blocks.length / Q8_0_BYTES) * Q8_0_VALUES : t.stored.bits.length;
+}
+const Q8_0_BYTES = 34; // a Q8_0 block: f16 scale + 32 int8 (tensor/quant-blocks.ts)
+const Q8_0_VALUES = 32;
 
 /**
  * A tensor that stays in its file's 16-bit dtype: a backend that holds 16-bit weights takes

@@ -17,7 +17,7 @@
  * bytes, the padding 0): the SIMD kernel reads a block of quants as two aligned vectors.
  */
 import { f16ToF32, f32ToBF16, f32ToF16, numel, type HostTensor } from './dtype.js';
-import { QK, Q8_0_BLOCK_BYTES, quantizeQ8_0 } from './quant-blocks.js';
+import { dequantizeQ8_0, QK, Q8_0_BLOCK_BYTES, quantizeQ8_0 } from './quant-blocks.js';
 
 export type WeightFormat = 'f32' | 'f16' | 'bf16' | 'q8_0';
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'f16', 'bf16', 'q8_0'];
@@ -47,9 +47,31 @@ export function parseWeightFormat(name: string, what = 'weights'): WeightFormat 
   return lower;
 }
 
-/** the format a tensor is stored in: its file's 16-bit dtype, else f32 */
+/** the format a tensor is stored in: its file's narrow dtype, else f32 */
 export function storedFormat(t: HostTensor): WeightFormat {
-  return t.stored ? (t.stored.dtype === 'F16' ? 'f16' : 'bf16') : 'f32';
+  return t.stored ? STORED_FORMAT[t.stored.dtype] : 'f32';
+}
+const STORED_FORMAT = { F16: 'f16', BF16: 'bf16', Q8_0: 'q8_0' } as const;
+
+/**
+ * A (N, K) tensor that stays in llama.cpp's Q8_0 blocks as a file holds them (K a multiple of
+ * 32, rows of K / 32 blocks of 34 bytes): a backend holding Q8_0 computes with exactly the
+ * file's weights; `data` dequantizes only when something asks for it.
+ */
+export function keepQ8_0(shape: number[], blocks: Uint8Array): HostTensor {
+  const n = numel(shape);
+  const rowLength = shape[shape.length - 1] ?? 1;
+  if (rowLength % QK !== 0) throw new RangeError(`keepQ8_0: Q8_0 rows are whole blocks of ${QK}; shape [${shape}] has rows of ${rowLength}`);
+  if (blocks.length !== (n / QK) * Q8_0_BLOCK_BYTES) throw new RangeError(`keepQ8_0: ${blocks.length} bytes are not the Q8_0 blocks of shape [${shape}] (${(n / QK) * Q8_0_BLOCK_BYTES})`);
+  let data: Float32Array | undefined;
+  return {
+    shape,
+    stored: { dtype: 'Q8_0', blocks },
+    get data(): Float32Array {
+      if (!data) dequantizeQ8_0(blocks, (data = new Float32Array(n)));
+      return data;
+    },
+  };
 }
 
 /**
@@ -60,25 +82,32 @@ export function storedFormat(t: HostTensor): WeightFormat {
 export function packMatrix(t: HostTensor, format: WeightFormat): PackedMatrix {
   if (t.shape.length !== 2) throw new RangeError(`packMatrix: a weight matrix is 2-D, got shape [${t.shape}]`);
   const [N, K] = t.shape as [number, number];
-  const from = storedFormat(t);
-  if (format === from && t.stored) return { format: from as 'f16' | 'bf16', N, K, bits: t.stored.bits };
-  if (format === 'f32') return { format, N, K, data: t.stored ? widenBits(t.stored.bits, from) : t.data };
+  const stored = t.stored;
+  if (format === 'f32' && !stored) return { format, N, K, data: t.data };
+  if (stored && stored.dtype !== 'Q8_0' && format === storedFormat(t)) return { format: format as 'f16' | 'bf16', N, K, bits: stored.bits };
+  const rowBlocks = Math.ceil(K / QK);
+  if (stored?.dtype === 'Q8_0' && format === 'q8_0') return splitBlocks(stored.blocks, N, K, rowBlocks);
   const row = new Float32Array(format === 'q8_0' ? q8PaddedK(K) : K); // a q8_0 row is padded with zeros
   const readRow = (n: number) => {
-    if (t.stored) widenInto(t.stored.bits.subarray(n * K, n * K + K), from, row);
-    else row.set(t.data.subarray(n * K, n * K + K));
+    if (!stored) row.set(t.data.subarray(n * K, n * K + K));
+    else if (stored.dtype === 'Q8_0') dequantizeQ8_0(stored.blocks.subarray(n * rowBlocks * Q8_0_BLOCK_BYTES, (n + 1) * rowBlocks * Q8_0_BLOCK_BYTES), row);
+    else widenInto(stored.bits.subarray(n * K, n * K + K), storedFormat(t), row);
   };
-  if (format === 'q8_0') {
-    const Kp = row.length, blocks = Kp / QK;
-    const quants = new Int8Array(N * Kp), scales = new Float32Array(N * blocks);
+  if (format === 'f32') {
+    const data = new Float32Array(N * K);
     for (let n = 0; n < N; n++) {
       readRow(n);
-      const packed = quantizeQ8_0(row); // llama.cpp's 34-byte blocks: f16 d, 32 int8
-      const dv = new DataView(packed.buffer, packed.byteOffset, packed.byteLength);
-      for (let b = 0; b < blocks; b++) {
-        scales[n * blocks + b] = f16ToF32(dv.getUint16(b * Q8_0_BLOCK_BYTES, true));
-        quants.set(new Int8Array(packed.buffer, packed.byteOffset + b * Q8_0_BLOCK_BYTES + 2, QK), n * Kp + b * QK);
-      }
+      data.set(row, n * K);
+    }
+    return { format, N, K, data };
+  }
+  if (format === 'q8_0') {
+    const quants = new Int8Array(N * row.length), scales = new Float32Array(N * rowBlocks);
+    for (let n = 0; n < N; n++) {
+      readRow(n);
+      const m = splitBlocks(quantizeQ8_0(row), 1, K, rowBlocks); // llama.cpp's 34-byte blocks: f16 d, 32 int8
+      quants.set(m.quants, n * row.length);
+      scales.set(m.scales, n * rowBlocks);
     }
     return { format, N, K, quants, scales };
   }
@@ -88,6 +117,17 @@ export function packMatrix(t: HostTensor, format: WeightFormat): PackedMatrix {
     for (let k = 0; k < K; k++) bits[n * K + k] = narrow(row[k]!);
   }
   return { format, N, K, bits };
+}
+
+/** llama.cpp's Q8_0 blocks of N rows (rowBlocks blocks each) as quants and f32 scales apart */
+function splitBlocks(blocks: Uint8Array, N: number, K: number, rowBlocks: number): PackedMatrix & { format: 'q8_0' } {
+  const Kp = rowBlocks * QK, quants = new Int8Array(N * Kp), scales = new Float32Array(N * rowBlocks);
+  const dv = new DataView(blocks.buffer, blocks.byteOffset, blocks.byteLength);
+  for (let b = 0; b < N * rowBlocks; b++) {
+    scales[b] = f16ToF32(dv.getUint16(b * Q8_0_BLOCK_BYTES, true));
+    quants.set(new Int8Array(blocks.buffer, blocks.byteOffset + b * Q8_0_BLOCK_BYTES + 2, QK), b * QK);
+  }
+  return { format: 'q8_0', N, K, quants, scales };
 }
 
 /** rows [row0, row0 + rows) of m as f32 into out[at ..]: the exact values the weights stand for */
@@ -128,8 +168,3 @@ function widenInto(bits: Uint16Array, format: WeightFormat, out: Float32Array): 
   for (let i = 0; i < bits.length; i++) out[i] = f16Table[bits[i]!]!;
 }
 
-function widenBits(bits: Uint16Array, format: WeightFormat): Float32Array {
-  const out = new Float32Array(bits.length);
-  widenInto(bits, format, out);
-  return out;
-}
