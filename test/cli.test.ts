@@ -88,6 +88,27 @@ describe('ctcspec CLI', () => {
     expect(await gen(['--model', join(dir, 'back')])).toEqual(fromDir);
   });
 
+  it('convert to GGUF: f32 and bf16 files give the greedy tokens of the folder on 1 and 2 threads; q8_0 loads and generates', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctcspec-cli-'));
+    const { writeModelDir } = await import('../src/node/files.js');
+    const { PRESETS } = await import('../src/model/presets.js');
+    const { spreadWeights } = await import('./helpers.js');
+    const { BpeTokenizer, bpeToJson } = await import('../src/tokenizer/index.js');
+    await writeModelDir(join(dir, 'm'), PRESETS.tiny!, spreadWeights(PRESETS.tiny!, 9, 10), { tokenizerJson: bpeToJson(new BpeTokenizer([])) });
+    const gen = async (args: string[]) => JSON.parse((await run(['generate', ...args, '--prompt', 'abc', '--max-new-tokens', '12', '--drafter', 'none', '--json'])).stdout).tokens;
+    const fromDir = await gen(['--model', join(dir, 'm'), '--threads', '1']);
+    expect(new Set(fromDir).size).toBeGreaterThan(1);
+    for (const dtype of ['f32', 'bf16', 'q8_0']) {
+      const file = join(dir, `m-${dtype}.gguf`);
+      await run(['convert', '--model', join(dir, 'm'), '--out', file, '--dtype', dtype]);
+      const one = await gen(['--model', file, '--threads', '1']);
+      expect(await gen(['--model', file, '--threads', '2']), `${dtype}: 2 threads`).toEqual(one);
+      if (dtype === 'q8_0') expect(one).toHaveLength(12); // 8-bit weights: near the folder's, not equal
+      else if (dtype === 'f32') expect(one).toEqual(fromDir);
+      else expect(one).toEqual(await gen(['--model', join(dir, 'm'), '--weights', 'bf16', '--threads', '1']));
+    }
+  });
+
   it('bad input gets a clear error, not a stack trace', async () => {
     expect(await fails(['generate', '--random-init', 'nope'])).toMatch(/not a preset/);
     expect(await usageError(['generate', '--random-init', 'tiny', '--backend', 'tpu'])).toMatch(/--backend must be one of cpu, webgpu, got "tpu"/);
