@@ -44,7 +44,7 @@ import type { TensorMap } from '../src/tensor/dtype.js';
 import { WEIGHT_FORMATS, type WeightFormat } from '../src/tensor/weight-format.js';
 import { argmaxRow } from '../src/util/numeric.js';
 import { createCpuBackend } from '../src/node/backend.js';
-import type { CpuBackend } from '../src/backend/cpu/cpu.js';
+import { CpuBackend } from '../src/backend/cpu/cpu.js';
 import { LlamaCppPeer, peerDir, type PeerInfo, type PeerSession } from './peer/llama-cpp.js';
 
 const SEED = 7;
@@ -96,6 +96,12 @@ export interface Comparison {
   agreeingTokens: number | null;
   /** ctcspec's (top1 - top2) / |top1| at each pick of its warm-up run: how near a tie each pick was */
   relativeGaps: number[] | null;
+  /**
+   * KL(ctcspec f32 || engine in this format) of the next-token distribution after the prompt,
+   * in nats: how far a format moves each engine from the f32 model (f32 itself: the two
+   * engines' rounding differences)
+   */
+  klFromF32: { ctcspec: number | null; llamaCpp: number | null };
 }
 
 export interface PeerReport {
@@ -159,6 +165,31 @@ export async function ctcspecGreedy(model: Llama, prompt: readonly number[], new
   return { tokens, prefillMs: t1 - t0, decodeMs: t2 - t1 };
 }
 
+/** log-softmax, in f64: log-probabilities that sum to one */
+export function logSoftmax(logits: ArrayLike<number>): Float64Array {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]!);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i]! - max);
+  const out = new Float64Array(logits.length), logZ = max + Math.log(sum);
+  for (let i = 0; i < logits.length; i++) out[i] = logits[i]! - logZ;
+  return out;
+}
+
+/** KL(p || q) in nats from log-probabilities; q is renormalized first (its engine's sum may be off by rounding) */
+export function klDivergence(logP: Float64Array, logQ: Float64Array): number {
+  const q = logSoftmax(logQ);
+  let kl = 0;
+  for (let i = 0; i < logP.length; i++) if (logP[i]! > -Infinity) kl += Math.exp(logP[i]!) * (logP[i]! - q[i]!);
+  return Math.max(0, kl); // rounding can leave a tiny negative
+}
+
+/** ctcspec's next-token log-probabilities after `prompt`, from an empty cache */
+async function ctcspecLogProbs(model: Llama, prompt: readonly number[]): Promise<Float64Array> {
+  model.reset();
+  return logSoftmax(await model.forward(prompt));
+}
+
 /** (top1 - top2) / |top1|: how far the greedy pick is from a tie */
 function relativeGap(logits: Float32Array, best: number): number {
   let second = -Infinity;
@@ -212,12 +243,14 @@ export async function runPeerBench(opts: PeerBenchOptions, log: (line: string) =
       const contextLength = prompt.length + opts.newTokens;
       if (contextLength > config.max_position_embeddings) throw new RangeError(`${shape}: ${contextLength} tokens exceed its ${config.max_position_embeddings} positions`);
       const weights = benchWeights(config);
+      // the f32 model's distribution every format is measured against (the same for any thread count)
+      const reference = await ctcspecLogProbs(new Llama(new CpuBackend(), config, weights, { maxSeq: prompt.length, maxBatch: prompt.length }), prompt);
       for (const format of opts.formats) {
         const ggufPath = join(workDir, `${shape}-${format}.gguf`);
         const ggufProblem = exportGguf(ggufPath, config, weights, format);
         for (const threads of opts.threads) {
           log(`${shape} ${format} ${threads} thread(s)`);
-          comparisons.push(await compare(peer, { shape, format, threads, config, weights, ggufPath, ggufProblem, prompt, contextLength }, opts, log));
+          comparisons.push(await compare(peer, { shape, format, threads, config, weights, reference, ggufPath, ggufProblem, prompt, contextLength }, opts, log));
         }
         rmSync(ggufPath, { force: true });
       }
@@ -252,6 +285,7 @@ interface Case {
   threads: number;
   config: LlamaConfig;
   weights: TensorMap;
+  reference: Float64Array;
   ggufPath: string;
   ggufProblem: string | null;
   prompt: number[];
@@ -287,10 +321,14 @@ async function compare(peer: LlamaCppPeer, c: Case, opts: PeerBenchOptions, log:
     const llamaCpp = session ? summarize(theirs, c.prompt.length, opts.newTokens) : null;
     const agreeingTokens = ctcspec && llamaCpp ? agreeing(ctcspec.tokens, llamaCpp.tokens) : null;
     const relativeGaps = model ? gaps : null;
+    const klFromF32 = {
+      ctcspec: model ? klDivergence(c.reference, await ctcspecLogProbs(model, c.prompt)) : null,
+      llamaCpp: session ? klDivergence(c.reference, await session.nextLogProbs(c.prompt, c.config.vocab_size)) : null,
+    };
     if (ctcspec && llamaCpp) {
       log(`  decode ${ctcspec.decodeTokensPerSecond.toFixed(1)} vs ${llamaCpp.decodeTokensPerSecond.toFixed(1)} tokens/s, prefill ${ctcspec.prefillTokensPerSecond.toFixed(0)} vs ${llamaCpp.prefillTokensPerSecond.toFixed(0)}; tokens agree ${agreeingTokens}/${opts.newTokens}`);
     }
-    return { shape: c.shape, format: c.format, threads: c.threads, ctcspec, llamaCpp, skipped, agreeingTokens, relativeGaps };
+    return { shape: c.shape, format: c.format, threads: c.threads, ctcspec, llamaCpp, skipped, agreeingTokens, relativeGaps, klFromF32 };
   } finally {
     await session?.close();
     backend.close();
@@ -300,6 +338,7 @@ async function compare(peer: LlamaCppPeer, c: Case, opts: PeerBenchOptions, log:
 // ---- the report ----
 
 const fmt = (x: number | undefined, digits: number): string => (x === undefined ? '–' : x.toFixed(digits));
+const kl = (x: number | null): string => (x === null ? '–' : x.toExponential(1));
 const ratio = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined ? '–' : (a / b).toFixed(2));
 
 /** The tokens check of one comparison, in words. */
@@ -321,23 +360,23 @@ export function markdown(r: PeerReport, command: string, preliminary: string | n
     '',
     `Machine: ${r.machine.cpu}, ${r.machine.cores} cores, Node ${r.machine.node}. Peer: llama.cpp ${r.peer.llamaCpp} (${r.peer.build}) through node-llama-cpp ${r.peer.nodeLlamaCpp}.`,
     '',
-    `Random weights (seed ${SEED}, decoder matrices x${LAYER_WEIGHT_SCALE}); prompt of ${r.prompt.length} ids [${r.prompt.join(', ')}]; greedy, ${o.newTokens} new tokens per run (the first from the prefill, then ${o.newTokens - 1} one-token steps); fresh cache per run; median of ${o.reps} runs per engine, alternating, after one warm-up each. Both engines on the thread count shown; llama.cpp with an f32 KV cache and flash attention off. Ratios are ctcspec / llama.cpp from this one run. Smallest top-2 gap: the least (top1 − top2) / |top1| of ctcspec's logits over its picks (where it is tiny, rounding alone can flip a pick).`,
+    `Random weights (seed ${SEED}, decoder matrices x${LAYER_WEIGHT_SCALE}); prompt of ${r.prompt.length} ids [${r.prompt.join(', ')}]; greedy, ${o.newTokens} new tokens per run (the first from the prefill, then ${o.newTokens - 1} one-token steps); fresh cache per run; median of ${o.reps} runs per engine, alternating, after one warm-up each. Both engines on the thread count shown; llama.cpp with an f32 KV cache and flash attention off. Ratios are ctcspec / llama.cpp from this one run. Smallest top-2 gap: the least (top1 − top2) / |top1| of ctcspec's logits over its picks (where it is tiny, rounding alone can flip a pick). KL from f32: KL(ctcspec f32 ‖ engine in this format) of the next-token distribution after the prompt, in nats: how far the format moves each engine from the f32 model (in f32, the engines' rounding differences).`,
     '',
-    '| shape | weights | threads | decode tok/s ctcspec | decode tok/s llama.cpp | decode ratio | prefill tok/s ctcspec | prefill tok/s llama.cpp | prefill ratio | greedy tokens | smallest top-2 gap |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| shape | weights | threads | decode tok/s ctcspec | decode tok/s llama.cpp | decode ratio | prefill tok/s ctcspec | prefill tok/s llama.cpp | prefill ratio | greedy tokens | smallest top-2 gap | KL from f32, ctcspec / llama.cpp |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const c of r.comparisons) {
     const a = c.ctcspec, b = c.llamaCpp;
     lines.push(
       `| ${c.shape} | ${c.format} | ${c.threads} | ${fmt(a?.decodeTokensPerSecond, 1)} | ${fmt(b?.decodeTokensPerSecond, 1)} | ${ratio(a?.decodeTokensPerSecond, b?.decodeTokensPerSecond)} | ` +
         `${fmt(a?.prefillTokensPerSecond, 0)} | ${fmt(b?.prefillTokensPerSecond, 0)} | ${ratio(a?.prefillTokensPerSecond, b?.prefillTokensPerSecond)} | ` +
-        `${agreementText(c, o.newTokens)} | ${c.relativeGaps?.length ? Math.min(...c.relativeGaps).toExponential(1) : '–'} |`,
+        `${agreementText(c, o.newTokens)} | ${c.relativeGaps?.length ? Math.min(...c.relativeGaps).toExponential(1) : '–'} | ${kl(c.klFromF32.ctcspec)} / ${kl(c.klFromF32.llamaCpp)} |`,
     );
   }
   const notes = r.comparisons.flatMap((c) => c.skipped.map((s) => `- ${c.shape} ${c.format} ${c.threads} thread(s): ${s}`));
   const unstable = r.comparisons.flatMap((c) => [c.ctcspec?.deterministic === false ? `- ${c.shape} ${c.format} ${c.threads}: ctcspec's runs gave different tokens` : [], c.llamaCpp?.deterministic === false ? `- ${c.shape} ${c.format} ${c.threads}: llama.cpp's runs gave different tokens` : []].flat());
   if (notes.length || unstable.length) lines.push('', 'Not measured, or worth knowing:', '', ...notes, ...unstable);
-  lines.push('', "Greedy tokens are compared in every format, but only f32 must agree: with 16-bit weights llama.cpp also rounds the activations to 16 bits, ctcspec widens the weights and multiplies in f32; with Q8_0 both quantize the activations per block of 32 and take int8 dot products, but add the blocks' partial sums in their own order.", '');
+  lines.push('', "Greedy tokens are compared in every format, but only f32 must agree: with 16-bit weights llama.cpp also rounds the activations to 16 bits, ctcspec widens the weights and multiplies in f32; with Q8_0 both quantize the activations per block of 32 and take int8 dot products, but add the blocks' partial sums in their own order. On random weights the top logits lie close together, so any format's rounding soon flips a pick: the KL column says how far each engine's format moved from f32.", '');
   return lines.join('\n');
 }
 

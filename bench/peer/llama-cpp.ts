@@ -31,8 +31,9 @@ export const NODE_LLAMA_CPP_VERSION = '3.21.1';
 // ---- the parts of node-llama-cpp's API this file uses ----
 
 type Token = number;
-type ControlledInput = Token | [Token, { generateNext?: { token?: boolean; options?: { temperature?: number } } }];
-interface ControlledOutput { next: { token?: Token | null } }
+interface SampleOptions { temperature?: number; topK?: number; topP?: number; minP?: number }
+type ControlledInput = Token | [Token, { generateNext?: { token?: boolean; probabilities?: boolean; options?: SampleOptions } }];
+interface ControlledOutput { next: { token?: Token | null; probabilities?: Map<Token, number> } }
 
 interface NlcSequence {
   clearHistory(): Promise<void>;
@@ -141,6 +142,8 @@ export class LlamaCppPeer {
 }
 
 const GREEDY = { generateNext: { token: true, options: { temperature: 0 } } } as const;
+/** the model's own next-token distribution: softmax at temperature 1, nothing cut off */
+const DISTRIBUTION = { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } } as const;
 
 export class PeerSession {
   constructor(
@@ -164,6 +167,17 @@ export class PeerSession {
     }
     const t2 = performance.now();
     return { tokens, prefillMs: t1 - t0, decodeMs: t2 - t1 };
+  }
+
+  /** From an empty cache: log-probabilities (vocabSize) of the token after `prompt`; -Infinity where llama.cpp gives none. */
+  async nextLogProbs(prompt: readonly number[], vocabSize: number): Promise<Float64Array> {
+    await this.sequence.clearHistory();
+    const input: ControlledInput[] = [...prompt.slice(0, -1), [prompt[prompt.length - 1]!, DISTRIBUTION]];
+    const probabilities = (await this.sequence.controlledEvaluate(input))[input.length - 1]?.next.probabilities;
+    if (!probabilities) throw new Error('llama.cpp returned no probabilities for the last prompt token');
+    const out = new Float64Array(vocabSize).fill(-Infinity);
+    for (const [token, p] of probabilities) out[token] = Math.log(p);
+    return out;
   }
 
   async close(): Promise<void> {
