@@ -13,7 +13,7 @@ import { CpuBackend } from '../src/backend/cpu/cpu.js';
 import { instantiateKernels } from '../src/backend/cpu/wasm.js';
 import { CpuWeightBuf, q8Reference } from '../src/backend/cpu/weights.js';
 import { f16ToF32, f32ToBF16, f32ToF16, keepSixteenBit, type TensorMap } from '../src/tensor/dtype.js';
-import { checkFits, Llama, modelBytes } from '../src/model/llama.js';
+import { backendSink, checkFits, Llama, modelBytes } from '../src/model/llama.js';
 import { parseConfig } from '../src/model/config.js';
 import { generate } from '../src/decode/generate.js';
 import { parseSafetensors, serializeSafetensors } from '../src/io/safetensors.js';
@@ -335,5 +335,33 @@ describe('Q8_0 tensors kept as a file stores them', () => {
     const fromFile = new Llama(be, config, kept), onLoad = new Llama(be, config, w, { weights: 'q8_0' });
     expect(fromFile.weightFormat).toBe('q8_0');
     sameBits(Float32Array.from(await fromFile.forward([3, 1, 4])), await onLoad.forward([3, 1, 4]));
+  });
+});
+
+describe('16-bit matrices read straight into the backend', () => {
+  it('in pieces of any size give the model of the kept-16-bit read, bit for bit; a NaN pattern is refused by name', async () => {
+    const config = parseConfig({ hidden_size: 24, intermediate_size: 40, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 50, max_position_embeddings: 32, tie_word_embeddings: false });
+    const weights = spreadWeights(config, 9, 1);
+    for (const dtype of ['BF16', 'F16'] as const) {
+      const bytes = serializeSafetensors(weights, { dtype });
+      const source = { location: 'mem', read: async () => bytes, readRange: async (_: string, a: number, b: number) => bytes.subarray(a, b) };
+      const kept = (await readSafetensorsFile(source, 'model.safetensors', { keepSixteenBit: true }))!;
+      const be = new CpuBackend({ simd: true });
+      const want = Float32Array.from(await new Llama(be, config, kept).forward([4, 9, 2]));
+      for (const pieceBytes of [4, 36, 1 << 20]) {
+        const streamed = (await readSafetensorsFile(source, 'model.safetensors', { keepSixteenBit: true, pieceBytes, sixteenBitSink: backendSink(be) }))!;
+        expect(streamed.get('model.layers.0.mlp.up_proj.weight')!.held?.format).toBe(dtype.toLowerCase());
+        expect(streamed.get('model.norm.weight')!.held).toBeUndefined(); // vectors stay on the host
+        expect(() => streamed.get('lm_head.weight')!.data).toThrow(/read straight into the cpu backend/);
+        const model = new Llama(be, config, streamed, { releaseHostWeights: true });
+        sameBits(await model.forward([4, 9, 2]), want);
+        expect((await model.readWeight('lmHead')).data).toEqual(kept.get('lm_head.weight')!.data);
+      }
+      const bad = bytes.slice();
+      const header = Number(new DataView(bytes.buffer).getBigUint64(0, true)) + 8;
+      bad.set([0xff, 0x7f], header + 2 * 5); // the first tensor in the file, element 5
+      await expect(readSafetensorsFile({ ...source, readRange: async (_: string, a: number, b: number) => bad.subarray(a, b) }, 'model.safetensors', { pieceBytes: 4, sixteenBitSink: backendSink(be) }))
+        .rejects.toThrow(/non-finite value NaN at index 5/);
+    }
   });
 });

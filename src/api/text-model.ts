@@ -21,7 +21,7 @@ import { CpuBackend } from '../backend/cpu/cpu.js';
 import { Llama } from '../model/llama.js';
 import { checkTokenizerFits, parseModelFiles, type ParsedModel } from '../model/load.js';
 import { defaultStopIds, type LlamaConfig } from '../model/config.js';
-import { checkFits, defaultMaxSeq, type LlamaOptions } from '../model/llama.js';
+import { backendSink, checkFits, defaultMaxSeq, type LlamaOptions } from '../model/llama.js';
 import type { WeightFormat } from '../tensor/weight-format.js';
 import { frozenBase, type FrozenBase } from '../draft/head-io.js';
 import { locate, readCheckpoint, readModelConfig } from '../io/checkpoint.js';
@@ -315,7 +315,8 @@ export async function loadModel(source: FileSource | string | URL, opts: LoadOpt
   // a 16-bit file stays 16-bit where the backend holds 16-bit weights (checked against the narrowest the file may be; the model checks again)
   const sixteen = opts.weights !== 'f32' && backend.weightFormats?.includes('bf16') === true && backend.weightFormats.includes('f16');
   checkFits(backend, config, defaultMaxSeq(config), undefined, opts.weights ?? (sixteen ? 'bf16' : 'f32'));
-  const { tensors } = await readCheckpoint(files, { keepSixteenBit: sixteen }); // model.safetensors or its shards, in ranges where the source can
+  // model.safetensors or its shards, in ranges where the source can: 16-bit matrices straight into the backend where it can take them
+  const { tensors } = await readCheckpoint(files, { keepSixteenBit: sixteen, sixteenBitSink: sixteen ? backendSink(backend, opts.weights) : undefined });
   const parsed: ParsedModel = parseModelFiles(
     {
       config: (await readText(files, 'config.json')) ?? missing(files, 'config.json'),

@@ -63,6 +63,14 @@ export interface Backend {
    * `w` and `embedding` as `table` (no other kernel reads it); `free` releases it.
    */
   uploadWeights?(m: PackedMatrix): Buf;
+  /**
+   * A 16-bit (N, K) weight matrix to be filled by `writeWeights` with a file's bytes
+   * (little-endian, row-major) piece by piece as they are read: a 16-bit checkpoint then goes
+   * from file to backend with no host copy of a whole tensor. With uploadWeights, or not at all.
+   */
+  allocWeights?(format: 'f16' | 'bf16', N: number, K: number): Buf;
+  /** bytes [byteOffset, byteOffset + bytes.length) of a matrix from allocWeights */
+  writeWeights?(w: Buf, bytes: Uint8Array, byteOffset: number): void;
 
   alloc(length: number): Buf; // zero-filled
   write(dst: Buf, data: Float32Array, dstOffset?: number): void;

@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline';
 import { createBackend } from '../node/backend.js';
 import { loadModelSource, type ModelSourceOptions } from '../node/model-source.js';
 import { parseWeightFormat, type WeightFormat } from '../tensor/weight-format.js';
+import { backendSink } from '../model/llama.js';
 import { writeModelDir } from '../node/files.js';
 import { writeLlama2cCheckpoint } from '../io/llama2c.js';
 import { GGUF_DTYPES } from '../io/gguf.js';
@@ -265,10 +266,12 @@ async function openTextModel(values: OptionValues) {
     initSeed: intOption(values, 'init-seed', { ...SEED_RANGE, default: 0 }),
   };
   const weights = weightsOption(values, backendName);
-  src.keepSixteenBit = backendName === 'cpu' && weights !== 'f32'; // a 16-bit model is never widened whole
+  const backend = await createBackend(backendName, { fallback: values['webgpu-fallback'] === true, threads: threadsOption(values, backendName) });
+  // a 16-bit model is never widened whole: its matrices go from the file into the backend, piece by piece
+  src.keepSixteenBit = backendName === 'cpu' && weights !== 'f32';
+  if (src.keepSixteenBit) src.sixteenBitSink = backendSink(backend, weights);
   const loaded = await loadModelSource(src);
   checkFitsContext(decoding, loaded.config.max_position_embeddings);
-  const backend = await createBackend(backendName, { fallback: values['webgpu-fallback'] === true, threads: threadsOption(values, backendName) });
   // the tensors are this command's alone: each goes once the backend holds it
   const lm = new TextModel(loaded.config, loaded.tensors, loaded.tokenizer, backend, loaded.dir === undefined ? undefined : dirSource(loaded.dir), { weights, releaseHostWeights: true });
   const options: TextOptions = {

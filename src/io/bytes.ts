@@ -107,6 +107,18 @@ export function firstNonFinite16(h: Uint16Array, dtype: 'F16' | 'BF16'): number 
   return -1;
 }
 
+/** The F16 / BF16 bit patterns in little-endian `bytes` (whatever the host's byte order), as numbers from `at`. */
+export function u16At(bytes: Uint8Array, i: number): number {
+  return bytes[2 * i]! | (bytes[2 * i + 1]! << 8);
+}
+
+/** firstNonFinite16 over little-endian bytes: the index of the first NaN or ±Inf pattern, or -1 */
+export function firstNonFinite16Bytes(bytes: Uint8Array, dtype: 'F16' | 'BF16'): number {
+  const exponent = dtype === 'F16' ? 0x7c00 : 0x7f80;
+  for (let i = 0; 2 * i + 1 < bytes.length; i++) if ((u16At(bytes, i) & exponent) === exponent) return i;
+  return -1;
+}
+
 /** Copy little-endian 16-bit `bytes` into out[at, at + bytes.length / 2), as they are (no widening). */
 export function copyU16Into(bytes: Uint8Array, out: Uint16Array, at: number): void {
   const n = bytes.length >> 1;

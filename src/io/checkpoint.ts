@@ -7,7 +7,9 @@
  * header, then each tensor's bytes in pieces of at most READ_PIECE_BYTES, each piece decoded
  * into the tensor's f32 array as it arrives. Memory then peaks near the f32 weights' size,
  * whatever the size of a shard (JavaScript cannot hold one file over 2 GiB in a Buffer).
- * Without ranges each file is read whole and parsed by parseSafetensors.
+ * F16 / BF16 tensors may instead stay 16-bit (keepSixteenBit), or go piece by piece straight
+ * into a backend that holds them (sixteenBitSink): then nothing the size of a tensor is ever
+ * on the host. Without ranges each file is read whole and parsed by parseSafetensors.
  *
  * config.json and generation_config.json are read here too (readModelConfig).
  *
@@ -15,8 +17,8 @@
  * tensor in the wrong shard or in none, a truncated file, trailing bytes.
  */
 import { parseConfig, parseGenerationConfig, type LlamaConfig } from '../model/config.js';
-import { numel, type TensorMap } from '../tensor/dtype.js';
-import { copyU16Into, decodeInto } from './bytes.js';
+import { bf16ToF32, f16ToF32, numel, type HostTensor, type TensorMap } from '../tensor/dtype.js';
+import { copyU16Into, decodeInto, describeNonFinite, firstNonFinite16Bytes, u16At } from './bytes.js';
 import { FormatError } from './errors.js';
 import {
   checkFinite, HEADER_LENGTH_BYTES, parseSafetensors, parseSafetensorsHeader, readHeaderLength, sixteenBitTensor, type SafetensorsEntry,
@@ -47,6 +49,17 @@ export interface ReadOptions {
    * f32: for a backend that holds 16-bit weights, memory then peaks near the file's size
    */
   keepSixteenBit?: boolean;
+  /**
+   * where 16-bit tensors go as they are read (ranged reads only): for a tensor it takes, a
+   * writer of its bytes, piece by piece, and the HostTensor that stands for it (HostTensor.held);
+   * undefined leaves the tensor to the reader. No host copy of the tensor is made.
+   */
+  sixteenBitSink?: (e: { name: string; dtype: 'F16' | 'BF16'; shape: number[] }) => SixteenBitWriter | undefined;
+}
+
+export interface SixteenBitWriter {
+  write(bytes: Uint8Array, byteOffset: number): void;
+  tensor: HostTensor;
 }
 
 /**
@@ -178,7 +191,11 @@ export async function readSafetensorsFile(source: CheckpointSource, path: string
   const piece = opts.pieceBytes ?? READ_PIECE_BYTES;
   if (!(Number.isInteger(piece) && piece > 0 && piece % 4 === 0)) throw new RangeError(`pieceBytes must be a positive multiple of 4, got ${piece}`);
   for (const e of header.entries) {
-    if (opts.keepSixteenBit && e.dtype !== 'F32') tensors.set(e.name, sixteenBitTensor(e, await readBits(readRange, path, e, name, piece), name));
+    const sink = e.dtype === 'F32' ? undefined : opts.sixteenBitSink?.({ name: e.name, dtype: e.dtype, shape: e.shape });
+    if (sink) {
+      await streamBits(readRange, path, e, name, piece, sink.write);
+      tensors.set(e.name, sink.tensor);
+    } else if (opts.keepSixteenBit && e.dtype !== 'F32') tensors.set(e.name, sixteenBitTensor(e, await readBits(readRange, path, e, name, piece), name));
     else tensors.set(e.name, { shape: e.shape, data: await readTensor(readRange, path, e, name, piece) });
   }
   const after = await readRange(path, header.dataEnd, header.dataEnd + 1);
@@ -186,6 +203,27 @@ export async function readSafetensorsFile(source: CheckpointSource, path: string
     throw new FormatError(name, `trailing bytes after the last tensor (at byte ${header.dataEnd}) are not covered by any tensor`);
   }
   return tensors;
+}
+
+/** one 16-bit tensor's bytes, piece by piece, checked and handed to `write` as they arrive */
+async function streamBits(
+  readRange: NonNullable<CheckpointSource['readRange']>, path: string, e: SafetensorsEntry, name: string, piece: number,
+  write: (bytes: Uint8Array, byteOffset: number) => void,
+): Promise<void> {
+  const dtype = e.dtype as 'F16' | 'BF16';
+  for (let at = e.start; at < e.end; at += piece) {
+    const end = Math.min(e.end, at + piece);
+    const bytes = await readRange(path, at, end);
+    if (!bytes || bytes.length < end - at) {
+      throw new FormatError(name, `file ends at byte ${at + (bytes?.length ?? 0)}, inside the tensor's data [${e.start}, ${e.end}) (truncated file?)`, e.name);
+    }
+    const bad = firstNonFinite16Bytes(bytes, dtype);
+    if (bad >= 0) {
+      const index = (at - e.start) / 2 + bad;
+      throw new FormatError(name, describeNonFinite([], e.shape, index, (dtype === 'F16' ? f16ToF32 : bf16ToF32)(u16At(bytes, bad))), e.name);
+    }
+    write(bytes, at - e.start);
+  }
 }
 
 /** one 16-bit tensor's bytes, piece by piece, copied as they are into its u16 array */

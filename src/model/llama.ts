@@ -11,6 +11,7 @@
 import type { Backend, Buf } from '../backend/backend.js';
 import { numel, type HostTensor, type TensorMap } from '../tensor/dtype.js';
 import { packedBytes, storedFormat, type WeightFormat } from '../tensor/weight-format.js';
+import type { ReadOptions } from '../io/checkpoint.js';
 import * as op from '../tensor/tensor.js';
 import { Tensor } from '../tensor/tensor.js';
 import { headDim, paramCount, weightShapes, type LlamaConfig } from './config.js';
@@ -79,6 +80,30 @@ export interface LlamaOptions {
 
 /** the tensors held in a weight format: every 2-D matrix (projections, embedding, LM head) */
 export const isWeightMatrix = (name: string): boolean => /(_proj|embed_tokens|lm_head)\.weight$/.test(name);
+
+/**
+ * For the checkpoint reader (ReadOptions.sixteenBitSink): the 16-bit weight matrices go
+ * straight from the file into `backend` (Backend.allocWeights), piece by piece, when it holds
+ * them as stored and `format` asks for nothing else; a Llama on that backend adopts them.
+ * Undefined when the backend cannot.
+ */
+export function backendSink(backend: Backend, format?: WeightFormat): ReadOptions['sixteenBitSink'] {
+  const alloc = backend.allocWeights?.bind(backend), write = backend.writeWeights?.bind(backend);
+  if (!alloc || !write) return undefined;
+  return ({ name, dtype, shape }) => {
+    const held = dtype === 'F16' ? 'f16' : 'bf16';
+    if (!isWeightMatrix(name) || shape.length !== 2 || (format !== undefined && format !== held) || !backend.weightFormats?.includes(held)) return undefined;
+    const buf = alloc(held, shape[0]!, shape[1]!);
+    const tensor: HostTensor = {
+      shape,
+      held: { buf, format: held },
+      get data(): Float32Array {
+        throw new Error(`"${name}" was read straight into the ${backend.name} backend: read it back with Llama.readWeight`);
+      },
+    };
+    return { write: (bytes, byteOffset) => write(buf, bytes, byteOffset), tensor };
+  };
+}
 
 export class Llama {
   readonly config: LlamaConfig;

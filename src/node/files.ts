@@ -75,7 +75,7 @@ export async function readFileRange(path: string, start: number, end: number): P
  * or model.safetensors.index.json and its shards) (+ tokenizer.json, tokenizer_config.json if
  * present) from `dir`.
  */
-export async function readModelDir(dir: string, opts: Pick<ReadOptions, 'keepSixteenBit'> = {}): Promise<ModelDir> {
+export async function readModelDir(dir: string, opts: Pick<ReadOptions, 'keepSixteenBit' | 'sixteenBitSink'> = {}): Promise<ModelDir> {
   const files = localFiles(dir);
   const config = await readModelConfig(files);
   const { tensors, file } = await readCheckpoint(files, opts); // a tensor at a time: any file size

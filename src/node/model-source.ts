@@ -19,6 +19,7 @@ import type { TensorMap } from '../tensor/dtype.js';
 import { checkTokenizerFits } from '../model/load.js';
 import { BpeTokenizer, readHfTokenizer, readLlama2cTokenizer, type Tokenizer } from '../tokenizer/index.js';
 import { readModelDir } from './files.js';
+import type { ReadOptions } from '../io/checkpoint.js';
 import { readGgufFile } from './gguf.js';
 
 /** the shipped weights/base: beside dist/src/node/ when built, beside src/node/ when run from source */
@@ -33,6 +34,8 @@ export interface ModelSourceOptions {
   initSeed?: number;
   /** a model directory's F16 / BF16 tensors stay 16-bit (HostTensor.stored), for a backend that holds 16-bit weights */
   keepSixteenBit?: boolean;
+  /** where a model directory's 16-bit matrices go as they are read (ReadOptions.sixteenBitSink: straight into a backend) */
+  sixteenBitSink?: ReadOptions['sixteenBitSink'];
 }
 
 export interface LoadedModel {
@@ -81,7 +84,7 @@ export async function loadModelSource(o: ModelSourceOptions): Promise<LoadedMode
     );
   }
   if (statSync(path).isDirectory()) {
-    const dir = await readModelDir(path, { keepSixteenBit: o.keepSixteenBit });
+    const dir = await readModelDir(path, { keepSixteenBit: o.keepSixteenBit, sixteenBitSink: o.sixteenBitSink });
     const tokenizer = o.tokenizer
       ? readTokenizerFile(o.tokenizer, dir.config)
       : dir.tokenizerJson !== undefined

@@ -1,3 +1,5 @@
+import type { Buf } from '../backend/backend.js';
+
 /** Storage dtypes of weight files: widened to f32 on load, or kept 16-bit (keepSixteenBit) for a backend that holds them. */
 export type DType = 'F32' | 'F16' | 'BF16';
 
@@ -13,10 +15,16 @@ export interface HostTensor {
    * llama.cpp's Q8_0 blocks of 34 bytes (keepQ8_0 in weight-format.ts)
    */
   stored?: { dtype: 'F16' | 'BF16'; bits: Uint16Array } | { dtype: 'Q8_0'; blocks: Uint8Array };
+  /**
+   * a weight matrix read straight into a backend's buffer (Backend.allocWeights), in this
+   * 16-bit format: there is no host copy, and `data` throws (Llama.readWeight reads it back)
+   */
+  held?: { buf: Buf; format: 'f16' | 'bf16' };
 }
 
 /** how many values a tensor holds, counted without widening a narrow one */
 export function valueCount(t: HostTensor): number {
+  if (t.held) return numel(t.shape);
   if (!t.stored) return t.data.length;
   return t.stored.dtype === 'Q8_0' ? (t.stored.blocks.length / Q8_0_BYTES) * Q8_0_VALUES : t.stored.bits.length;
 }

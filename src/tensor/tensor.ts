@@ -46,6 +46,12 @@ export class Tensor {
   static weights(backend: Backend, t: HostTensor, format?: WeightFormat): Tensor {
     if (t.shape.length !== 2) throw new ShapeError(`a weight matrix must be 2-D, got [${t.shape}]`);
     const want = format ?? storedFormat(t);
+    if (t.held) {
+      if (want !== t.held.format) throw new Error(`a weight matrix read straight into the backend as ${t.held.format} cannot be held as ${want}`);
+      const w = new Tensor(backend, t.held.buf, t.shape);
+      w.format = want;
+      return w;
+    }
     if (want !== 'f32' && backend.uploadWeights && backend.weightFormats?.includes(want)) {
       const w = new Tensor(backend, backend.uploadWeights(packMatrix(t, want)), t.shape);
       w.format = want;

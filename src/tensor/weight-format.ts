@@ -49,7 +49,7 @@ export function parseWeightFormat(name: string, what = 'weights'): WeightFormat 
 
 /** the format a tensor is stored in: its file's narrow dtype, else f32 */
 export function storedFormat(t: HostTensor): WeightFormat {
-  return t.stored ? STORED_FORMAT[t.stored.dtype] : 'f32';
+  return t.held ? t.held.format : t.stored ? STORED_FORMAT[t.stored.dtype] : 'f32';
 }
 const STORED_FORMAT = { F16: 'f16', BF16: 'bf16', Q8_0: 'q8_0' } as const;
 

@@ -139,6 +139,14 @@ export class CpuBackend implements Backend {
     if (!this.arena) throw new Error('cpu uploadWeights: weight formats need the SIMD backend (weightFormats is undefined without it)');
     return new CpuWeightBuf(m, this.arena);
   }
+  allocWeights(format: 'f16' | 'bf16', N: number, K: number): Buf {
+    if (!this.arena) throw new Error('cpu allocWeights: weight formats need the SIMD backend (weightFormats is undefined without it)');
+    return new CpuWeightBuf({ format, N, K }, this.arena);
+  }
+  writeWeights(w: Buf, bytes: Uint8Array, byteOffset: number): void {
+    if (!(w instanceof CpuWeightBuf)) throw new TypeError('cpu writeWeights: not a matrix from allocWeights');
+    w.write(bytes, byteOffset);
+  }
 
   alloc(length: number): Buf {
     return new CpuBuf(length, this.arena);

@@ -30,21 +30,34 @@ export class CpuWeightBuf implements Buf {
   readonly scalesOffset: number;
   private readonly scalesOwner = {}; // the scales' block has an owner of its own, so each block is freed once
 
-  constructor(m: PackedMatrix, readonly arena: Arena) {
+  /** `m` copied into the arena, or (m a format and shape only) zero-filled, for `write` to fill */
+  constructor(m: PackedMatrix | { format: 'f16' | 'bf16'; N: number; K: number }, readonly arena: Arena) {
     this.format = m.format;
     this.N = m.N;
     this.K = m.K;
     this.length = m.N * m.K;
     const bytes = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-    const main = m.format === 'f32' ? m.data : m.format === 'q8_0' ? m.quants : m.bits;
-    this.byteOffset = arena.alloc(Math.max(main.byteLength, 1), this);
-    new Uint8Array(arena.buffer, this.byteOffset, main.byteLength).set(bytes(main));
-    if (m.format === 'q8_0') {
-      this.scalesOffset = arena.alloc(Math.max(m.scales.byteLength, 1), this.scalesOwner);
+    this.byteOffset = arena.alloc(Math.max(this.mainBytes, 1), this);
+    this.scalesOffset = m.format === 'q8_0' ? arena.alloc(Math.max(m.N * (q8PaddedK(m.K) / QK) * 4, 1), this.scalesOwner) : -1;
+    if ('data' in m) this.write(bytes(m.data), 0);
+    else if ('bits' in m) this.write(bytes(m.bits), 0);
+    else if ('quants' in m) {
+      this.write(bytes(m.quants), 0);
       new Uint8Array(arena.buffer, this.scalesOffset, m.scales.byteLength).set(bytes(m.scales));
-    } else {
-      this.scalesOffset = -1;
     }
+  }
+
+  /** bytes of the values (f32, 16-bit) or the quants (q8_0) */
+  private get mainBytes(): number {
+    return this.format === 'f32' ? 4 * this.length : this.format === 'q8_0' ? this.N * q8PaddedK(this.K) : 2 * this.length;
+  }
+
+  /** bytes [byteOffset, byteOffset + bytes.length) of the values (the quants of q8_0), as stored in memory */
+  write(bytes: Uint8Array, byteOffset: number): void {
+    if (!(byteOffset >= 0 && byteOffset + bytes.length <= this.mainBytes)) {
+      throw new RangeError(`cpu writeWeights: bytes [${byteOffset}, ${byteOffset + bytes.length}) outside the ${this.mainBytes} bytes of a ${this.format} [${this.N}, ${this.K}] matrix`);
+    }
+    new Uint8Array(this.arena.buffer, this.byteOffset + byteOffset, bytes.length).set(bytes);
   }
 
   /** bytes the matrix takes in the arena */
