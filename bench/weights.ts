@@ -5,7 +5,7 @@
  * Rounds are interleaved (every variant once per round) and the best round is reported, so
  * a busy machine slows every variant alike.
  *
- *   npm run build && node dist/bench/weights.js [--tokens 128] [--rounds 3] [--shapes stories15M,smollm2] [--json FILE]
+ *   npm run bench:weights -- [--tokens 128] [--rounds 3] [--shapes stories15M,smollm2] [--json FILE]
  */
 import { parseArgs } from 'node:util';
 import { readFileSync, writeFileSync } from 'node:fs';
