@@ -106,6 +106,7 @@ export class TextModel {
 
   constructor(
     readonly config: LlamaConfig,
+    /** the host tensors given (with releaseHostWeights, as loadModel passes, emptied as the backend takes them) */
     readonly tensors: TensorMap,
     readonly tokenizer: Tokenizer,
     backend: Backend,
