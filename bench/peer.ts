@@ -23,12 +23,20 @@
  * one-token steps / their time. In f32 the greedy tokens must agree token for token (exit
  * status 1 otherwise); the report gives the first divergence, and the smallest relative gap
  * between ctcspec's top two logits along the way (a tiny gap is where rounding can flip a
- * pick).
+ * pick). Every format also gets the KL divergence of each engine's next-token distribution
+ * after the prompt from ctcspec's f32 one: how far the format moved each engine.
+ *
+ * Formats: ctcspec holds the matrices as the Llama option `weights` says (16-bit widened in
+ * registers, x in f32; Q8_0 with x quantized per block of 32, as llama.cpp does); llama.cpp
+ * reads them stored that way in the GGUF file. An engine that cannot run a format or a
+ * thread count is skipped with the reason printed and written.
  *
  * Fair settings: both engines on the same thread count; llama.cpp's KV cache in f32 (as
  * ctcspec's) with flash attention off; llama.cpp's threads spin in their barriers, which no
  * setting reaches, so measure on an otherwise idle machine (a busy one collapses its
- * multi-thread runs). Writes PREFIX.md and PREFIX.json (default bench/results/peer).
+ * multi-thread runs). llama.cpp's times include node-llama-cpp's per-call path (its
+ * evaluation queue and the N-API hop), as ctcspec's include its own JS around the kernels.
+ * Writes PREFIX.md and PREFIX.json (default bench/results/peer).
  */
 import { parseArgs } from 'node:util';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
