@@ -14,6 +14,7 @@ import type { Buf } from '../backend.js';
 import { packedBytes, q8PaddedK, unpackRows, type PackedMatrix, type WeightFormat } from '../../tensor/weight-format.js';
 import { QK } from '../../tensor/quant-blocks.js';
 import type { Arena } from './arena.js';
+import { READ_AHEAD_BYTES } from './wasm.js';
 
 /** the weight formats the SIMD CPU backend keeps (f32 is every backend's) */
 export const CPU_WEIGHT_FORMATS: readonly WeightFormat[] = ['f32', 'f16', 'bf16', 'q8_0'];
@@ -37,7 +38,7 @@ export class CpuWeightBuf implements Buf {
     this.K = m.K;
     this.length = m.N * m.K;
     const bytes = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-    this.byteOffset = arena.alloc(Math.max(this.mainBytes, 1), this);
+    this.byteOffset = arena.alloc(this.mainBytes + READ_AHEAD_BYTES, this); // the kernels touch up to READ_AHEAD_BYTES past a row
     this.scalesOffset = m.format === 'q8_0' ? arena.alloc(Math.max(m.N * (q8PaddedK(m.K) / QK) * 4, 1), this.scalesOwner) : -1;
     if ('data' in m) this.write(bytes(m.data), 0);
     else if ('bits' in m) this.write(bytes(m.bits), 0);
