@@ -11,12 +11,14 @@
  * Storage: matrices in the dtype asked for (F32, F16, BF16, Q8_0, Q4_0); vectors (norms,
  * biases, rope factors) always F32, as llama.cpp's converter keeps them; a matrix whose rows
  * are not whole blocks of 32 stays F32 under Q8_0 / Q4_0. On read, every type is widened
- * to f32; readGgufBlocks gives a tensor's stored bytes as they are, for kernels that keep
- * weights quantized.
+ * to f32, except Q8_0 matrices, kept as their blocks (keepQ8_0: the CPU backend computes with
+ * them as they are; any other widens them when it loads them); readGgufBlocks gives a tensor's
+ * stored bytes as they are.
  */
 import { parseConfig, parseGenerationConfig, ConfigError, weightShapes, type LlamaConfig } from '../model/config.js';
 import { f32ToBF16, f32ToF16, numel, type HostTensor, type TensorMap } from '../tensor/dtype.js';
 import { BLOCK_BYTES, dequantizeBlocks, quantizeBlocks, QK } from '../tensor/quant-blocks.js';
+import { keepQ8_0 } from '../tensor/weight-format.js';
 import { BpeTokenizer } from '../tokenizer/bpe.js';
 import { HfTokenizer, tokenizerJsonOf } from '../tokenizer/hf.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -228,11 +230,17 @@ const headDimOf = (c: LlamaConfig) => c.head_dim ?? c.hidden_size / c.num_attent
 
 /** Read a GGUF model: config, f32 tensors (quantized ones dequantized) and tokenizer. */
 export async function readGguf(readRange: ReadRange, source: string, opts: ReadGgufOptions = {}): Promise<GgufModel> {
-  const { header, config, names } = opts.layout ?? (await readGgufLayout(readRange, source));
+  const layout = opts.layout ?? (await readGgufLayout(readRange, source));
+  const { header, config, names } = layout;
   const piece = opts.pieceBytes ?? GGUF_READ_PIECE_BYTES;
   const tensors: TensorMap = new Map();
   for (const [hfName, info] of names) {
     const shape = ggufDims(info.dims);
+    if (info.type === 'Q8_0' && shape.length === 2) {
+      // kept as the file's blocks: a backend that holds Q8_0 computes with exactly these weights
+      tensors.set(hfName, keepQ8_0(shape, (await readGgufBlocks(readRange, layout, hfName, source)).bytes));
+      continue;
+    }
     const data = await readTensorF32(readRange, info, piece, source);
     const heads = permutedHeads(config, hfName);
     tensors.set(hfName, { shape, data: heads ? permuteRotaryRows(data, heads, shape[1] ?? 1, false) : data });
