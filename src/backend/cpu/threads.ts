@@ -82,14 +82,14 @@ const ARGS = 9;
 const LINE = 16;
 const SLOT = { job: 0, done: 1, ready: 2, kernel: 3, args: 4 } as const;
 const STOP = -1; // kernel index that ends a worker
-/** Atomics.load polls before a waiting thread blocks (roughly 10-50 microseconds) */
+/** Atomics.load polls before a waiting thread blocks (tens of microseconds; bench/threads.ts compares others) */
 export const SPINS = 20000;
 
 /**
  * The worker's program, as source text: it must not close over anything in this module, so
  * it is written out in full, with its constants passed in its first message.
  */
-function workerMain(port: { on?: unknown; once?: (e: string, f: (d: unknown) => void) => void; onmessage?: unknown }): void {
+function workerMain(port: { once?: (e: string, f: (d: unknown) => void) => void; onmessage?: unknown }): void {
   type Init = { memory: WebAssembly.Memory; module: WebAssembly.Module; control: SharedArrayBuffer; index: number; names: string[]; layout: { line: number; job: number; done: number; ready: number; kernel: number; args: number; stop: number; spins: number } };
   const start = (init: Init) => {
     const { memory, module, control, index, names, layout: L } = init;
@@ -106,7 +106,7 @@ function workerMain(port: { on?: unknown; once?: (e: string, f: (d: unknown) => 
       seen = Atomics.load(c, base + L.job);
       const k = c[base + L.kernel]!;
       if (k === L.stop) return;
-      fns[k]!(c[a]!, c[a + 1]!, c[a + 2]!, c[a + 3]!, c[a + 4]!, c[a + 5]!, c[a + 6]!, c[a + 7]!, c[a + 8]!, c[a + 9]!, c[a + 10]!, c[a + 11]!);
+      fns[k]!(c[a]!, c[a + 1]!, c[a + 2]!, c[a + 3]!, c[a + 4]!, c[a + 5]!, c[a + 6]!, c[a + 7]!, c[a + 8]!); // the nine i32 of a RowKernel
       Atomics.store(c, base + L.done, seen);
       Atomics.notify(c, base + L.done);
     }
