@@ -43,6 +43,17 @@ function runWithReaderGone(args: string[], closeAfter: number): Promise<{ code: 
   return new Promise((done) => child.on('close', (code, signal) => done({ code, signal, stdout: stdout.slice(0, closeAfter), stderr })));
 }
 
+/** a fresh temporary folder holding `m/`: the tiny preset with spread random weights and a byte-level tokenizer */
+async function tinyModelDir(): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'ctcspec-cli-'));
+  const { writeModelDir } = await import('../src/node/files.js');
+  const { PRESETS } = await import('../src/model/presets.js');
+  const { spreadWeights } = await import('./helpers.js');
+  const { BpeTokenizer, bpeToJson } = await import('../src/tokenizer/index.js');
+  await writeModelDir(join(dir, 'm'), PRESETS.tiny!, spreadWeights(PRESETS.tiny!, 9, 10), { tokenizerJson: bpeToJson(new BpeTokenizer([])) });
+  return dir;
+}
+
 describe('ctcspec CLI', () => {
   it('generate --json prints one object with text, tokens and stats', async () => {
     const { stdout } = await run(['generate', '--random-init', 'tiny', '--max-new-tokens', '12', '--json', '--prompt', 'Hello']);
@@ -66,13 +77,7 @@ describe('ctcspec CLI', () => {
   });
 
   it('convert: a model dir -> llama2.c .bin + tokenizer.bin -> back gives the same tokens (seeded sampling)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ctcspec-cli-'));
-    // make a model dir from the random-init preset through the library, then convert both ways
-    const { writeModelDir } = await import('../src/node/files.js');
-    const { PRESETS } = await import('../src/model/presets.js');
-    const { spreadWeights } = await import('./helpers.js');
-    const { BpeTokenizer, bpeToJson } = await import('../src/tokenizer/index.js');
-    await writeModelDir(join(dir, 'm'), PRESETS.tiny!, spreadWeights(PRESETS.tiny!, 9, 10), { tokenizerJson: bpeToJson(new BpeTokenizer([])) });
+    const dir = await tinyModelDir(); // then converted both ways
     await run(['convert', '--model', join(dir, 'm'), '--out', join(dir, 'model.bin'), '--tokenizer-out', join(dir, 'tokenizer.bin')]);
     expect(existsSync(join(dir, 'model.bin'))).toBe(true);
     const gen = async (args: string[]) =>
@@ -89,12 +94,7 @@ describe('ctcspec CLI', () => {
   });
 
   it('convert to GGUF: f32, bf16 and q8_0 files give the greedy tokens of the folder held the same way, on 1 and 2 threads', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ctcspec-cli-'));
-    const { writeModelDir } = await import('../src/node/files.js');
-    const { PRESETS } = await import('../src/model/presets.js');
-    const { spreadWeights } = await import('./helpers.js');
-    const { BpeTokenizer, bpeToJson } = await import('../src/tokenizer/index.js');
-    await writeModelDir(join(dir, 'm'), PRESETS.tiny!, spreadWeights(PRESETS.tiny!, 9, 10), { tokenizerJson: bpeToJson(new BpeTokenizer([])) });
+    const dir = await tinyModelDir();
     const gen = async (args: string[]) => JSON.parse((await run(['generate', ...args, '--prompt', 'abc', '--max-new-tokens', '12', '--drafter', 'none', '--json'])).stdout).tokens;
     const fromDir = await gen(['--model', join(dir, 'm'), '--threads', '1']);
     expect(new Set(fromDir).size).toBeGreaterThan(1);
