@@ -307,6 +307,8 @@ describe('corrupt GGUF files', () => {
     ['the token list length', (b: Uint8Array) => setU64(b, after('tokenizer.ggml.tokens') + 4 + 4, 2n ** 33n), /claims \d+ items/],
     ['a tensor dim', (b: Uint8Array) => setU64(b, after('blk.0.attn_q.weight') + 4, 2n ** 52n), /absurd|ends before|do not match/],
     ['a tensor offset', (b: Uint8Array) => setU64(b, after('output_norm.weight') + 4 + 8 + 4, 2n ** 40n), /ends before byte|offset/],
+    // (a count that would make the reader list 65537 layers' missing tensors)
+    ['layer count', (b: Uint8Array) => new DataView(b.buffer, b.byteOffset).setUint32(after('llama.block_count') + 4, 65537, true), /block_count is 65537, but the tensors hold 1 layer/],
   ])('an absurd %s is refused by name, without reading it', async (_, corrupt, message) => {
     const bytes = good.slice();
     corrupt(bytes);

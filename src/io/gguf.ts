@@ -199,6 +199,10 @@ export async function readGgufLayout(readRange: ReadRange, source: string): Prom
     if (e instanceof ConfigError) throw new FormatError(source, `metadata: ${e.message.replace(`${source} (metadata): `, '')}`);
     throw e;
   }
+  // the layer count must be the tensors' own (a corrupt count would list every layer it claims)
+  let layers = 0;
+  for (const t of header.tensors) layers = Math.max(layers, 1 + Number(/^blk\.(\d+)\./.exec(t.name)?.[1] ?? -1));
+  if (config.num_hidden_layers !== layers) fail(`${raw.model_type}.block_count is ${config.num_hidden_layers}, but the tensors hold ${layers} layer${layers === 1 ? '' : 's'} (blk.0 to blk.${layers - 1})`);
   const names = new Map<string, GgufTensorInfo>();
   const missing: string[] = [], wrong: string[] = [];
   for (const [hfName, shape] of weightShapes(config)) {
