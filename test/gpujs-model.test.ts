@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, SHIPPED_MODEL } from '../src/node/index.js';
 import { benchPrompts } from '../src/node/bench-spec.js';
 import type { TextModel } from '../src/api/text-model.js';
-import { depths, treeMask } from './helpers.js';
+import { expectTreeEqualsDecode } from './helpers.js';
 import { openWebgl, type WebglSession } from './gpujs-remote.js';
 
 /** bench prompts checked: each is a plain run on both backends and a drafted run here */
@@ -47,21 +47,7 @@ describe('the shipped model on WebGL', () => {
   });
 
   it('a tree forward gives every node the logits of a step-by-step decode, bit for bit', async () => {
-    const m = gl.model, V = m.config.vocab_size, prefix = prompts[0]!.slice(0, TREE_PREFIX);
-    const pool = prompts[1]!.slice(0, TREE_PARENTS.length);
-    m.reset();
-    await m.forward(prefix);
-    const positions = depths(TREE_PARENTS).map((d) => prefix.length + d);
-    const tree = Float32Array.from(await m.forwardTree(pool, positions, treeMask(TREE_PARENTS, prefix.length)));
-    for (let i = 0; i < TREE_PARENTS.length; i++) {
-      const path: number[] = [];
-      for (let j = i; j >= 0; j = TREE_PARENTS[j]!) path.unshift(pool[j]!);
-      m.reset();
-      await m.forward(prefix);
-      let logits = new Float32Array(0);
-      for (const tok of path) logits = Float32Array.from(await m.forward([tok]));
-      expect(Array.from(tree.subarray(i * V, (i + 1) * V))).toEqual(Array.from(logits));
-    }
+    await expectTreeEqualsDecode(gl.model, prompts[0]!.slice(0, TREE_PREFIX), prompts[1]!.slice(0, TREE_PARENTS.length), TREE_PARENTS);
   });
 
   it('speculative greedy with the CTC head on this backend emits plain greedy\'s tokens', async () => {

@@ -2,6 +2,7 @@
 import fc from 'fast-check';
 import { expect } from 'vitest';
 import type { Backend } from '../src/backend/backend.js';
+import type { Llama } from '../src/model/llama.js';
 import { tinyConfig, tinyModel } from '../src/testing/index.js';
 export { spreadWeights, tinyConfig, tinyModel } from '../src/testing/index.js';
 
@@ -32,6 +33,26 @@ export function depths(parent: readonly number[]): number[] {
 }
 
 /**
+ * After `prefix`, a tree forward of `nodes` (parent[i] < i, -1 = child of the prefix) gives
+ * node i exactly the logits that decoding its root path one token at a time gives.
+ */
+export async function expectTreeEqualsDecode(m: Llama, prefix: number[], nodes: number[], parent: readonly number[]): Promise<void> {
+  const V = m.config.vocab_size;
+  m.reset();
+  await m.forward(prefix);
+  const tree = Float32Array.from(await m.forwardTree(nodes, depths(parent).map((d) => prefix.length + d), treeMask(parent, prefix.length)));
+  for (let i = 0; i < parent.length; i++) {
+    const path: number[] = [];
+    for (let j = i; j >= 0; j = parent[j]!) path.unshift(nodes[j]!);
+    m.reset();
+    await m.forward(prefix);
+    let logits = new Float32Array(0);
+    for (const tok of path) logits = Float32Array.from(await m.forward([tok]));
+    expect(Array.from(tree.subarray(i * V, (i + 1) * V))).toEqual(Array.from(logits));
+  }
+}
+
+/**
  * The batch-invariance property of a backend: for random tiny models, prefixes and trees,
  * a tree forward gives every node bit-identical logits to a step-by-step decode of its root
  * path (what makes greedy speculative decoding on that backend exact).
@@ -43,19 +64,8 @@ export async function checkTreeEqualsDecode(backend: Backend, numRuns: number): 
     fc.asyncProperty(
       tinyConfig.chain((c) => fc.tuple(fc.constant(c), tokens(c.vocab_size, 1, 9), treeArb, tokens(c.vocab_size, 10, 10))),
       async ([config, prefix, parentTuple, pool]) => {
-        const V = config.vocab_size, parent = parentTuple as number[], T = parent.length;
-        const m = tinyModel(backend, config, 12);
-        await m.forward(prefix);
-        const tree = Float32Array.from(await m.forwardTree(pool.slice(0, T), depths(parent).map((d) => prefix.length + d), treeMask(parent, prefix.length)));
-        for (let i = 0; i < T; i++) {
-          const path: number[] = [];
-          for (let j = i; j >= 0; j = parent[j]!) path.unshift(pool[j]!);
-          m.reset();
-          await m.forward(prefix);
-          let l = new Float32Array(0);
-          for (const tok of path) l = Float32Array.from(await m.forward([tok]));
-          expect(Array.from(tree.subarray(i * V, (i + 1) * V))).toEqual(Array.from(l));
-        }
+        const parent = parentTuple as number[];
+        await expectTreeEqualsDecode(tinyModel(backend, config, 12), prefix, pool.slice(0, parent.length), parent);
       },
     ),
     { numRuns },
