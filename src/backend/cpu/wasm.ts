@@ -247,13 +247,21 @@ class FunctionBuilder {
  * loaded is used U times and each x vector R times, with U*R independent f32x4
  * accumulators keeping the adders busy. Measured on x64 (Node 20, 64x288 @ 288x768):
  * 4 tokens x 2 rows 42 GFLOP/s, 2 x 4 41, 4 x 3 36, 6 x 2 32, 4 x 4 29 (16 accumulators
- * plus operands spill out of x64's 16 vector registers), 8 x 1 29. One token: 4 rows
- * 30 GFLOP/s, 8 rows 28, 2 rows 20 (288 x 768).
+ * plus operands spill out of x64's 16 vector registers), 8 x 1 29. One token: see below.
  */
 const TOKENS_PER_BLOCK = 4; // U for the token blocks of a batch (T >= 4)
 const ROWS_PER_BATCH_TILE = 2; // R within those blocks
 const PAIR_ROWS = 4; // R for a pair of tokens left over (T % 4 >= 2): 2 tokens x 4 rows
-const ROWS_PER_TOKEN_TILE = 4; // R for single tokens (decode): 4 rows x 1 token
+/**
+ * One token (decode) reads each weight once, so memory sets the pace, not the adders: one row
+ * at a time, read front to back as a single stream, is faster than several rows side by side
+ * (the f32 matmuls of SmolLM2-135M's shape, one token, x64, Node 20: 1 row 8.7-10.4 GB/s,
+ * 2 rows 6.0-6.7, 4 rows 6.5-8.3). The row's loop handles 4 vectors (one 64-byte cache line of
+ * f32) per pass, still adding them into its one accumulator in order, so every output is
+ * summed exactly as in the other tiles and a token's logits do not depend on its batch.
+ */
+const ROWS_PER_TOKEN_TILE = 1;
+const VECTORS_PER_TOKEN_PASS = 4;
 
 /**
  * Weights stream from memory once per token, and a kernel busy with the arithmetic of one
@@ -279,19 +287,20 @@ const touchAhead = (f: FunctionBuilder, at: () => void) => {
  */
 interface WeightElements {
   log2Bytes: number; // bytes per weight, as a shift: 2 (f32) or 1 (16-bit)
-  vector(f: FunctionBuilder): void;
+  /** the four weights at the address on the stack plus `offset` bytes */
+  vector(f: FunctionBuilder, offset: number): void;
   scalar(f: FunctionBuilder): void;
 }
 const F32_WEIGHTS: WeightElements = {
   log2Bytes: 2,
-  vector: (f) => f.simd(SIMD.v128Load, ALIGN_F32, 0),
+  vector: (f, offset) => f.simd(SIMD.v128Load, ALIGN_F32, ...uleb(offset)),
   scalar: (f) => f.op(OP.f32Load, ALIGN_F32, 0),
 };
 /** bfloat16 is the top half of an f32: zero-extend to 32 bits, shift left 16 */
 const BF16_SHIFT = 16;
 const BF16_WEIGHTS: WeightElements = {
   log2Bytes: 1,
-  vector: (f) => f.simd(SIMD.v128Load16x4U, ALIGN_BYTE, 0).i32(BF16_SHIFT).simd(SIMD.i32x4Shl),
+  vector: (f, offset) => f.simd(SIMD.v128Load16x4U, ALIGN_BYTE, ...uleb(offset)).i32(BF16_SHIFT).simd(SIMD.i32x4Shl),
   scalar: (f) => f.op(OP.i32Load16U, ALIGN_BYTE, 0).i32(BF16_SHIFT).op(OP.i32Shl, OP.f32ReinterpretI32),
 };
 /**
@@ -307,7 +316,7 @@ const F16_KEEP = 0x8fffe000 | 0; // bit 31 (sign), bits 13-27 (exponent and mant
 const F16_REBIAS = 2 ** 112;
 const F16_WEIGHTS: WeightElements = {
   log2Bytes: 1,
-  vector: (f) => f.simd(SIMD.v128Load16x4S, ALIGN_BYTE, 0).i32(F16_SHIFT).simd(SIMD.i32x4Shl).i32x4(F16_KEEP).simd(SIMD.v128And).f32x4(F16_REBIAS).simd(SIMD.f32x4Mul),
+  vector: (f, offset) => f.simd(SIMD.v128Load16x4S, ALIGN_BYTE, ...uleb(offset)).i32(F16_SHIFT).simd(SIMD.i32x4Shl).i32x4(F16_KEEP).simd(SIMD.v128And).f32x4(F16_REBIAS).simd(SIMD.f32x4Mul),
   scalar: (f) => f.op(OP.i32Load16S, ALIGN_BYTE, 0).i32(F16_SHIFT).op(OP.i32Shl).i32(F16_KEEP).op(OP.i32And, OP.f32ReinterpretI32).f32(F16_REBIAS).op(OP.f32Mul),
 };
 
@@ -326,10 +335,8 @@ const F16_WEIGHTS: WeightElements = {
  *     for (; n < N; n++)              tile(2 tokens, 1 row);
  *     t += 2;
  *   }
- *   for (; t < T; t++) {                                      // the last token, if any
- *     for (n = 0; n + 4 <= N; n += 4) tile(1 token, 4 rows);
- *     for (; n < N; n++)              tile(1 token, 1 row);
- *   }
+ *   for (; t < T; t++)                                        // the last token, if any
+ *     for (n = 0; n < N; n++)         tile(1 token, 1 row);   // its k loop 4 vectors a pass
  *
  *   tile(U tokens, R rows):      // acc[u][r]: f32x4, four partial sums of out[t+u, n+r]
  *     for (k = 0; k < K & ~3; k += 4) {
@@ -376,8 +383,8 @@ function matmulFunction(W: WeightElements = F32_WEIGHTS): FunctionBuilder {
     if (narrow) f.addTo(L.kw, () => f.i32(xBytes >> (2 - W.log2Bytes)));
   };
 
-  /** one tile of U tokens x R rows at (t, n), then n += R */
-  const tile = (U: number, R: number) => {
+  /** one tile of U tokens x R rows at (t, n), then n += R; P vectors per pass of its loop */
+  const tile = (U: number, R: number, P = 1) => {
     for (let u = 0; u < U; u++) f.get(L.xt).i32(u).get(L.xRow).op(OP.i32Mul, OP.i32Add).set(L.xp[u]!);
     for (let r = 0; r < R; r++) f.get(L.wn).i32(r).get(L.wRow).op(OP.i32Mul, OP.i32Add).set(L.wp[r]!);
     f.simd(SIMD.v128Const, ...new Array<number>(16).fill(0)); // acc[..] = 0: tee down the chain, set the last
@@ -385,16 +392,29 @@ function matmulFunction(W: WeightElements = F32_WEIGHTS): FunctionBuilder {
 
     f.i32(0).set(L.k);
     if (narrow) f.i32(0).set(L.kw);
+    /** acc[u][r] += x[t+u, k + 4j..] * w[n+r, k + 4j..] for every u and r */
+    const vectorStep = (j: number) => {
+      for (let u = 0; u < U; u++) f.get(L.xp[u]!).get(L.k).op(OP.i32Add).simd(SIMD.v128Load, ALIGN_F32, ...uleb(16 * j)).set(L.xv[u]!);
+      for (let r = 0; r < R; r++) {
+        f.get(L.wp[r]!).get(kw).op(OP.i32Add);
+        W.vector(f, (16 * j) >> (2 - W.log2Bytes));
+        f.set(L.wv);
+        for (let u = 0; u < U; u++) f.get(acc(u, r)).get(L.xv[u]!).get(L.wv).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Add).set(acc(u, r));
+      }
+    };
+    if (P > 1) {
+      f.whileLoop(
+        () => f.get(L.k).i32(16 * P).op(OP.i32Add).get(L.K4b).op(OP.i32LeU),
+        () => {
+          for (let j = 0; j < P; j++) vectorStep(j);
+          stepK(16 * P);
+        },
+      );
+    }
     f.whileLoop(
       () => f.get(L.k).get(L.K4b).op(OP.i32LtU),
       () => {
-        for (let u = 0; u < U; u++) f.get(L.xp[u]!).get(L.k).op(OP.i32Add).simd(SIMD.v128Load, ALIGN_F32, 0).set(L.xv[u]!);
-        for (let r = 0; r < R; r++) {
-          f.get(L.wp[r]!).get(kw).op(OP.i32Add);
-          W.vector(f);
-          f.set(L.wv);
-          for (let u = 0; u < U; u++) f.get(acc(u, r)).get(L.xv[u]!).get(L.wv).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Add).set(acc(u, r));
-        }
+        vectorStep(0);
         stepK(16);
       },
     );
@@ -434,10 +454,10 @@ function matmulFunction(W: WeightElements = F32_WEIGHTS): FunctionBuilder {
   };
 
   /** all rows for the tokens at t (full tiles of R rows, then single rows), then t += U */
-  const tokenBlock = (U: number, R: number) => {
+  const tokenBlock = (U: number, R: number, P = 1) => {
     f.i32(0).set(L.n).get(w).set(L.wn).get(L.ot).set(L.on);
-    f.whileLoop(() => f.get(L.n).i32(R).op(OP.i32Add).get(N).op(OP.i32LeU), () => tile(U, R));
-    f.whileLoop(() => f.get(L.n).get(N).op(OP.i32LtU), () => tile(U, 1));
+    f.whileLoop(() => f.get(L.n).i32(R).op(OP.i32Add).get(N).op(OP.i32LeU), () => tile(U, R, P));
+    if (R > 1) f.whileLoop(() => f.get(L.n).get(N).op(OP.i32LtU), () => tile(U, 1));
     f.addTo(L.t, () => f.i32(U));
     f.addTo(L.xt, () => f.i32(U).get(L.xRow).op(OP.i32Mul));
     f.addTo(L.ot, () => f.i32(U).get(L.oRow).op(OP.i32Mul));
@@ -451,7 +471,7 @@ function matmulFunction(W: WeightElements = F32_WEIGHTS): FunctionBuilder {
   f.i32(0).set(L.t).get(x).set(L.xt).get(out).set(L.ot);
   f.whileLoop(() => f.get(L.t).i32(TOKENS_PER_BLOCK).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(TOKENS_PER_BLOCK, ROWS_PER_BATCH_TILE));
   f.whileLoop(() => f.get(L.t).i32(2).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(2, PAIR_ROWS));
-  f.whileLoop(() => f.get(L.t).get(T).op(OP.i32LtU), () => tokenBlock(1, ROWS_PER_TOKEN_TILE));
+  f.whileLoop(() => f.get(L.t).get(T).op(OP.i32LtU), () => tokenBlock(1, ROWS_PER_TOKEN_TILE, VECTORS_PER_TOKEN_PASS));
   return f;
 }
 
