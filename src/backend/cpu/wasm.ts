@@ -498,7 +498,7 @@ const INT8_MAX = 127;
 const Q8_BLOCK_SHIFT = 5; // log2(Q8_BLOCK)
 const Q8_TOKENS_PER_BLOCK = 2; // U for token pairs of a batch: 2 tokens x 2 rows
 const Q8_PAIR_ROWS = 2;
-const Q8_ROWS_PER_TOKEN_TILE = 2; // R for a single token (decode): 1 token x 2 rows (measured faster than 4 or 6 on x64, Node 20)
+const Q8_ROWS_PER_TOKEN_TILE = 1; // R for a single token (decode): one row at a time, as in matmulFunction (SmolLM2-135M decode, x64, Node 20: 35-43 tokens/s against 29-33 with 2 rows)
 
 /** push Kp = K rounded up to a multiple of 32, from the i32 local K */
 const pushPaddedK = (f: FunctionBuilder, K: number) => f.get(K).i32(Q8_BLOCK - 1).op(OP.i32Add).i32(~(Q8_BLOCK - 1)).op(OP.i32And);
