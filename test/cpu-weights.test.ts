@@ -197,6 +197,49 @@ describe('the same bits whatever the batch and however the rows are split', () =
   });
 });
 
+describe('wide rows: a matrix read in several chunks of rows', () => {
+  // The kernels take a batch's rows in chunks of about 64 KiB of weights (a few rows at these
+  // K), each chunk meeting every block of tokens: no output may be skipped, counted twice or
+  // summed differently at a chunk's edge.
+  const wide = fc.record({ T: fc.integer({ min: 1, max: 9 }), K: fc.constantFrom(2049, 3001, 4100, 8191), N: fc.integer({ min: 1, max: 40 }) });
+  for (const format of ['f32', 'bf16', 'f16', 'q8_0'] as const) {
+    it(`${format}: equals its plain definition on every row and token`, async () => {
+      const be = new CpuBackend({ simd: true });
+      await fc.assert(
+        fc.asyncProperty(wide.chain((d) => fc.tuple(fc.constant(d), f32(d.T * d.K), f32(d.N * d.K, 1))), async ([{ T, K, N }, x, wf]) => {
+          const m = packMatrix({ shape: [N, K], data: wf }, format);
+          const got = await matmulOn(be, x, be.uploadWeights(m), T, K, N);
+          const w = unpackMatrix(m);
+          if (format === 'bf16' || format === 'f16') sameBits(got, await matmulOn(be, x, upload(be, w), T, K, N));
+          else if (m.format === 'q8_0') {
+            const Kp = q8PaddedK(K), B = Kp / QK, xq = new Int8Array(Kp), xs = new Float32Array(B);
+            for (let t = 0; t < T; t++) {
+              q8Reference.quantizeRow(x, t * K, K, xq, 0, xs, 0);
+              for (let n = 0; n < N; n++) {
+                const want = q8Reference.dotQ8(xq, 0, xs, 0, K, m.quants, n * Kp, m.scales, n * B);
+                expect(Object.is(got[t * N + n], want) || `[${t}, ${n}]: ${got[t * N + n]} != ${want}`).toBe(true);
+              }
+            }
+          } else {
+            for (let t = 0; t < T; t++) {
+              for (let n = 0; n < N; n++) {
+                let want = 0, scale = 0;
+                for (let k = 0; k < K; k++) {
+                  want += x[t * K + k]! * w[n * K + k]!;
+                  scale += Math.abs(x[t * K + k]! * w[n * K + k]!);
+                }
+                // f32 sums of K terms stay within K ulps of the sum of |terms|
+                if (!(Math.abs(got[t * N + n]! - want) <= K * 2 ** -24 * (1 + scale))) throw new Error(`[${t}, ${n}]: ${got[t * N + n]} vs ${want}`);
+              }
+            }
+          }
+        }),
+        { numRuns: 25 },
+      );
+    });
+  }
+});
+
 describe('embedding from a weight matrix', () => {
   it('reads the rows the matrix stands for', async () => {
     const be = new CpuBackend({ simd: true });

@@ -89,6 +89,7 @@ const OP = {
   i32LeU: 0x4d, // push a <= b (unsigned)
   i32Add: 0x6a,
   i32Mul: 0x6c,
+  i32DivU: 0x6e,
   i32And: 0x71,
   i32Or: 0x72,
   i32Shl: 0x74,
@@ -261,6 +262,13 @@ const PAIR_ROWS = 4; // R for a pair of tokens left over (T % 4 >= 2): 2 tokens 
  * summed exactly as in the other tiles and a token's logits do not depend on its batch.
  */
 const ROWS_PER_TOKEN_TILE = 1;
+/**
+ * A batch reads its weights once per block of tokens. Read straight through, a matrix larger
+ * than the cache then comes from memory once per block; so the rows go in chunks of about
+ * CHUNK_BYTES, each chunk meeting every token block while it is still in cache.
+ */
+const CHUNK_BYTES = 64 * 1024;
+const CHUNK_ROW_MULTIPLE = 4; // every tile's R divides it
 const VECTORS_PER_TOKEN_PASS = 4;
 
 /**
@@ -360,6 +368,9 @@ function matmulFunction(W: WeightElements = F32_WEIGHTS): FunctionBuilder {
     oRow: f.local(I32), // ldo * 4
     t: f.local(I32),
     n: f.local(I32),
+    n0: f.local(I32), // the chunk's rows [n0, nEnd), chunk rows at most
+    nEnd: f.local(I32),
+    chunk: f.local(I32),
     k: f.local(I32), // byte offset within a row of x
     kw: f.local(I32), // byte offset within a row of w (16-bit weights; f32 weights use k)
     xt: f.local(I32), // &x[t, 0]
@@ -453,11 +464,11 @@ function matmulFunction(W: WeightElements = F32_WEIGHTS): FunctionBuilder {
     f.addTo(L.on, () => f.i32(4 * R));
   };
 
-  /** all rows for the tokens at t (full tiles of R rows, then single rows), then t += U */
+  /** the chunk's rows [n0, nEnd) for the tokens at t (full tiles of R rows, then single rows), then t += U */
   const tokenBlock = (U: number, R: number, P = 1) => {
-    f.i32(0).set(L.n).get(w).set(L.wn).get(L.ot).set(L.on);
-    f.whileLoop(() => f.get(L.n).i32(R).op(OP.i32Add).get(N).op(OP.i32LeU), () => tile(U, R, P));
-    if (R > 1) f.whileLoop(() => f.get(L.n).get(N).op(OP.i32LtU), () => tile(U, 1));
+    f.get(L.n0).set(L.n).get(w).get(L.n0).get(L.wRow).op(OP.i32Mul, OP.i32Add).set(L.wn).get(L.ot).get(L.n0).i32(2).op(OP.i32Shl, OP.i32Add).set(L.on);
+    f.whileLoop(() => f.get(L.n).i32(R).op(OP.i32Add).get(L.nEnd).op(OP.i32LeU), () => tile(U, R, P));
+    if (R > 1) f.whileLoop(() => f.get(L.n).get(L.nEnd).op(OP.i32LtU), () => tile(U, 1));
     f.addTo(L.t, () => f.i32(U));
     f.addTo(L.xt, () => f.i32(U).get(L.xRow).op(OP.i32Mul));
     f.addTo(L.ot, () => f.i32(U).get(L.oRow).op(OP.i32Mul));
@@ -468,10 +479,23 @@ function matmulFunction(W: WeightElements = F32_WEIGHTS): FunctionBuilder {
   f.get(ldx).i32(2).op(OP.i32Shl).set(L.xRow);
   f.get(ldw).i32(W.log2Bytes).op(OP.i32Shl).set(L.wRow);
   f.get(ldo).i32(2).op(OP.i32Shl).set(L.oRow);
-  f.i32(0).set(L.t).get(x).set(L.xt).get(out).set(L.ot);
-  f.whileLoop(() => f.get(L.t).i32(TOKENS_PER_BLOCK).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(TOKENS_PER_BLOCK, ROWS_PER_BATCH_TILE));
-  f.whileLoop(() => f.get(L.t).i32(2).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(2, PAIR_ROWS));
-  f.whileLoop(() => f.get(L.t).get(T).op(OP.i32LtU), () => tokenBlock(1, ROWS_PER_TOKEN_TILE, VECTORS_PER_TOKEN_PASS));
+  // rows per chunk: CHUNK_BYTES of w, a multiple of every tile's R, at least one tile
+  f.i32(CHUNK_BYTES).get(L.wRow).i32(1).op(OP.i32Or, OP.i32DivU) // (| 1: no division by 0 when K is 0)
+    .i32(~(CHUNK_ROW_MULTIPLE - 1)).op(OP.i32And).set(L.chunk);
+  f.unless(() => f.get(L.chunk), () => f.i32(CHUNK_ROW_MULTIPLE).set(L.chunk));
+  f.i32(0).set(L.n0);
+  f.whileLoop(
+    () => f.get(L.n0).get(N).op(OP.i32LtU),
+    () => {
+      // nEnd = min(n0 + chunk, N)
+      f.get(L.n0).get(L.chunk).op(OP.i32Add).tee(L.nEnd).get(N).get(L.nEnd).get(N).op(OP.i32LtU, OP.select).set(L.nEnd);
+      f.i32(0).set(L.t).get(x).set(L.xt).get(out).set(L.ot);
+      f.whileLoop(() => f.get(L.t).i32(TOKENS_PER_BLOCK).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(TOKENS_PER_BLOCK, ROWS_PER_BATCH_TILE));
+      f.whileLoop(() => f.get(L.t).i32(2).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(2, PAIR_ROWS));
+      f.whileLoop(() => f.get(L.t).get(T).op(OP.i32LtU), () => tokenBlock(1, ROWS_PER_TOKEN_TILE, VECTORS_PER_TOKEN_PASS));
+      f.get(L.nEnd).set(L.n0);
+    },
+  );
   return f;
 }
 
@@ -504,33 +528,46 @@ const Q8_ROWS_PER_TOKEN_TILE = 1; // R for a single token (decode): one row at a
 const pushPaddedK = (f: FunctionBuilder, K: number) => f.get(K).i32(Q8_BLOCK - 1).op(OP.i32Add).i32(~(Q8_BLOCK - 1)).op(OP.i32And);
 
 /**
- * The token and row loops around a tile of U tokens x R rows, as in matmulFunction: token
- * blocks of Q8_TOKENS_PER_BLOCK while they fit, then single tokens; within each, tiles of R
- * rows, then single rows. `rows` names the per-row pointers (reset to their base at each token
- * block, advanced R rows per tile), `tokens` the per-token ones.
+ * The loops around a tile of U tokens x R rows, as in matmulFunction: chunks of rows (about
+ * CHUNK_BYTES of quants each); within a chunk, token blocks of Q8_TOKENS_PER_BLOCK while they
+ * fit, then single tokens; within each, tiles of R rows, then single rows. `rows` names the
+ * per-row pointers (set to the chunk's first row at each token block, advanced R rows per
+ * tile), `tokens` the per-token ones (set to their base at each chunk, advanced per token
+ * block); `out` and L.ot likewise.
  */
 function emitQ8Loops(
-  f: FunctionBuilder, T: number, N: number,
-  L: { t: number; n: number; on: number; ot: number; oRow: number },
-  rows: { at: number; base: number; stride: number }[], tokens: { at: number; stride: number }[],
+  f: FunctionBuilder, out: number, T: number, N: number, Kp: number,
+  L: { t: number; n: number; n0: number; nEnd: number; chunk: number; on: number; ot: number; oRow: number },
+  rows: { at: number; base: number; stride: number }[], tokens: { at: number; base: number; stride: number }[],
   tile: (U: number, R: number) => void,
 ): void {
   const tokenBlock = (U: number, R: number) => {
-    f.i32(0).set(L.n).get(L.ot).set(L.on);
-    for (const p of rows) f.get(p.base).set(p.at);
+    f.get(L.n0).set(L.n).get(L.ot).get(L.n0).i32(2).op(OP.i32Shl, OP.i32Add).set(L.on);
+    for (const p of rows) f.get(p.base).get(L.n0).get(p.stride).op(OP.i32Mul, OP.i32Add).set(p.at);
     const oneTile = (Rt: number) => {
       tile(U, Rt);
       f.addTo(L.n, () => f.i32(Rt)).addTo(L.on, () => f.i32(4 * Rt));
       for (const p of rows) f.addTo(p.at, () => f.i32(Rt).get(p.stride).op(OP.i32Mul));
     };
-    f.whileLoop(() => f.get(L.n).i32(R).op(OP.i32Add).get(N).op(OP.i32LeU), () => oneTile(R));
-    f.whileLoop(() => f.get(L.n).get(N).op(OP.i32LtU), () => oneTile(1));
+    f.whileLoop(() => f.get(L.n).i32(R).op(OP.i32Add).get(L.nEnd).op(OP.i32LeU), () => oneTile(R));
+    if (R > 1) f.whileLoop(() => f.get(L.n).get(L.nEnd).op(OP.i32LtU), () => oneTile(1));
     f.addTo(L.t, () => f.i32(U)).addTo(L.ot, () => f.i32(U).get(L.oRow).op(OP.i32Mul));
     for (const p of tokens) f.addTo(p.at, () => f.i32(U).get(p.stride).op(OP.i32Mul));
   };
-  f.i32(0).set(L.t);
-  f.whileLoop(() => f.get(L.t).i32(Q8_TOKENS_PER_BLOCK).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(Q8_TOKENS_PER_BLOCK, Q8_PAIR_ROWS));
-  f.whileLoop(() => f.get(L.t).get(T).op(OP.i32LtU), () => tokenBlock(1, Q8_ROWS_PER_TOKEN_TILE));
+  f.i32(CHUNK_BYTES).get(Kp).i32(1).op(OP.i32Or, OP.i32DivU).i32(~(CHUNK_ROW_MULTIPLE - 1)).op(OP.i32And).set(L.chunk);
+  f.unless(() => f.get(L.chunk), () => f.i32(CHUNK_ROW_MULTIPLE).set(L.chunk));
+  f.i32(0).set(L.n0);
+  f.whileLoop(
+    () => f.get(L.n0).get(N).op(OP.i32LtU),
+    () => {
+      f.get(L.n0).get(L.chunk).op(OP.i32Add).tee(L.nEnd).get(N).get(L.nEnd).get(N).op(OP.i32LtU, OP.select).set(L.nEnd);
+      f.i32(0).set(L.t).get(out).set(L.ot);
+      for (const p of tokens) f.get(p.base).set(p.at);
+      f.whileLoop(() => f.get(L.t).i32(Q8_TOKENS_PER_BLOCK).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(Q8_TOKENS_PER_BLOCK, Q8_PAIR_ROWS));
+      f.whileLoop(() => f.get(L.t).get(T).op(OP.i32LtU), () => tokenBlock(1, Q8_ROWS_PER_TOKEN_TILE));
+      f.get(L.nEnd).set(L.n0);
+    },
+  );
 }
 
 /** push the horizontal sum (lane 0 + lane 1) + (lane 2 + lane 3) of the v128 local a */
@@ -573,7 +610,7 @@ function matmulQ8F32Function(): FunctionBuilder {
     full: f.local(I32), // K & ~31: quants in whole blocks
     K4: f.local(I32), // K & ~3
     xRow: f.local(I32), oRow: f.local(I32),
-    t: f.local(I32), n: f.local(I32),
+    t: f.local(I32), n: f.local(I32), n0: f.local(I32), nEnd: f.local(I32), chunk: f.local(I32),
     kq: f.local(I32), // element index within a row (= byte offset in a quant row)
     kx: f.local(I32), // kq * 4: byte offset in a row of x
     last: f.local(I32), // byte offset of the partial block's scale in a scale row
@@ -687,8 +724,7 @@ function matmulQ8F32Function(): FunctionBuilder {
   f.get(L.full).i32(3).op(OP.i32ShrU).set(L.last);
   f.get(ldx).i32(2).op(OP.i32Shl).set(L.xRow);
   f.get(ldo).i32(2).op(OP.i32Shl).set(L.oRow);
-  f.get(x).set(L.xt).get(out).set(L.ot);
-  emitQ8Loops(f, T, N, L, [{ at: L.qn, base: wq, stride: L.Kp }, { at: L.sn, base: ws, stride: L.sRow }], [{ at: L.xt, stride: L.xRow }], tile);
+  emitQ8Loops(f, out, T, N, L.Kp, L, [{ at: L.qn, base: wq, stride: L.Kp }, { at: L.sn, base: ws, stride: L.sRow }], [{ at: L.xt, base: x, stride: L.xRow }], tile);
   return f;
 }
 
@@ -803,7 +839,7 @@ function matmulQ8Q8Function(): FunctionBuilder {
   const maxU = Q8_TOKENS_PER_BLOCK, maxR = Math.max(Q8_PAIR_ROWS, Q8_ROWS_PER_TOKEN_TILE);
   const L = {
     Kp: f.local(I32), sRow: f.local(I32), oRow: f.local(I32),
-    t: f.local(I32), n: f.local(I32), kq: f.local(I32), ks: f.local(I32), // kq / 8: byte offset of the block's scale
+    t: f.local(I32), n: f.local(I32), n0: f.local(I32), nEnd: f.local(I32), chunk: f.local(I32), kq: f.local(I32), ks: f.local(I32), // kq / 8: byte offset of the block's scale
     xt: f.local(I32), xst: f.local(I32), ot: f.local(I32), qn: f.local(I32), sn: f.local(I32), on: f.local(I32),
     xp: f.locals(I32, maxU), xsp: f.locals(I32, maxU), qp: f.locals(I32, maxR), sp: f.locals(I32, maxR),
     acc: f.locals(V128, maxU * maxR), x16: f.locals(V128, 4 * maxU), w16: f.locals(V128, 4), raw: f.local(V128),
@@ -869,8 +905,7 @@ function matmulQ8Q8Function(): FunctionBuilder {
   pushPaddedK(f, K).set(L.Kp);
   f.get(L.Kp).i32(3).op(OP.i32ShrU).set(L.sRow);
   f.get(ldo).i32(2).op(OP.i32Shl).set(L.oRow);
-  f.get(xq).set(L.xt).get(xs).set(L.xst).get(out).set(L.ot);
-  emitQ8Loops(f, T, N, L, [{ at: L.qn, base: wq, stride: L.Kp }, { at: L.sn, base: ws, stride: L.sRow }], [{ at: L.xt, stride: L.Kp }, { at: L.xst, stride: L.sRow }], tile);
+  emitQ8Loops(f, out, T, N, L.Kp, L, [{ at: L.qn, base: wq, stride: L.Kp }, { at: L.sn, base: ws, stride: L.sRow }], [{ at: L.xt, base: xq, stride: L.Kp }, { at: L.xst, base: xs, stride: L.sRow }], tile);
   return f;
 }
 
