@@ -13,6 +13,7 @@ import { ChatTemplateError, chatTemplateOf, renderChat, type ChatMessage } from 
 import { memorySource } from '../src/api/source.js';
 import { loadModel } from '../src/api/text-model.js';
 import { serializeSafetensors } from '../src/io/safetensors.js';
+import { writeGguf } from '../src/io/gguf.js';
 import { PRESETS } from '../src/model/presets.js';
 import { writeModelDir } from '../src/node/files.js';
 import { spreadWeights } from '../src/testing/index.js';
@@ -144,6 +145,39 @@ describe('TextModel.chat', () => {
   });
 });
 
+describe('chat templates from chat_template.jinja and from a GGUF file', () => {
+  const TWO_TURNS_TEXT = '<s>[user]Hello</s>[assistant]Hi there!</s>[user]How are you?</s>[assistant]';
+
+  it('chat_template.jinja writes the BOS and EOS texts of a tokenizer_config.json that has no chat_template', async () => {
+    const files = tinyModelFiles(false);
+    files['tokenizer_config.json'] = JSON.stringify({ bos_token: '<s>', eos_token: '</s>' });
+    files['chat_template.jinja'] = SIMPLE_TEMPLATE;
+    const lm = await loadModel(memorySource(files, 'tiny-jinja'));
+    expect(await lm.chatPrompt(TWO_TURNS)).toEqual(lm.tokenizer.encode(TWO_TURNS_TEXT));
+  });
+
+  it("a GGUF file's tokenizer.chat_template, with its BOS and EOS pieces' texts: the folder model's prompt, stop ids and reply", async () => {
+    const folder = await loadModel(memorySource(tinyModelFiles(true), 'tiny-chat'));
+    const config = { ...PRESETS.tiny!, eos_token_id: [2, 7] };
+    const bytes = writeGguf(config, spreadWeights(config, 3, 10), { tokenizer: folder.tokenizer, chatTemplate: SIMPLE_TEMPLATE });
+    const lm = await loadModel(memorySource({ 'm.gguf': bytes }, 'gguf-folder'), { gguf: 'm.gguf' });
+    expect(await lm.chatPrompt(TWO_TURNS)).toEqual(lm.tokenizer.encode(TWO_TURNS_TEXT));
+    expect(await lm.chatPrompt(TWO_TURNS)).toEqual(await folder.chatPrompt(TWO_TURNS));
+    expect(lm.chatStopIds().sort()).toEqual([2, 7]);
+    const options = { maxNewTokens: 12, drafter: 'none' } as const;
+    expect((await lm.chat(TWO_TURNS, options)).tokens).toEqual((await folder.chat(TWO_TURNS, options)).tokens);
+  });
+
+  it('a GGUF file without a template takes the folder\'s, and without either cannot chat', async () => {
+    const config = PRESETS.tiny!;
+    const bytes = writeGguf(config, spreadWeights(config, 3, 10));
+    const bare = await loadModel(memorySource({ 'm.gguf': bytes }, 'bare'), { gguf: 'm.gguf' });
+    await expect(bare.chat(TWO_TURNS)).rejects.toThrow(/^bare: the model has no chat_template/);
+    const beside = await loadModel(memorySource({ 'm.gguf': bytes, 'tokenizer_config.json': TOKENIZER_CONFIG }, 'beside'), { gguf: 'm.gguf' });
+    expect(await beside.chatPrompt(TWO_TURNS)).toEqual(beside.tokenizer.encode(TWO_TURNS_TEXT));
+  });
+});
+
 /** run the CLI with `input` on its stdin (a pipe), to its exit */
 function runCli(args: string[], input: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [cli, ...args], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -185,6 +219,19 @@ describe('ctcspec chat', () => {
     const reply = await lm.chat([{ role: 'user', content: 'Hi' }], { maxNewTokens: 4, drafter: 'none' });
     expect(stdout).toBe(`${reply.text}\n`);
     expect(stderr).toMatch(/4 tokens in 4 steps/);
+  });
+
+  it('convert --out m.gguf writes the folder\'s chat template into the file, and chat on the file replies as on the folder', async () => {
+    await ready;
+    const gguf = join(dir, 'm.gguf');
+    const converted = await runCli(['convert', '--model', modelDir, '--out', gguf], '');
+    expect(converted.code, converted.stderr).toBe(0);
+    const args = ['--max-new-tokens', '6', '--drafter', 'none', '--json'];
+    const fromFolder = await runCli(['chat', '--model', modelDir, ...args], 'Hello\n');
+    const fromFile = await runCli(['chat', '--model', gguf, ...args], 'Hello\n');
+    expect(fromFile.code, fromFile.stderr).toBe(0);
+    expect(JSON.parse(fromFile.stdout).tokens).toEqual(JSON.parse(fromFolder.stdout).tokens);
+    expect(JSON.parse(fromFile.stdout).promptTokens).toBe(JSON.parse(fromFolder.stdout).promptTokens);
   });
 
   it('generate --chat renders the prompt as one user message; a model without a template is refused', async () => {

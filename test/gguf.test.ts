@@ -5,7 +5,7 @@
  * rope, a GGUF model generating what the same model from safetensors generates, and corrupt
  * files refused with a FormatError naming the problem.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -22,6 +22,7 @@ import { readHfTokenizer } from '../src/tokenizer/hf.js';
 import { writeGgufFile } from '../src/node/gguf.js';
 import { loadModel } from '../src/node/dir-source.js';
 import { loadModelSource } from '../src/node/model-source.js';
+import { CpuBackend } from '../src/backend/cpu/cpu.js';
 import { ggufDims, ggufTensorName, permuteRotaryRows } from '../src/io/gguf-llama.js';
 import { BLOCK_BYTES, dequantizeQ4_0, dequantizeQ8_0, quantizeQ4_0, quantizeQ8_0 } from '../src/tensor/quant-blocks.js';
 import { f16ToF32, f32ToF16, f32ToBF16, bf16ToF32 } from '../src/tensor/dtype.js';
@@ -233,6 +234,28 @@ describe('GGUF models load and run as their safetensors folders do', () => {
     const viaCli = await loadModelSource({ model: path });
     expect(viaCli.config).toEqual(loaded.config); // generation_config.json included
     for (const [name, t] of loaded.tensors) expect(viaCli.tensors.get(name)!.data).toEqual(t.data);
+  });
+});
+
+describe('a GGUF file with draft heads beside it', () => {
+  it("the shipped model as GGUF, its drafters/ and draft-vocab.json copied beside it: the folder's drafts, acceptance and tokens", async () => {
+    const dir = join(workDir, 'shipped');
+    mkdirSync(dir);
+    const loaded = await loadModelSource({ model: 'weights/base' });
+    await writeGgufFile(join(dir, 'base.gguf'), loaded.config, loaded.tensors, { tokenizer: loaded.tokenizer });
+    cpSync('weights/base/drafters', join(dir, 'drafters'), { recursive: true });
+    cpSync('weights/base/draft-vocab.json', join(dir, 'draft-vocab.json'));
+    const fromDir = await loadModel('weights/base', { backend: new CpuBackend() }), fromGguf = await loadModel(join(dir, 'base.gguf'), { backend: new CpuBackend() });
+    const prompt = 'Once upon a time';
+    for (const drafter of ['ctc', 'ctc:short:best-path', 'medusa']) {
+      const options = { maxNewTokens: 24, drafter, temperature: 0, treeBudget: 8 } as const;
+      const a = await fromDir.generate(prompt, options), b = await fromGguf.generate(prompt, options);
+      expect(b.tokens).toEqual(a.tokens);
+      expect(b.stats.acceptedPerStep).toEqual(a.stats.acceptedPerStep);
+      expect(b.stats.draftSteps).toBeGreaterThan(0);
+    }
+    const auto = { maxNewTokens: 4, temperature: 0 } as const;
+    expect((await fromGguf.generate(prompt, auto)).drafter).toEqual((await fromDir.generate(prompt, auto)).drafter);
   });
 });
 

@@ -95,15 +95,8 @@ function checkMessages(messages: readonly ChatMessage[]): void {
  * BOS / EOS texts beside it. `source` names the file in errors.
  */
 export function chatTemplateOf(tokenizerConfig: string, source: string): ChatTemplate | undefined {
-  let config: unknown;
-  try {
-    config = JSON.parse(tokenizerConfig);
-  } catch (e) {
-    throw new ChatTemplateError(`${source}: not valid JSON (${(e as Error).message})`);
-  }
-  if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new ChatTemplateError(`${source}: a tokenizer_config.json file holds a JSON object`);
-  const fields = config as Record<string, unknown>;
-  const tokens = { bosToken: tokenText(fields, 'bos_token', source), eosToken: tokenText(fields, 'eos_token', source) };
+  const fields = configFields(tokenizerConfig, source);
+  const tokens = specialTokens(fields, source);
   const value = fields.chat_template;
   if (value === undefined || value === null) return undefined;
   if (typeof value === 'string') return { text: value, source: `${source} chat_template`, ...tokens };
@@ -120,6 +113,23 @@ export function chatTemplateOf(tokenizerConfig: string, source: string): ChatTem
   return { text: chosen.template, source: `${source} chat_template "${DEFAULT_TEMPLATE_NAME}"`, ...tokens };
 }
 
+/** a tokenizer_config.json text's fields */
+function configFields(tokenizerConfig: string, source: string): Record<string, unknown> {
+  let config: unknown;
+  try {
+    config = JSON.parse(tokenizerConfig);
+  } catch (e) {
+    throw new ChatTemplateError(`${source}: not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new ChatTemplateError(`${source}: a tokenizer_config.json file holds a JSON object`);
+  return config as Record<string, unknown>;
+}
+
+/** the BOS and EOS texts a template writes for bos_token and eos_token */
+function specialTokens(fields: Record<string, unknown>, source: string): Pick<ChatTemplate, 'bosToken' | 'eosToken'> {
+  return { bosToken: tokenText(fields, 'bos_token', source), eosToken: tokenText(fields, 'eos_token', source) };
+}
+
 /** a special token's text: "bos_token": "<s>" or {"content": "<s>", ...}; undefined when absent */
 function tokenText(config: Record<string, unknown>, field: string, source: string): string | undefined {
   const value = config[field];
@@ -130,17 +140,25 @@ function tokenText(config: Record<string, unknown>, field: string, source: strin
 }
 
 /**
- * The chat template of the model folder `source`: chat_template.jinja when there is one,
- * else tokenizer_config.json's chat_template; a ChatTemplateError when it has neither.
+ * The chat template of the model folder `source`: chat_template.jinja when there is one
+ * (with tokenizer_config.json's BOS and EOS texts), else tokenizer_config.json's
+ * chat_template; undefined when it has neither.
  */
-export async function readChatTemplate(source: FileSource): Promise<ChatTemplate> {
+export async function findChatTemplate(source: FileSource): Promise<ChatTemplate | undefined> {
   const configText = await readText(source, TOKENIZER_CONFIG);
-  const fromConfig = configText === undefined ? undefined : chatTemplateOf(configText, locate(source, TOKENIZER_CONFIG));
+  const configSource = locate(source, TOKENIZER_CONFIG);
+  const fromConfig = configText === undefined ? undefined : chatTemplateOf(configText, configSource);
   const file = await readText(source, TEMPLATE_FILE);
-  if (file !== undefined) {
-    return { text: file, source: locate(source, TEMPLATE_FILE), bosToken: fromConfig?.bosToken, eosToken: fromConfig?.eosToken };
-  }
-  if (fromConfig) return fromConfig;
+  if (file === undefined) return fromConfig;
+  const tokens = configText === undefined ? { bosToken: undefined, eosToken: undefined } : specialTokens(configFields(configText, configSource), configSource);
+  return { text: file, source: locate(source, TEMPLATE_FILE), ...tokens };
+}
+
+/** findChatTemplate, or a ChatTemplateError saying what the folder lacks. */
+export async function readChatTemplate(source: FileSource): Promise<ChatTemplate> {
+  const found = await findChatTemplate(source);
+  if (found) return found;
+  const configText = await readText(source, TOKENIZER_CONFIG);
   throw new ChatTemplateError(
     `${source.location.replace(/\/$/, '')}: the model has no chat_template (${configText === undefined ? `no ${TOKENIZER_CONFIG}` : `none in ${TOKENIZER_CONFIG}`}, no ${TEMPLATE_FILE}), ` +
       'so there is no conversation format it was trained on: chat needs an instruction-tuned model; give this one a plain prompt (generate without --chat)',

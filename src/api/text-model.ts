@@ -36,7 +36,7 @@ import type { Drafter } from '../draft/drafter.js';
 import { loadDrafter } from './drafters.js';
 import { chooseDrafter, makeBudget } from './policy.js';
 import { readText, urlSource, type FileSource } from './source.js';
-import { ChatTemplateError, readChatTemplate, renderChat, type ChatMessage, type ChatTemplate } from './chat.js';
+import { ChatTemplateError, chatTemplateOf, readChatTemplate, renderChat, type ChatMessage, type ChatTemplate } from './chat.js';
 
 export interface TextOptions {
   /** new tokens at most (default: generation_config.json's max_new_tokens, else 64) */
@@ -112,10 +112,15 @@ export class TextModel {
     backend: Backend,
     /** the model's folder, where its draft heads are (none: no heads) */
     readonly source?: FileSource,
-    /** the weights' format, and whether `tensors` may be emptied as the backend takes them (LlamaOptions) */
-    modelOptions: Pick<LlamaOptions, 'weights' | 'releaseHostWeights'> = {},
+    /**
+     * the weights' format, and whether `tensors` may be emptied as the backend takes them
+     * (LlamaOptions); and a chat template that comes with the model itself (a GGUF file's),
+     * used before the folder's
+     */
+    modelOptions: Pick<LlamaOptions, 'weights' | 'releaseHostWeights'> & { chatTemplate?: ChatTemplate } = {},
   ) {
     this.model = new Llama(backend, config, tensors, modelOptions);
+    if (modelOptions.chatTemplate) this.chatTemplate = Promise.resolve(modelOptions.chatTemplate);
   }
 
   /** The embedding and LM head a draft head reads: the host's tensors, or the backend's when those were released. */
@@ -210,8 +215,8 @@ export class TextModel {
    * sequences with one and the template did not write it, so a prompt never starts with two.
    */
   async chatPrompt(messages: readonly ChatMessage[]): Promise<number[]> {
-    if (!this.source) throw new ChatTemplateError('this model was given without its folder, so it has no chat template to read: load it from a model folder');
-    this.chatTemplate ??= readChatTemplate(this.source);
+    if (!this.source && !this.chatTemplate) throw new ChatTemplateError('this model was given without its folder or a template of its own, so it has no chat template to read: load it from a model folder');
+    this.chatTemplate ??= readChatTemplate(this.source!);
     const template = await this.chatTemplate.catch((e: unknown) => {
       this.chatTemplate = undefined; // a folder fixed later is read again
       throw e;
@@ -332,8 +337,10 @@ export async function loadModel(source: FileSource | string | URL, opts: LoadOpt
 }
 
 /**
- * A GGUF file (llama.cpp's format) of the source: config, weights (widened to f32) and
- * tokenizer in one file. Drafters are not looked for beside it.
+ * A GGUF file (llama.cpp's format) of the source: config, weights and tokenizer in one file
+ * (Q8_0 matrices kept as the file's blocks, other quantized types widened to f32). Its chat
+ * template is the file's tokenizer.chat_template, else the folder's (as for a model folder);
+ * its draft heads are the folder's drafters/, checked against the model like any others.
  */
 async function loadGgufModel(files: FileSource, path: string, backend: Backend, weights?: WeightFormat): Promise<TextModel> {
   const source = locate(files, path);
@@ -350,7 +357,8 @@ async function loadGgufModel(files: FileSource, path: string, backend: Backend, 
     bosTokenId: gguf.config.bos_token_id, eosTokenId: gguf.config.eos_token_id,
   });
   checkTokenizerFits(tokenizer, gguf.config.vocab_size, `${source} (tokenizer)`);
-  return new TextModel(gguf.config, gguf.tensors, tokenizer, backend, undefined, { weights, releaseHostWeights: true });
+  const chatTemplate = gguf.tokenizerConfigJson === undefined ? undefined : chatTemplateOf(gguf.tokenizerConfigJson, `${source} (tokenizer.chat_template)`);
+  return new TextModel(gguf.config, gguf.tensors, tokenizer, backend, files, { weights, releaseHostWeights: true, chatTemplate });
 }
 
 function missing(source: FileSource, path: string): never {

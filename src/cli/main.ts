@@ -31,7 +31,7 @@ import { CTC_DEFAULTS } from '../draft/ctc-head.js';
 import { loadDrafter } from '../node/drafters.js';
 import { benchPrompts, benchSvg, benchTable, runSpecBench, writeBenchFiles } from '../node/bench-spec.js';
 import { TextModel, type TextOptions, type TextResult } from '../api/text-model.js';
-import type { ChatMessage } from '../api/chat.js';
+import { findChatTemplate, type ChatMessage } from '../api/chat.js';
 import { UnknownDrafterError } from '../api/drafters.js';
 import { dirSource } from '../node/dir-source.js';
 import { DEFAULT_HOST, DEFAULT_PORT, EXPLAINER_PATH, PACKAGE_ROOT, serveStatic } from '../node/serve.js';
@@ -273,7 +273,7 @@ async function openTextModel(values: OptionValues) {
   const loaded = await loadModelSource(src);
   checkFitsContext(decoding, loaded.config.max_position_embeddings);
   // the tensors are this command's alone: each goes once the backend holds it
-  const lm = new TextModel(loaded.config, loaded.tensors, loaded.tokenizer, backend, loaded.dir === undefined ? undefined : dirSource(loaded.dir), { weights, releaseHostWeights: true });
+  const lm = new TextModel(loaded.config, loaded.tensors, loaded.tokenizer, backend, loaded.dir === undefined ? undefined : dirSource(loaded.dir), { weights, releaseHostWeights: true, chatTemplate: loaded.chatTemplate });
   const options: TextOptions = {
     maxNewTokens: decoding.maxNewTokens,
     temperature: decoding.temperature,
@@ -442,7 +442,9 @@ async function cmdConvert(argv: string[]): Promise<void> {
   const dtype = toGguf ? 'F32' : choiceOption(values, 'dtype', DTYPES, 'F32');
   const loaded = await loadModelSource({ model: modelPath, tokenizer: values.tokenizer });
   if (toGguf) {
-    await writeGgufFile(out, loaded.config, loaded.tensors, { dtype: ggufDtype, tokenizer: loaded.tokenizer, name: loaded.description });
+    // the chat template goes into the file (tokenizer.chat_template), as llama.cpp's converter does
+    const template = loaded.chatTemplate ?? (loaded.dir === undefined ? undefined : await findChatTemplate(dirSource(loaded.dir)));
+    await writeGgufFile(out, loaded.config, loaded.tensors, { dtype: ggufDtype, tokenizer: loaded.tokenizer, name: loaded.description, chatTemplate: template?.text });
   } else if (toLlama2c) {
     writeFileSync(out, writeLlama2cCheckpoint(loaded.config, loaded.tensors));
     if (values['tokenizer-out']) {

@@ -306,10 +306,30 @@ export async function readGgufBlocks(readRange: ReadRange, layout: GgufLayout, h
 /** bytes per block of the block types (re-exported for the kernels that read them) */
 export { BLOCK_BYTES };
 
-/** The tokenizer.json (and a tokenizer_config.json with add_bos_token) a GGUF file's metadata describes. */
+/**
+ * The tokenizer.json a GGUF file's metadata describes, and the tokenizer_config.json fields it
+ * holds too: add_bos_token (tokenizer.ggml.add_bos_token), chat_template
+ * (tokenizer.chat_template), and bos_token / eos_token, the texts of the BOS and EOS pieces
+ * (what a chat template writes for them).
+ */
 export function ggufTokenizerJson(meta: Map<string, GgufValue>, source: string): { tokenizerJson: string; tokenizerConfigJson?: string } | undefined {
+  const fields: Record<string, unknown> = {};
   const addBos = meta.get('tokenizer.ggml.add_bos_token');
-  const configJson = addBos?.type === 'bool' ? JSON.stringify({ add_bos_token: addBos.value }) : undefined;
+  if (addBos?.type === 'bool') fields.add_bos_token = addBos.value;
+  const template = meta.get('tokenizer.chat_template');
+  if (template !== undefined) {
+    if (template.type !== 'string') throw new FormatError(source, `tokenizer.chat_template must be a string, not a ${template.type}`);
+    fields.chat_template = template.value;
+    const pieces = meta.get('tokenizer.ggml.tokens');
+    const piece = (key: string): string | undefined => {
+      const id = meta.get(key);
+      return id !== undefined && typeof id.value === 'number' && pieces?.type === 'array' && pieces.itemType === 'string' ? (pieces.value[id.value] as string | undefined) : undefined;
+    };
+    const bos = piece('tokenizer.ggml.bos_token_id'), eos = piece('tokenizer.ggml.eos_token_id');
+    if (bos !== undefined) fields.bos_token = bos;
+    if (eos !== undefined) fields.eos_token = eos;
+  }
+  const configJson = Object.keys(fields).length > 0 ? JSON.stringify(fields) : undefined;
   const hf = meta.get(HF_JSON_KEY);
   if (hf?.type === 'string') return configJson === undefined ? { tokenizerJson: hf.value } : { tokenizerJson: hf.value, tokenizerConfigJson: configJson };
   if (!meta.has('tokenizer.ggml.model')) return undefined;

@@ -21,6 +21,7 @@ import { BpeTokenizer, readHfTokenizer, readLlama2cTokenizer, type Tokenizer } f
 import { readModelDir } from './files.js';
 import type { ReadOptions } from '../io/checkpoint.js';
 import { readGgufFile } from './gguf.js';
+import { chatTemplateOf, type ChatTemplate } from '../api/chat.js';
 
 /** the shipped weights/base: beside dist/src/node/ when built, beside src/node/ when run from source */
 export const SHIPPED_MODEL = ['../../../weights/base', '../../weights/base']
@@ -43,8 +44,10 @@ export interface LoadedModel {
   tensors: TensorMap;
   tokenizer: Tokenizer;
   description: string;
-  /** the model directory (where its drafters/ live), when it came from one */
+  /** the model directory (where its drafters/ live), when it came from one; a GGUF file's folder */
   dir?: string;
+  /** a chat template that comes with the model itself (a GGUF file's tokenizer.chat_template) */
+  chatTemplate?: ChatTemplate;
 }
 
 /** tokenizer.json (with the tokenizer_config.json beside it) or llama2.c's tokenizer.bin, checked against the model's vocab_size */
@@ -101,7 +104,8 @@ export async function loadModelSource(o: ModelSourceOptions): Promise<LoadedMode
         ? readTokenizerJson(gguf.tokenizerJson, `${path} (tokenizer)`, gguf.tokenizerConfigJson, `${path} (tokenizer.ggml.add_bos_token)`, gguf.config)
         : undefined;
     if (!tokenizer) throw new Error(`${path} has no tokenizer (no tokenizer.ggml.* keys): pass --tokenizer FILE`);
-    return { config: gguf.config, tensors: gguf.tensors, tokenizer, description: path };
+    const chatTemplate = gguf.tokenizerConfigJson === undefined ? undefined : chatTemplateOf(gguf.tokenizerConfigJson, `${path} (tokenizer.chat_template)`);
+    return { config: gguf.config, tensors: gguf.tensors, tokenizer, description: path, dir: dirname(path), chatTemplate };
   }
   const { config, tensors } = readLlama2cCheckpoint(readFileSync(path), path);
   if (!o.tokenizer) throw new Error(`${path} is a llama2.c checkpoint: pass --tokenizer tokenizer.bin`);
