@@ -69,6 +69,8 @@ const EXTERN_MEMORY = 0x02;
 const OP = {
   block: 0x02, // block <blocktype> ... end: br to it jumps past its end
   loop: 0x03, // loop <blocktype> ... end: br to it jumps back to its start
+  if: 0x04, // if <blocktype> ... else ... end: pop i32, run the first arm when non-zero
+  else: 0x05,
   end: 0x0b, // closes a block, loop or function body
   br: 0x0c, // br <depth>: jump to the enclosing label at <depth>
   brIf: 0x0d, // br_if <depth>: pop i32, jump when non-zero
@@ -218,6 +220,16 @@ class FunctionBuilder {
     return this.op(OP.end);
   }
 
+  /** if (cond) then else otherwise */
+  ifElse(cond: () => void, then: () => void, otherwise: () => void): this {
+    cond();
+    this.op(OP.if, EMPTY_BLOCK);
+    then();
+    this.op(OP.else);
+    otherwise();
+    return this.op(OP.end);
+  }
+
   /** while (cond) body  as  block { loop { br_if(!cond) out; body; br loop } } */
   whileLoop(cond: () => void, body: () => void): this {
     this.op(OP.block, EMPTY_BLOCK, OP.loop, EMPTY_BLOCK);
@@ -253,6 +265,16 @@ class FunctionBuilder {
 const TOKENS_PER_BLOCK = 4; // U for the token blocks of a batch (T >= 4)
 const ROWS_PER_BATCH_TILE = 2; // R within those blocks
 const PAIR_ROWS = 4; // R for a pair of tokens left over (T % 4 >= 2): 2 tokens x 4 rows
+/**
+ * A batch of fewer than SMALL_BATCH tokens (a tree of a few nodes) reads each weight row
+ * once or twice, so, like one token, it waits on memory more than on the adders: its tiles
+ * take one row at a time too, 4 vectors a pass (4 or 2 tokens x 1 row), a single stream. In
+ * the shipped model (x64, Node 20, a chain of T nodes after 64 tokens, its matrix products
+ * per forward): T = 2 1.50 -> 0.86 ms, T = 4 3.50 -> 1.57 ms; in SmolLM2-135M's matrices T = 2-7
+ * 1.03-1.19x. From 8 tokens on, the weights come from cache for all but the first block, the
+ * arithmetic of the wider tiles wins (T = 8 in SmolLM2-135M: 0.92x with one row, T = 16 0.83x).
+ */
+const SMALL_BATCH = 8;
 /**
  * One token (decode) reads each weight once, so memory sets the pace, not the adders: one row
  * at a time, read front to back as a single stream, is faster than several rows side by side
@@ -334,17 +356,21 @@ const F16_WEIGHTS: WeightElements = {
  * (ldx = ldw = K and ldo = N for dense matrices; attention uses wider ones to read one
  * head out of (T, H, hd) and (S, KVH, hd)). As C:
  *
- *   for (t = 0; t + 4 <= T; t += 4) {                        // blocks of 4 tokens
- *     for (n = 0; n + 2 <= N; n += 2) tile(4 tokens, 2 rows);
- *     for (; n < N; n++)              tile(4 tokens, 1 row);
+ *   for (n0 = 0; n0 < N; n0 += chunk) {                     // chunks of ~64 KiB of rows
+ *     nEnd = min(n0 + chunk, N)
+ *     for (t = 0; t + 4 <= T; t += 4) {                      // blocks of 4 tokens
+ *       for (n = n0; n + 2 <= nEnd; n += 2) tile(4 tokens, 2 rows);
+ *       for (; n < nEnd; n++)             tile(4 tokens, 1 row);
+ *     }
+ *     for (; t + 2 <= T; t += 2) {                           // a pair left over
+ *       for (n = n0; n + 4 <= nEnd; n += 4) tile(2 tokens, 4 rows);
+ *       for (; n < nEnd; n++)             tile(2 tokens, 1 row);
+ *     }
+ *     for (; t < T; t++)                                      // the last token, if any
+ *       for (n = n0; n < nEnd; n++)       tile(1 token, 1 row);
  *   }
- *   if (t + 2 <= T) {                                         // a pair left over
- *     for (n = 0; n + 4 <= N; n += 4) tile(2 tokens, 4 rows);
- *     for (; n < N; n++)              tile(2 tokens, 1 row);
- *     t += 2;
- *   }
- *   for (; t < T; t++)                                        // the last token, if any
- *     for (n = 0; n < N; n++)         tile(1 token, 1 row);   // its k loop 4 vectors a pass
+ *   (T < SMALL_BATCH: the 4- and 2-token blocks also take tiles of 1 row; every 1-row tile
+ *   runs its k loop 4 vectors a pass)
  *
  *   tile(U tokens, R rows):      // acc[u][r]: f32x4, four partial sums of out[t+u, n+r]
  *     for (k = 0; k < K & ~3; k += 4) {
@@ -490,8 +516,11 @@ function matmulFunction(W: WeightElements = F32_WEIGHTS): FunctionBuilder {
       // nEnd = min(n0 + chunk, N)
       f.get(L.n0).get(L.chunk).op(OP.i32Add).tee(L.nEnd).get(N).get(L.nEnd).get(N).op(OP.i32LtU, OP.select).set(L.nEnd);
       f.i32(0).set(L.t).get(x).set(L.xt).get(out).set(L.ot);
-      f.whileLoop(() => f.get(L.t).i32(TOKENS_PER_BLOCK).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(TOKENS_PER_BLOCK, ROWS_PER_BATCH_TILE));
-      f.whileLoop(() => f.get(L.t).i32(2).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(2, PAIR_ROWS));
+      const blocks = (rows4: number, rows2: number, passes: number) => {
+        f.whileLoop(() => f.get(L.t).i32(TOKENS_PER_BLOCK).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(TOKENS_PER_BLOCK, rows4, passes));
+        f.whileLoop(() => f.get(L.t).i32(2).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(2, rows2, passes));
+      };
+      f.ifElse(() => f.get(T).i32(SMALL_BATCH).op(OP.i32LtU), () => blocks(1, 1, VECTORS_PER_TOKEN_PASS), () => blocks(ROWS_PER_BATCH_TILE, PAIR_ROWS, 1));
       f.whileLoop(() => f.get(L.t).get(T).op(OP.i32LtU), () => tokenBlock(1, ROWS_PER_TOKEN_TILE, VECTORS_PER_TOKEN_PASS));
       f.get(L.nEnd).set(L.n0);
     },
