@@ -270,11 +270,12 @@ const PAIR_ROWS = 4; // R for a pair of tokens left over (T % 4 >= 2): 2 tokens 
  * once or twice, so, like one token, it waits on memory more than on the adders: its tiles
  * take one row at a time too, 4 vectors a pass (4 or 2 tokens x 1 row), a single stream. In
  * the shipped model (x64, Node 20, a chain of T nodes after 64 tokens, its matrix products
- * per forward): T = 2 1.50 -> 0.86 ms, T = 4 3.50 -> 1.57 ms; in SmolLM2-135M's matrices T = 2-7
- * 1.03-1.19x. From 8 tokens on, the weights come from cache for all but the first block, the
- * arithmetic of the wider tiles wins (T = 8 in SmolLM2-135M: 0.92x with one row, T = 16 0.83x).
+ * per forward): T = 2 1.50 -> 0.86 ms, T = 4 3.50 -> 1.57 ms; in SmolLM2-135M's matrices T = 2-4
+ * 1.03-1.19x. Larger batches take the wider tiles, after reading each chunk through once
+ * (CACHE_LINE below), and their arithmetic wins: one row at T = 6 measured 0.9-1.3x slower in both
+ * models, at T = 8 and 16 0.92x and 0.83x in SmolLM2-135M.
  */
-const SMALL_BATCH = 8;
+const SMALL_BATCH = 5;
 /**
  * One token (decode) reads each weight once, so memory sets the pace, not the adders: one row
  * at a time, read front to back as a single stream, is faster than several rows side by side
