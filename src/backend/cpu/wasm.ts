@@ -302,6 +302,26 @@ const CHUNK_ROW_MULTIPLE = 4; // every tile's R divides it
  * SMALL_BATCH tokens) measured slower with it, and Q8_0 batches, bound by their arithmetic, the same.
  */
 const CACHE_LINE = 64;
+
+/**
+ * for (n0 = 0; n0 < N; n0 = nEnd) { nEnd = min(n0 + chunk, N); body }, with chunk the rows
+ * of about CHUNK_BYTES at `rowBytes` bytes each (the i32 local), a multiple of
+ * CHUNK_ROW_MULTIPLE and at least that many
+ */
+function emitRowChunks(f: FunctionBuilder, N: number, rowBytes: number, L: { n0: number; nEnd: number; chunk: number }, body: () => void): void {
+  f.i32(CHUNK_BYTES).get(rowBytes).i32(1).op(OP.i32Or, OP.i32DivU) // (| 1: no division by 0 when K is 0)
+    .i32(~(CHUNK_ROW_MULTIPLE - 1)).op(OP.i32And).set(L.chunk);
+  f.unless(() => f.get(L.chunk), () => f.i32(CHUNK_ROW_MULTIPLE).set(L.chunk));
+  f.i32(0).set(L.n0);
+  f.whileLoop(
+    () => f.get(L.n0).get(N).op(OP.i32LtU),
+    () => {
+      f.get(L.n0).get(L.chunk).op(OP.i32Add).tee(L.nEnd).get(N).get(L.nEnd).get(N).op(OP.i32LtU, OP.select).set(L.nEnd);
+      body();
+      f.get(L.nEnd).set(L.n0);
+    },
+  );
+}
 const VECTORS_PER_TOKEN_PASS = 4;
 
 /**
@@ -518,38 +538,35 @@ function matmulFunction(W: WeightElements = F32_WEIGHTS): FunctionBuilder {
   f.get(ldw).i32(W.log2Bytes).op(OP.i32Shl).set(L.wRow);
   f.get(K).i32(W.log2Bytes).op(OP.i32Shl).set(L.Kw);
   f.get(ldo).i32(2).op(OP.i32Shl).set(L.oRow);
-  // rows per chunk: CHUNK_BYTES of w, a multiple of every tile's R, at least one tile
-  f.i32(CHUNK_BYTES).get(L.wRow).i32(1).op(OP.i32Or, OP.i32DivU) // (| 1: no division by 0 when K is 0)
-    .i32(~(CHUNK_ROW_MULTIPLE - 1)).op(OP.i32And).set(L.chunk);
-  f.unless(() => f.get(L.chunk), () => f.i32(CHUNK_ROW_MULTIPLE).set(L.chunk));
-  f.i32(0).set(L.n0);
-  f.whileLoop(
-    () => f.get(L.n0).get(N).op(OP.i32LtU),
-    () => {
-      // nEnd = min(n0 + chunk, N)
-      f.get(L.n0).get(L.chunk).op(OP.i32Add).tee(L.nEnd).get(N).get(L.nEnd).get(N).op(OP.i32LtU, OP.select).set(L.nEnd);
-      // a batch of wide tiles: read the chunk's rows once, front to back, so the tiles find them in cache
-      f.unless(() => f.get(T).i32(SMALL_BATCH).op(OP.i32LtU), () => {
-        f.get(w).get(L.n0).get(L.wRow).op(OP.i32Mul, OP.i32Add).set(L.wn).get(L.n0).set(L.n);
-        f.whileLoop(() => f.get(L.n).get(L.nEnd).op(OP.i32LtU), () => {
-          f.i32(0).set(L.kw);
-          f.whileLoop(() => f.get(L.kw).get(L.Kw).op(OP.i32LtU), () => {
-            f.get(L.wn).get(L.kw).op(OP.i32Add, OP.i32Load8S, ALIGN_BYTE, 0, OP.drop);
-            f.addTo(L.kw, () => f.i32(CACHE_LINE));
-          });
-          f.addTo(L.n, () => f.i32(1)).addTo(L.wn, () => f.get(L.wRow));
-        });
+  /** read the chunk's rows [n0, nEnd) once, front to back, a byte per cache line (CACHE_LINE) */
+  const readThrough = () => {
+    f.get(w).get(L.n0).get(L.wRow).op(OP.i32Mul, OP.i32Add).set(L.wn).get(L.n0).set(L.n);
+    f.whileLoop(() => f.get(L.n).get(L.nEnd).op(OP.i32LtU), () => {
+      f.i32(0).set(L.kw);
+      f.whileLoop(() => f.get(L.kw).get(L.Kw).op(OP.i32LtU), () => {
+        f.get(L.wn).get(L.kw).op(OP.i32Add, OP.i32Load8S, ALIGN_BYTE, 0, OP.drop);
+        f.addTo(L.kw, () => f.i32(CACHE_LINE));
       });
-      f.i32(0).set(L.t).get(x).set(L.xt).get(out).set(L.ot);
-      const blocks = (rows4: number, rows2: number, passes: number) => {
-        f.whileLoop(() => f.get(L.t).i32(TOKENS_PER_BLOCK).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(TOKENS_PER_BLOCK, rows4, passes));
-        f.whileLoop(() => f.get(L.t).i32(2).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(2, rows2, passes));
-      };
-      f.ifElse(() => f.get(T).i32(SMALL_BATCH).op(OP.i32LtU), () => blocks(1, 1, VECTORS_PER_TOKEN_PASS), () => blocks(ROWS_PER_BATCH_TILE, PAIR_ROWS, 1));
-      f.whileLoop(() => f.get(L.t).get(T).op(OP.i32LtU), () => tokenBlock(1, ROWS_PER_TOKEN_TILE, VECTORS_PER_TOKEN_PASS));
-      f.get(L.nEnd).set(L.n0);
-    },
-  );
+      f.addTo(L.n, () => f.i32(1)).addTo(L.wn, () => f.get(L.wRow));
+    });
+  };
+  /** blocks of 4 tokens while they fit, then a pair */
+  const blocks = (rows4: number, rows2: number, passes: number) => {
+    f.whileLoop(() => f.get(L.t).i32(TOKENS_PER_BLOCK).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(TOKENS_PER_BLOCK, rows4, passes));
+    f.whileLoop(() => f.get(L.t).i32(2).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(2, rows2, passes));
+  };
+  emitRowChunks(f, N, L.wRow, L, () => {
+    f.i32(0).set(L.t).get(x).set(L.xt).get(out).set(L.ot);
+    f.ifElse(
+      () => f.get(T).i32(SMALL_BATCH).op(OP.i32LtU),
+      () => blocks(1, 1, VECTORS_PER_TOKEN_PASS),
+      () => {
+        readThrough();
+        blocks(ROWS_PER_BATCH_TILE, PAIR_ROWS, 1);
+      },
+    );
+    f.whileLoop(() => f.get(L.t).get(T).op(OP.i32LtU), () => tokenBlock(1, ROWS_PER_TOKEN_TILE, VECTORS_PER_TOKEN_PASS));
+  });
   return f;
 }
 
@@ -608,20 +625,12 @@ function emitQ8Loops(
     f.addTo(L.t, () => f.i32(U)).addTo(L.ot, () => f.i32(U).get(L.oRow).op(OP.i32Mul));
     for (const p of tokens) f.addTo(p.at, () => f.i32(U).get(p.stride).op(OP.i32Mul));
   };
-  f.i32(CHUNK_BYTES).get(Kp).i32(1).op(OP.i32Or, OP.i32DivU).i32(~(CHUNK_ROW_MULTIPLE - 1)).op(OP.i32And).set(L.chunk);
-  f.unless(() => f.get(L.chunk), () => f.i32(CHUNK_ROW_MULTIPLE).set(L.chunk));
-  f.i32(0).set(L.n0);
-  f.whileLoop(
-    () => f.get(L.n0).get(N).op(OP.i32LtU),
-    () => {
-      f.get(L.n0).get(L.chunk).op(OP.i32Add).tee(L.nEnd).get(N).get(L.nEnd).get(N).op(OP.i32LtU, OP.select).set(L.nEnd);
-      f.i32(0).set(L.t).get(out).set(L.ot);
-      for (const p of tokens) f.get(p.base).set(p.at);
-      f.whileLoop(() => f.get(L.t).i32(Q8_TOKENS_PER_BLOCK).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(Q8_TOKENS_PER_BLOCK, Q8_PAIR_ROWS));
-      f.whileLoop(() => f.get(L.t).get(T).op(OP.i32LtU), () => tokenBlock(1, Q8_ROWS_PER_TOKEN_TILE));
-      f.get(L.nEnd).set(L.n0);
-    },
-  );
+  emitRowChunks(f, N, Kp, L, () => {
+    f.i32(0).set(L.t).get(out).set(L.ot);
+    for (const p of tokens) f.get(p.base).set(p.at);
+    f.whileLoop(() => f.get(L.t).i32(Q8_TOKENS_PER_BLOCK).op(OP.i32Add).get(T).op(OP.i32LeU), () => tokenBlock(Q8_TOKENS_PER_BLOCK, Q8_PAIR_ROWS));
+    f.whileLoop(() => f.get(L.t).get(T).op(OP.i32LtU), () => tokenBlock(1, Q8_ROWS_PER_TOKEN_TILE));
+  });
 }
 
 /** push the horizontal sum (lane 0 + lane 1) + (lane 2 + lane 3) of the v128 local a */
