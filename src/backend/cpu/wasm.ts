@@ -285,6 +285,7 @@ const SMALL_BATCH = 5;
  * summed exactly as in the other tiles and a token's logits do not depend on its batch.
  */
 const ROWS_PER_TOKEN_TILE = 1;
+const VECTORS_PER_TOKEN_PASS = 4;
 /**
  * A batch reads its weights once per block of tokens. Read straight through, a matrix larger
  * than the cache then comes from memory once per block; so the rows go in chunks of about
@@ -322,7 +323,6 @@ function emitRowChunks(f: FunctionBuilder, N: number, rowBytes: number, L: { n0:
     },
   );
 }
-const VECTORS_PER_TOKEN_PASS = 4;
 
 /**
  * Weights stream from memory once per token, and a kernel busy with the arithmetic of one
@@ -400,8 +400,9 @@ const F16_WEIGHTS: WeightElements = {
  *     for (; t < T; t++)                                      // the last token, if any
  *       for (n = n0; n < nEnd; n++)       tile(1 token, 1 row);
  *   }
- *   (T < SMALL_BATCH: the 4- and 2-token blocks also take tiles of 1 row; every 1-row tile
- *   runs its k loop 4 vectors a pass)
+ *   (T < SMALL_BATCH: the 4- and 2-token blocks take tiles of 1 row too, which, like the last
+ *   token's, run their k loop 4 vectors a pass; otherwise each chunk is first read through
+ *   once, see CACHE_LINE)
  *
  *   tile(U tokens, R rows):      // acc[u][r]: f32x4, four partial sums of out[t+u, n+r]
  *     for (k = 0; k < K & ~3; k += 4) {
