@@ -168,7 +168,7 @@ describe('the same bits whatever the batch and however the rows are split', () =
     else if (format === 'f16') k.matmulF16(o, xAt, w.byteOffset + 2 * n0 * K, T, K, rows, K, K, N);
     else if (acts === 'f32') k.matmulQ8F32(o, xAt, w.byteOffset + n0 * Kp, w.scalesOffset + (n0 * Kp) / 8, T, K, rows, K, N);
     else {
-      const xq = put(new Int8Array(T * Kp)), xs = put(new Float32Array((T * Kp) / QK));
+      const xq = put(new Int16Array(T * Kp)), xs = put(new Float32Array((T * Kp) / QK));
       k.quantizeQ8(xq, xs, xAt, T, K, K);
       k.matmulQ8Q8(o, xq, xs, w.byteOffset + n0 * Kp, w.scalesOffset + (n0 * Kp) / 8, T, K, rows, N);
     }

@@ -216,15 +216,15 @@ export class CpuBackend implements Backend {
     }
   }
 
-  /** arena room for `n` int8 quants and their n / 32 scales, grown by doubling */
+  /** arena room for `n` quants (int8 values, 16 bits each: quantizeQ8) and their n / 32 scales, grown by doubling */
   private q8Scratch(n: number): { quants: CpuBuf; scales: CpuBuf } {
-    if (!this.q8x || this.q8x.quants.length * 4 < n) {
+    if (!this.q8x || this.q8x.quants.length * 2 < n) {
       if (this.q8x) {
         this.free(this.q8x.quants);
         this.free(this.q8x.scales);
       }
-      const bytes = Math.max(n, 2 * 4 * (this.q8x?.quants.length ?? 0), 4096);
-      this.q8x = { quants: new CpuBuf(bytes / 4, this.arena), scales: new CpuBuf(bytes / 32, this.arena) }; // f32-counted buffers: bytes / 4 of them
+      const count = Math.max(n, 2 * 2 * (this.q8x?.quants.length ?? 0), 4096);
+      this.q8x = { quants: new CpuBuf(count / 2, this.arena), scales: new CpuBuf(count / 32, this.arena) }; // f32-counted buffers: 2 quants or 1 scale in each
     }
     return this.q8x;
   }

@@ -83,6 +83,7 @@ const OP = {
   i32Load16S: 0x2e, // i32.load16_s: two bytes, sign-extended
   i32Load16U: 0x2f, // i32.load16_u: two bytes, zero-extended
   i32Store8: 0x3a, // i32.store8: the low byte
+  i32Store16: 0x3b, // i32.store16: the low two bytes
   i32Const: 0x41, // i32.const <sleb>
   f32Const: 0x43, // f32.const <4 bytes, little-endian>
   i32Eqz: 0x45, // push a == 0
@@ -794,7 +795,10 @@ function matmulQ8F32Function(): FunctionBuilder {
 
 /**
  * quantizeQ8(xq, xs, x, T, K, ldx): the rows of x (T, K) f32 (row stride ldx elements) as Q8_0
- * activations, xq (T, Kp) int8 with zero padding and xs (T, Kp / 32) f32 scales, per block:
+ * activations, xq (T, Kp) int8 values with zero padding, each held in 16 bits (2 Kp bytes a
+ * row: the matmul reads them as they meet the widened weights, once per row of w, and
+ * widening them here once saves it that work: SmolLM2-135M's Q8_0 matrices, one token,
+ * 1.04-1.07x), and xs (T, Kp / 32) f32 scales, per block:
  *   amax = max |x|, d = amax / 127, id = d != 0 ? 1 / d : 0, q = nearest(x * id) (ties to
  *   even), saturated to [-128, 127] (|x * id| <= 127 up to rounding, except when d is so small
  *   that 1 / d overflows), NaN (from Inf or NaN in x) becoming 0
@@ -808,7 +812,7 @@ function quantizeQ8Function(): FunctionBuilder {
   const L = {
     Kp: f.local(I32), full: f.local(I32), t: f.local(I32), k: f.local(I32), j: f.local(I32),
     xr: f.local(I32), qr: f.local(I32), sr: f.local(I32), // rows of x, xq, xs
-    v: f.locals(V128, VECTORS), m: f.local(V128), idv: f.local(V128),
+    v: f.locals(V128, VECTORS), m: f.local(V128), idv: f.local(V128), q8: f.local(V128),
     amax: f.local(F32), d: f.local(F32), id: f.local(F32),
   };
   /** d and id from amax, d stored at sr + k/8 */
@@ -841,10 +845,13 @@ function quantizeQ8Function(): FunctionBuilder {
             f.simd(SIMD.i16x8NarrowI32x4S);
           };
           for (let i = 0; i < VECTORS; i += 4) {
-            f.get(L.qr).get(L.k).op(OP.i32Add);
+            // 16 values saturated to int8, then stored widened: two i16x8 at qr + 2 (k + 4i)
             half(i);
             half(i + 2);
-            f.simd(SIMD.i8x16NarrowI16x8S).simd(SIMD.v128Store, ALIGN_BYTE, ...uleb(4 * i));
+            f.simd(SIMD.i8x16NarrowI16x8S).set(L.q8);
+            for (const [hi, op] of [[0, SIMD.i16x8ExtendLowI8x16S], [1, SIMD.i16x8ExtendHighI8x16S]] as const) {
+              f.get(L.qr).get(L.k).i32(1).op(OP.i32Shl, OP.i32Add).get(L.q8).simd(op).simd(SIMD.v128Store, ALIGN_BYTE, ...uleb(8 * i + 16 * hi));
+            }
           }
           f.addTo(L.k, () => f.i32(Q8_BLOCK));
         },
@@ -864,24 +871,24 @@ function quantizeQ8Function(): FunctionBuilder {
         f.whileLoop(
           () => f.get(L.j).get(K).op(OP.i32LtU),
           () => {
-            f.get(L.qr).get(L.j).op(OP.i32Add);
+            f.get(L.qr).get(L.j).i32(1).op(OP.i32Shl, OP.i32Add);
             f.get(L.xr).get(L.j).i32(2).op(OP.i32Shl, OP.i32Add, OP.f32Load, ALIGN_F32, 0).get(L.id).op(OP.f32Mul, OP.f32Nearest);
             f.f32(INT8_MIN).op(OP.f32Max).f32(INT8_MAX).op(OP.f32Min, ...I32_TRUNC_SAT_F32_S); // saturate as the vector path's narrowing does
-            f.op(OP.i32Store8, ALIGN_BYTE, 0);
+            f.op(OP.i32Store16, ALIGN_BYTE, 0);
             f.addTo(L.j, () => f.i32(1));
           },
         );
         f.whileLoop(
           () => f.get(L.j).get(L.Kp).op(OP.i32LtU),
           () => {
-            f.get(L.qr).get(L.j).op(OP.i32Add).i32(0).op(OP.i32Store8, ALIGN_BYTE, 0); // the padding
+            f.get(L.qr).get(L.j).i32(1).op(OP.i32Shl, OP.i32Add).i32(0).op(OP.i32Store16, ALIGN_BYTE, 0); // the padding
             f.addTo(L.j, () => f.i32(1));
           },
         );
       });
       f.addTo(L.t, () => f.i32(1));
       f.addTo(L.xr, () => f.get(ldx).i32(2).op(OP.i32Shl));
-      f.addTo(L.qr, () => f.get(L.Kp));
+      f.addTo(L.qr, () => f.get(L.Kp).i32(1).op(OP.i32Shl));
       f.addTo(L.sr, () => f.get(L.Kp).i32(3).op(OP.i32ShrU));
     },
   );
@@ -890,7 +897,7 @@ function quantizeQ8Function(): FunctionBuilder {
 
 /**
  * matmulQ8Q8(out, xq, xs, wq, ws, T, K, N, ldo): out (T, N) = x @ w^T with both in Q8_0 (x
- * from quantizeQ8: quants (T, Kp), scales (T, Kp / 32); w as above). Rows [n0, n1) alone:
+ * from quantizeQ8: quants (T, Kp) in 16 bits each, scales (T, Kp / 32); w as above). Rows [n0, n1) alone:
  * wq + n0 Kp, ws + n0 Kp / 8, out + 4 n0, N = n1 - n0. Per block of 32, all padding included
  * (zero quants add nothing): the four i16x8 of x and of w meet in i32x4.dot_i16x8_s, summed
  * (d0 + d1) + (d2 + d3) in i32 (exact: |sum| <= 32 * 128 * 128), then
@@ -902,7 +909,8 @@ function matmulQ8Q8Function(): FunctionBuilder {
   const [out, xq, xs, wq, ws, T, K, N, ldo] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
   const maxU = Q8_TOKENS_PER_BLOCK, maxR = Math.max(Q8_PAIR_ROWS, Q8_ROWS_PER_TOKEN_TILE);
   const L = {
-    Kp: f.local(I32), sRow: f.local(I32), oRow: f.local(I32),
+    Kp: f.local(I32), sRow: f.local(I32), oRow: f.local(I32), xRow: f.local(I32), // xRow = 2 Kp: x's quants are 16-bit
+    kx: f.local(I32), // 2 kq: byte offset of the block in a row of x
     t: f.local(I32), n: f.local(I32), n0: f.local(I32), nEnd: f.local(I32), chunk: f.local(I32), kq: f.local(I32), ks: f.local(I32), // kq / 8: byte offset of the block's scale
     xt: f.local(I32), xst: f.local(I32), ot: f.local(I32), qn: f.local(I32), sn: f.local(I32), on: f.local(I32),
     xp: f.locals(I32, maxU), xsp: f.locals(I32, maxU), qp: f.locals(I32, maxR), sp: f.locals(I32, maxR),
@@ -922,7 +930,7 @@ function matmulQ8Q8Function(): FunctionBuilder {
   const dot = (u: number, i: number) => f.get(L.x16[4 * u + i]!).get(L.w16[i]!).simd(SIMD.i32x4DotI16x8S);
   const tile = (U: number, R: number) => {
     for (let u = 0; u < U; u++) {
-      f.get(L.xt).i32(u).get(L.Kp).op(OP.i32Mul, OP.i32Add).set(L.xp[u]!);
+      f.get(L.xt).i32(u).get(L.xRow).op(OP.i32Mul, OP.i32Add).set(L.xp[u]!);
       f.get(L.xst).i32(u).get(L.sRow).op(OP.i32Mul, OP.i32Add).set(L.xsp[u]!);
     }
     for (let r = 0; r < R; r++) {
@@ -933,12 +941,12 @@ function matmulQ8Q8Function(): FunctionBuilder {
     const accs: number[] = [];
     for (let u = 0; u < U; u++) for (let r = 0; r < R; r++) accs.push(L.acc[ix(u, r)]!);
     accs.forEach((l, i) => (i === accs.length - 1 ? f.set(l) : f.tee(l)));
-    f.i32(0).set(L.kq).i32(0).set(L.ks);
+    f.i32(0).set(L.kq).i32(0).set(L.ks).i32(0).set(L.kx);
     f.whileLoop(
       () => f.get(L.kq).get(L.Kp).op(OP.i32LtU),
       () => {
         for (let u = 0; u < U; u++) {
-          widen(() => f.get(L.xp[u]!).get(L.kq).op(OP.i32Add), L.x16.slice(4 * u, 4 * u + 4));
+          for (let i = 0; i < 4; i++) f.get(L.xp[u]!).get(L.kx).op(OP.i32Add).simd(SIMD.v128Load, ALIGN_BYTE, ...uleb(16 * i)).set(L.x16[4 * u + i]!);
           f.get(L.xsp[u]!).get(L.ks).op(OP.i32Add, OP.f32Load, ALIGN_F32, 0).set(L.dx[u]!);
         }
         for (let r = 0; r < R; r++) {
@@ -957,7 +965,7 @@ function matmulQ8Q8Function(): FunctionBuilder {
             f.get(L.dx[u]!).get(L.dw).op(OP.f32Mul).simd(SIMD.f32x4Splat).simd(SIMD.f32x4Mul).simd(SIMD.f32x4Add).set(a);
           }
         }
-        f.addTo(L.kq, () => f.i32(Q8_BLOCK)).addTo(L.ks, () => f.i32(4));
+        f.addTo(L.kq, () => f.i32(Q8_BLOCK)).addTo(L.ks, () => f.i32(4)).addTo(L.kx, () => f.i32(2 * Q8_BLOCK));
       },
     );
     for (let u = 0; u < U; u++) for (let r = 0; r < R; r++) {
@@ -968,8 +976,9 @@ function matmulQ8Q8Function(): FunctionBuilder {
   };
   pushPaddedK(f, K).set(L.Kp);
   f.get(L.Kp).i32(3).op(OP.i32ShrU).set(L.sRow);
+  f.get(L.Kp).i32(1).op(OP.i32Shl).set(L.xRow);
   f.get(ldo).i32(2).op(OP.i32Shl).set(L.oRow);
-  emitQ8Loops(f, out, T, N, L.Kp, L, [{ at: L.qn, base: wq, stride: L.Kp }, { at: L.sn, base: ws, stride: L.sRow }], [{ at: L.xt, base: xq, stride: L.Kp }, { at: L.xst, base: xs, stride: L.sRow }], tile);
+  emitQ8Loops(f, out, T, N, L.Kp, L, [{ at: L.qn, base: wq, stride: L.Kp }, { at: L.sn, base: ws, stride: L.sRow }], [{ at: L.xt, base: xq, stride: L.xRow }, { at: L.xst, base: xs, stride: L.sRow }], tile);
   return f;
 }
 
@@ -1299,7 +1308,7 @@ export interface WasmKernels {
   matmulBf16(out: number, x: number, w: number, T: number, K: number, N: number, ldx: number, ldw: number, ldo: number): void;
   /** matmul with w of IEEE half values (ldw in them), widened exactly in registers */
   matmulF16(out: number, x: number, w: number, T: number, K: number, N: number, ldx: number, ldw: number, ldo: number): void;
-  /** x (T, K) f32 -> Q8_0 quants xq (T, Kp) and scales xs (T, Kp / 32), Kp = K rounded up to 32 (see quantizeQ8Function) */
+  /** x (T, K) f32 -> Q8_0 quants xq (T, Kp), int8 values in 16 bits each, and scales xs (T, Kp / 32), Kp = K rounded up to 32 (see quantizeQ8Function) */
   quantizeQ8(xq: number, xs: number, x: number, T: number, K: number, ldx: number): void;
   /** out (T, N) = x (T, K) f32 @ w^T, w in Q8_0 as quants wq (N, Kp) and scales ws (N, Kp / 32) (see matmulQ8F32Function) */
   matmulQ8F32(out: number, x: number, wq: number, ws: number, T: number, K: number, N: number, ldx: number, ldo: number): void;
