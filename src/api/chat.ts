@@ -145,20 +145,29 @@ function tokenText(config: Record<string, unknown>, field: string, source: strin
  * chat_template; undefined when it has neither.
  */
 export async function findChatTemplate(source: FileSource): Promise<ChatTemplate | undefined> {
+  return (await lookForChatTemplate(source)).template;
+}
+
+/** findChatTemplate, and the tokenizer_config.json text it read (undefined: none) */
+async function lookForChatTemplate(source: FileSource): Promise<{ template: ChatTemplate | undefined; configText: string | undefined }> {
   const configText = await readText(source, TOKENIZER_CONFIG);
   const configSource = locate(source, TOKENIZER_CONFIG);
   const fromConfig = configText === undefined ? undefined : chatTemplateOf(configText, configSource);
   const file = await readText(source, TEMPLATE_FILE);
-  if (file === undefined) return fromConfig;
+  if (file === undefined) return { template: fromConfig, configText };
   const tokens = configText === undefined ? { bosToken: undefined, eosToken: undefined } : specialTokens(configFields(configText, configSource), configSource);
-  return { text: file, source: locate(source, TEMPLATE_FILE), ...tokens };
+  return { template: { text: file, source: locate(source, TEMPLATE_FILE), ...tokens }, configText };
+}
+
+/** The chat template a GGUF file holds (tokenizer.chat_template, read by ggufTokenizerJson into its tokenizer_config.json text), if any. */
+export function ggufChatTemplate(gguf: { tokenizerConfigJson?: string }, source: string): ChatTemplate | undefined {
+  return gguf.tokenizerConfigJson === undefined ? undefined : chatTemplateOf(gguf.tokenizerConfigJson, `${source} (tokenizer.chat_template)`);
 }
 
 /** findChatTemplate, or a ChatTemplateError saying what the folder lacks. */
 export async function readChatTemplate(source: FileSource): Promise<ChatTemplate> {
-  const found = await findChatTemplate(source);
-  if (found) return found;
-  const configText = await readText(source, TOKENIZER_CONFIG);
+  const { template, configText } = await lookForChatTemplate(source);
+  if (template) return template;
   throw new ChatTemplateError(
     `${source.location.replace(/\/$/, '')}: the model has no chat_template (${configText === undefined ? `no ${TOKENIZER_CONFIG}` : `none in ${TOKENIZER_CONFIG}`}, no ${TEMPLATE_FILE}), ` +
       'so there is no conversation format it was trained on: chat needs an instruction-tuned model; give this one a plain prompt (generate without --chat)',

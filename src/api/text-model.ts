@@ -36,7 +36,7 @@ import type { Drafter } from '../draft/drafter.js';
 import { loadDrafter } from './drafters.js';
 import { chooseDrafter, makeBudget } from './policy.js';
 import { readText, urlSource, type FileSource } from './source.js';
-import { ChatTemplateError, chatTemplateOf, readChatTemplate, renderChat, type ChatMessage, type ChatTemplate } from './chat.js';
+import { ChatTemplateError, ggufChatTemplate, readChatTemplate, renderChat, type ChatMessage, type ChatTemplate } from './chat.js';
 
 export interface TextOptions {
   /** new tokens at most (default: generation_config.json's max_new_tokens, else 64) */
@@ -357,8 +357,7 @@ async function loadGgufModel(files: FileSource, path: string, backend: Backend, 
     bosTokenId: gguf.config.bos_token_id, eosTokenId: gguf.config.eos_token_id,
   });
   checkTokenizerFits(tokenizer, gguf.config.vocab_size, `${source} (tokenizer)`);
-  const chatTemplate = gguf.tokenizerConfigJson === undefined ? undefined : chatTemplateOf(gguf.tokenizerConfigJson, `${source} (tokenizer.chat_template)`);
-  return new TextModel(gguf.config, gguf.tensors, tokenizer, backend, files, { weights, releaseHostWeights: true, chatTemplate });
+  return new TextModel(gguf.config, gguf.tensors, tokenizer, backend, files, { weights, releaseHostWeights: true, chatTemplate: ggufChatTemplate(gguf, source) });
 }
 
 function missing(source: FileSource, path: string): never {

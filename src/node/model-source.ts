@@ -21,7 +21,7 @@ import { BpeTokenizer, readHfTokenizer, readLlama2cTokenizer, type Tokenizer } f
 import { readModelDir } from './files.js';
 import type { ReadOptions } from '../io/checkpoint.js';
 import { readGgufFile } from './gguf.js';
-import { chatTemplateOf, type ChatTemplate } from '../api/chat.js';
+import { ggufChatTemplate, type ChatTemplate } from '../api/chat.js';
 
 /** the shipped weights/base: beside dist/src/node/ when built, beside src/node/ when run from source */
 export const SHIPPED_MODEL = ['../../../weights/base', '../../weights/base']
@@ -104,8 +104,7 @@ export async function loadModelSource(o: ModelSourceOptions): Promise<LoadedMode
         ? readTokenizerJson(gguf.tokenizerJson, `${path} (tokenizer)`, gguf.tokenizerConfigJson, `${path} (tokenizer.ggml.add_bos_token)`, gguf.config)
         : undefined;
     if (!tokenizer) throw new Error(`${path} has no tokenizer (no tokenizer.ggml.* keys): pass --tokenizer FILE`);
-    const chatTemplate = gguf.tokenizerConfigJson === undefined ? undefined : chatTemplateOf(gguf.tokenizerConfigJson, `${path} (tokenizer.chat_template)`);
-    return { config: gguf.config, tensors: gguf.tensors, tokenizer, description: path, dir: dirname(path), chatTemplate };
+    return { config: gguf.config, tensors: gguf.tensors, tokenizer, description: path, dir: dirname(path), chatTemplate: ggufChatTemplate(gguf, path) };
   }
   const { config, tensors } = readLlama2cCheckpoint(readFileSync(path), path);
   if (!o.tokenizer) throw new Error(`${path} is a llama2.c checkpoint: pass --tokenizer tokenizer.bin`);
