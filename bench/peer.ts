@@ -4,7 +4,8 @@
  *
  *   scripts/install-peer.sh        # once: node-llama-cpp into bench/peer/node_modules
  *   npm run bench:peer -- [--shapes stories15M,smollm2-135m] [--formats f32,bf16,f16,q8_0]
- *                         [--threads 1,2] [--new-tokens 64] [--reps 5] [--out bench/results/peer]
+ *                         [--threads 1,2] [--new-tokens 64] [--prompt-tokens 24] [--reps 5]
+ *                         [--out bench/results/peer]
  *   npm run bench:peer -- --short  # stories15M, f32, 1 thread, 32 tokens: the token check only
  *
  * --preliminary=TEXT marks the written results as preliminary, saying why (a busy machine).
@@ -78,10 +79,12 @@ export interface PeerBenchOptions {
   newTokens: number;
   /** timed runs per engine (after one warm-up each) */
   reps: number;
+  /** prompt length: the prefill's batch, and where decoding starts (a long one measures attention over a long cache) */
+  promptTokens: number;
 }
 
-export const FULL: PeerBenchOptions = { shapes: [...SHAPES], formats: [...WEIGHT_FORMATS], threads: [1, 2], newTokens: 64, reps: 5 };
-export const SHORT: PeerBenchOptions = { shapes: ['stories15M'], formats: ['f32'], threads: [1], newTokens: 32, reps: 1 };
+export const FULL: PeerBenchOptions = { shapes: [...SHAPES], formats: [...WEIGHT_FORMATS], threads: [1, 2], newTokens: 64, reps: 5, promptTokens: PROMPT_LENGTH };
+export const SHORT: PeerBenchOptions = { shapes: ['stories15M'], formats: ['f32'], threads: [1], newTokens: 32, reps: 1, promptTokens: PROMPT_LENGTH };
 
 /** One engine's measurements in one configuration. */
 export interface EngineResult {
@@ -244,7 +247,7 @@ export async function runPeerBench(opts: PeerBenchOptions, log: (line: string) =
   const peer = await LlamaCppPeer.open();
   const workDir = mkdtempSync(join(tmpdir(), 'ctcspec-peer-'));
   const comparisons: Comparison[] = [];
-  const prompt = promptIds();
+  const prompt = promptIds(opts.promptTokens);
   try {
     for (const shape of opts.shapes) {
       const config = shapeConfig(shape);
@@ -368,7 +371,7 @@ export function markdown(r: PeerReport, command: string, preliminary: string | n
     '',
     `Machine: ${r.machine.cpu}, ${r.machine.cores} cores, Node ${r.machine.node}. Peer: llama.cpp ${r.peer.llamaCpp} (${r.peer.build}) through node-llama-cpp ${r.peer.nodeLlamaCpp}.`,
     '',
-    `Random weights (seed ${SEED}, decoder matrices x${LAYER_WEIGHT_SCALE}); prompt of ${r.prompt.length} ids [${r.prompt.join(', ')}]; greedy, ${o.newTokens} new tokens per run (the first from the prefill, then ${o.newTokens - 1} one-token steps); fresh cache per run; median of ${o.reps} runs per engine, alternating, after one warm-up each. Both engines on the thread count shown; llama.cpp with an f32 KV cache and flash attention off. Ratios are ctcspec / llama.cpp from this one run. Smallest top-2 gap: the least (top1 − top2) / |top1| of ctcspec's logits over its picks (where it is tiny, rounding alone can flip a pick). KL from f32: KL(ctcspec f32 ‖ engine in this format) of the next-token distribution after the prompt, in nats: how far the format moves each engine from the f32 model (in f32, the engines' rounding differences).`,
+    `Random weights (seed ${SEED}, decoder matrices x${LAYER_WEIGHT_SCALE}); prompt of ${r.prompt.length} ids [${r.prompt.slice(0, PROMPT_LENGTH).join(', ')}${r.prompt.length > PROMPT_LENGTH ? ', …' : ''}]; greedy, ${o.newTokens} new tokens per run (the first from the prefill, then ${o.newTokens - 1} one-token steps); fresh cache per run; median of ${o.reps} runs per engine, alternating, after one warm-up each. Both engines on the thread count shown; llama.cpp with an f32 KV cache and flash attention off. Ratios are ctcspec / llama.cpp from this one run. Smallest top-2 gap: the least (top1 − top2) / |top1| of ctcspec's logits over its picks (where it is tiny, rounding alone can flip a pick). KL from f32: KL(ctcspec f32 ‖ engine in this format) of the next-token distribution after the prompt, in nats: how far the format moves each engine from the f32 model (in f32, the engines' rounding differences).`,
     '',
     '| shape | weights | threads | decode tok/s ctcspec | decode tok/s llama.cpp | decode ratio | prefill tok/s ctcspec | prefill tok/s llama.cpp | prefill ratio | greedy tokens | smallest top-2 gap | KL from f32, ctcspec / llama.cpp |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
@@ -410,6 +413,7 @@ async function main(): Promise<void> {
       formats: { type: 'string' },
       threads: { type: 'string' },
       'new-tokens': { type: 'string' },
+      'prompt-tokens': { type: 'string' },
       reps: { type: 'string' },
       out: { type: 'string' },
       preliminary: { type: 'string' },
@@ -422,6 +426,7 @@ async function main(): Promise<void> {
     threads: values.threads ? values.threads.split(',').map((t) => positive(t, '--threads')) : base.threads,
     newTokens: values['new-tokens'] ? positive(values['new-tokens'], '--new-tokens') : base.newTokens,
     reps: values.reps ? positive(values.reps, '--reps') : base.reps,
+    promptTokens: values['prompt-tokens'] ? positive(values['prompt-tokens'], '--prompt-tokens') : base.promptTokens,
   };
   const report = await runPeerBench(opts, (line) => console.log(line));
   const command = `npm run bench:peer -- ${process.argv.slice(2).filter((a) => !a.startsWith('--preliminary')).join(' ')}`.trim();

@@ -1,6 +1,7 @@
 /**
  * The CPU backend on several threads (src/backend/cpu/threads.ts): a matmul split by rows
- * across worker threads must give bit for bit what one thread gives, for any shape,
+ * across worker threads, and attention split by heads, must give bit for bit what one thread
+ * gives, for any shape,
  * including row counts that do not split evenly, and the model on it must decode the same
  * tokens (the golden tokens of the shipped model included) and keep tree forwards equal to
  * step-by-step decoding.
@@ -10,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Buf } from '../src/backend/backend.js';
+import type { AttentionParams, Buf } from '../src/backend/backend.js';
 import { CpuBackend } from '../src/backend/cpu/cpu.js';
 import { generate } from '../src/decode/generate.js';
 import { Llama } from '../src/model/llama.js';
@@ -109,6 +110,46 @@ describe('CPU backend on worker threads', async () => {
       );
     });
   }
+
+  it('attention is bit-identical to one thread, split by heads (GQA, masks with hidden slots, heads not splitting evenly)', async () => {
+    const f32 = (n: number) => fc.float32Array({ minLength: n, maxLength: n, noNaN: true, noDefaultInfinity: true, min: -4, max: 4 });
+    const dims = fc.record({ T: fc.integer({ min: 1, max: 4 }), kvHeads: fc.integer({ min: 1, max: 3 }), group: fc.integer({ min: 1, max: 3 }), hd: fc.integer({ min: 1, max: 40 }), past: fc.integer({ min: 0, max: 30 }), masked: fc.boolean() });
+    const cases = dims.chain((d) => {
+      const H = d.kvHeads * d.group, slots = d.past + d.T;
+      const mask = fc.array(fc.constantFrom(0, 0, -Infinity, -0.5), { minLength: d.T * slots, maxLength: d.T * slots });
+      return fc.tuple(fc.constant(d), f32(d.T * H * d.hd), f32(slots * d.kvHeads * d.hd), f32(slots * d.kvHeads * d.hd), mask);
+    });
+    const attend = async (be: CpuBackend, q: Float32Array, k: Float32Array, v: Float32Array, p: AttentionParams): Promise<number[]> => {
+      const up = (a: Float32Array): Buf => {
+        const b = be.alloc(a.length);
+        be.write(b, a);
+        return b;
+      };
+      const out = be.alloc(q.length);
+      be.attention(out, up(q), up(k), up(v), p);
+      const o = new Float32Array(q.length);
+      await be.read(out, o);
+      return Array.from(o);
+    };
+    const [splitBefore2, splitBefore3] = [two.splitCalls, three.splitCalls];
+    await fc.assert(
+      fc.asyncProperty(cases, async ([d, q, k, v, maskValues]) => {
+        const H = d.kvHeads * d.group, slots = d.past + d.T;
+        let mask: Float32Array | null = null;
+        if (d.masked) {
+          mask = Float32Array.from(maskValues);
+          for (let t = 0; t < d.T; t++) mask[t * slots + d.past + t] = 0; // a row sees at least its own slot
+        }
+        const p: AttentionParams = { T: d.T, nHeads: H, nKvHeads: d.kvHeads, headDim: d.hd, past: d.past, mask };
+        const want = await attend(one, q, k, v, p);
+        expect(await attend(two, q, k, v, p)).toEqual(want);
+        expect(await attend(three, q, k, v, p)).toEqual(want);
+      }),
+      { numRuns: 60 },
+    );
+    expect(two.splitCalls - splitBefore2).toBeGreaterThan(30); // most calls were really split
+    expect(three.splitCalls - splitBefore3).toBeGreaterThan(30);
+  });
 
   it('a tree forward gives every node the logits of step-by-step decoding', async () => {
     await checkTreeEqualsDecode(two, 8);

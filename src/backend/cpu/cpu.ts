@@ -74,7 +74,10 @@ export class CpuBackend implements Backend {
   private readonly wasm: WasmKernels | null;
   private scores = new Float32Array(256); // reference attention scratch, one row of (past + T) slots
   private seenSlots = new Int32Array(256); // reference attention scratch, the slots one query row sees
-  private scratch: CpuBuf | null = null; // SIMD attention scratch in the arena, (T, H, past + T) scores
+  private scratch: CpuBuf | null = null; // SIMD attention scratch in the arena, (H, past + T rounded up to 4) scores of a token
+  private masks: CpuBuf | null = null; // SIMD attention: the mask copied into the arena, (T, past + T)
+  private attendArgsBuf: CpuBuf | null = null; // SIMD attention: attendHeads' arguments in the arena
+  private attendArgsView: Int32Array | null = null;
   private statsBuf: CpuBuf | null = null; // logSumExpRows: (max, sum) per row
   private readonly q8Activations: 'q8_0' | 'f32';
   private q8x: { quants: CpuBuf; scales: CpuBuf } | null = null; // x quantized for a Q8_0 matmul, grown as needed
@@ -99,12 +102,12 @@ export class CpuBackend implements Backend {
     if (shared && kernels) {
       const pool = new KernelPool(this.arena!.memory, simdModule(true)!, asked - 1, spawn!, opts.minWorkPerThread, opts.spinWait);
       // the row-splittable kernels go through the pool; the rest stay on this thread
-      const split: Partial<WasmKernels> = {};
+      const split: Partial<Record<keyof WasmKernels, RowKernel>> = {};
       for (const name of POOL_KERNELS) {
         const local = kernels[name] as RowKernel;
-        split[name] = ((a0, a1, a2, a3, a4, a5, a6, a7, a8) => pool.run(name, local, a0, a1, a2, a3, a4, a5, a6, a7, a8)) as RowKernel;
+        split[name] = (a0, a1, a2, a3, a4, a5, a6, a7, a8) => pool.run(name, local, a0, a1, a2, a3, a4, a5, a6, a7, a8);
       }
-      this.wasm = { ...kernels, ...split };
+      this.wasm = { ...kernels, ...(split as Partial<WasmKernels>) };
       this.pool = pool;
       this.ready = pool.started;
     }
@@ -281,13 +284,13 @@ export class CpuBackend implements Backend {
   /**
    * One query row at a time: scores over the visible slots, softmax, weighted sum of values.
    * Each query's arithmetic is the same whatever else is in the batch (the mask only turns
-   * slots off, and an off slot is left out: no arithmetic reads its key or value row), so a
-   * tree forward reproduces a step-by-step decode bit for bit, even when a hidden node's
-   * activations are Infinity or NaN: greedy speculative decoding on this backend is exact.
-   * With SIMD the heavy parts run in wasm: the scores of one head for every query as a
-   * strided matmul (q rows against the cache rows of its kv head), the softmax's exp (scale,
-   * mask, max and the sum in slot order stay here), and the weighted sum of value rows.
-   * Without it, `reference.attention`.
+   * slots off, and an off slot is left out: its score is dropped unread, its value row never
+   * read), so a tree forward reproduces a step-by-step decode bit for bit, even when a hidden
+   * node's activations are Infinity or NaN: greedy speculative decoding on this backend is
+   * exact.
+   * With SIMD it runs in wasm a token at a time, every head in one call (attendHeads: scores,
+   * scale, mask, softmax, weighted sum of value rows), split across threads by heads. Without
+   * SIMD, `reference.attention`.
    */
   attention(out: Buf, q: Buf, kCache: Buf, vCache: Buf, p: AttentionParams): void {
     const o = out as CpuBuf, qb = q as CpuBuf, kb = kCache as CpuBuf, vb = vCache as CpuBuf;
@@ -301,51 +304,19 @@ export class CpuBackend implements Backend {
       return;
     }
     const { T, nHeads: H, nKvHeads: KVH, headDim: hd, past, mask } = p;
-    const slots = past + T, group = H / KVH, kvStride = KVH * hd, scale = 1 / Math.sqrt(hd);
-    const row4 = (slots + 3) & ~3; // score rows padded to whole f32x4 vectors
-    const sc = this.attentionScratch(T * H * row4); // (T, H, row4)
-    // raw scores[t, h, s] = q[t, h, :] . k[s, h / group, :] for every slot (masked ones too)
-    for (let h = 0; h < H; h++) {
-      const kvh = Math.floor(h / group);
-      wasm.matmul(sc.byteOffset + h * row4 * 4, qb.byteOffset + h * hd * 4, kb.byteOffset + kvh * hd * 4, T, hd, slots, H * hd, kvStride, H * row4);
-    }
-    const s = sc.data;
+    const slots = past + T, group = H / KVH;
+    const sc = this.attentionScratch(H * ((slots + 3) & ~3)); // one token's scores, a row per head
+    const masks = mask ? this.maskScratch(T * slots) : null;
+    if (masks) masks.data.set(mask!.subarray(0, T * slots));
+    const args = this.attendArgs();
+    args[0] = vb.byteOffset;
+    args[1] = KVH * hd;
+    args[2] = group;
+    // a token at a time, every head at once in wasm (split across threads by heads)
     for (let t = 0; t < T; t++) {
-      const visible = mask ? slots : past + t + 1, visible4 = (visible + 3) & ~3;
-      const mo = t * slots;
-      for (let h = 0; h < H; h++) {
-        const row = (t * H + h) * row4;
-        // scaled and masked scores, -Infinity up to the vector boundary, then softmax in wasm
-        let max = -Infinity;
-        if (mask) {
-          for (let j = 0; j < visible; j++) {
-            const m = mask[mo + j]!;
-            if (m === -Infinity) {
-              s[row + j] = -Infinity; // by selection: the raw q . k may be Infinity or NaN (+ -Infinity: NaN)
-              continue;
-            }
-            const v = s[row + j]! * scale + m;
-            s[row + j] = v;
-            if (v > max) max = v;
-          }
-        } else {
-          for (let j = 0; j < visible; j++) {
-            const v = s[row + j]! * scale;
-            s[row + j] = v;
-            if (v > max) max = v;
-          }
-        }
-        s.fill(-Infinity, row + visible, row + visible4);
-        wasm.expShift(sc.byteOffset + row * 4, visible4, Math.fround(max)); // e = exp(score - max), masked -> 0
-        // the sum in slot order (masked zeros add nothing, wherever they fall), then normalise;
-        // the weighted sum skips the zero weights, so a masked slot's value row is never read
-        let sum = 0;
-        for (let j = 0; j < visible; j++) sum += s[row + j]!;
-        const inv = 1 / sum;
-        for (let j = 0; j < visible; j++) s[row + j]! *= inv;
-        const kvh = Math.floor(h / group);
-        wasm.weightedSum(o.byteOffset + (t * H + h) * hd * 4, sc.byteOffset + row * 4, vb.byteOffset + kvh * hd * 4, visible, hd, kvStride);
-      }
+      const seen = mask ? slots : past + t + 1; // under a mask all slots, its -Infinity entries hiding some
+      args[3] = masks ? masks.byteOffset + t * slots * 4 : -1;
+      wasm.attendHeads(o.byteOffset + t * H * hd * 4, qb.byteOffset + t * H * hd * 4, kb.byteOffset, sc.byteOffset, hd, seen, H, 0, this.attendArgsBuf!.byteOffset);
     }
   }
 
@@ -376,6 +347,23 @@ export class CpuBackend implements Backend {
       this.scratch = new CpuBuf(Math.max(n, 2 * (this.scratch?.length ?? 0), 1024), this.arena);
     }
     return this.scratch;
+  }
+
+  /** arena copy space for an attention mask of at least n floats, grown as attentionScratch */
+  private maskScratch(n: number): CpuBuf {
+    if (!this.masks || this.masks.length < n) {
+      if (this.masks) this.free(this.masks);
+      this.masks = new CpuBuf(Math.max(n, 2 * (this.masks?.length ?? 0), 1024), this.arena);
+    }
+    return this.masks;
+  }
+
+  /** the four i32 arguments attendHeads reads from the arena (v, ldkv, group, mask), as a view kept across calls */
+  private attendArgs(): Int32Array {
+    this.attendArgsBuf ??= new CpuBuf(4, this.arena);
+    const f = this.attendArgsBuf.data;
+    if (this.attendArgsView?.buffer !== f.buffer) this.attendArgsView = new Int32Array(f.buffer, f.byteOffset, 4);
+    return this.attendArgsView;
   }
 
   softmax(out: Buf, x: Buf, rows: number, cols: number): void {

@@ -1,13 +1,15 @@
 /**
- * Worker threads for the CPU backend's wasm kernels: every core on one matmul.
+ * Worker threads for the CPU backend's wasm kernels: every core on one matmul, or on one
+ * token's attention.
  *
  * The workers share the arena's memory (a shared WebAssembly.Memory) and each holds its own
  * instance of the same kernel module, so a kernel call on a worker reads and writes the very
- * buffers the main thread does. A matmul is split by output rows: the main thread computes
- * the first part itself while each worker computes one of the others. Every output value is
- * computed by the same instructions whatever the split (each row's dot products never look
- * at other rows), so results are bit-identical for any number of threads: greedy decoding,
- * tree verification and the golden tests do not depend on it.
+ * buffers the main thread does. A matmul is split by output rows, attention by query heads:
+ * the main thread computes the first part itself while each worker computes one of the
+ * others. Every output value is computed by the same instructions whatever the split (each
+ * row's dot products never look at other rows, each head's softmax at other heads), so
+ * results are bit-identical for any number of threads: greedy decoding, tree verification
+ * and the golden tests do not depend on it.
  *
  * Signalling goes through a small SharedArrayBuffer of i32 slots, one 64-byte line per
  * worker, and Atomics; nothing is posted or allocated per call:
@@ -55,23 +57,28 @@ export type RowKernel = (a0: number, a1: number, a2: number, a3: number, a4: num
 
 /**
  * How to split each kernel by output rows: `n`, the index of the argument holding the row
- * count N; `steps(args, out)`, the bytes each argument advances per output row (0 for those
- * that stay put: the input x, sizes, strides); `macs(args)`, its multiply-adds. Rows
- * [n0, n1) are then the same call with args[i] + n0 * steps[i] and N = n1 - n0.
+ * count N; `steps(args, out)`, how much each argument advances per output row (bytes for
+ * pointers; 0 for those that stay put: the input x, sizes, strides); `macs(args)`, its
+ * multiply-adds; `align`, the rows a part starts on a multiple of. Rows [n0, n1) are then
+ * the same call with args[i] + n0 * steps[i] and N = n1 - n0.
  *   out (T, N) with row stride ldo: the n0-th column is 4 * n0 bytes on
  *   w (N, K) f32 with row stride ldw: 4 * ldw bytes a row (2 * ldw in 16 bits)
  *   Q8_0 w: quants (N, Kp) int8 and scales (N, Kp / 32) f32, Kp = K rounded up to 32
+ *   attendHeads: a row is a query head (the kernel finds its rows from its index h0)
+ * Matmuls start parts on multiples of 4 rows, the single-token kernel's tile height.
  */
 const paddedK = (K: number) => Math.ceil(K / 32) * 32;
 export const ROW_SPLIT = {
   // (out, x, w, T, K, N, ldx, ldw, ldo)
-  matmul: { n: 5, steps: (a: Int32Array, s: Int32Array) => { s[0] = 4; s[2] = 4 * a[7]!; }, macs: (a: Int32Array) => a[3]! * a[4]! * a[5]! },
-  matmulBf16: { n: 5, steps: (a: Int32Array, s: Int32Array) => { s[0] = 4; s[2] = 2 * a[7]!; }, macs: (a: Int32Array) => a[3]! * a[4]! * a[5]! },
-  matmulF16: { n: 5, steps: (a: Int32Array, s: Int32Array) => { s[0] = 4; s[2] = 2 * a[7]!; }, macs: (a: Int32Array) => a[3]! * a[4]! * a[5]! },
+  matmul: { n: 5, steps: (a: Int32Array, s: Int32Array) => { s[0] = 4; s[2] = 4 * a[7]!; }, macs: (a: Int32Array) => a[3]! * a[4]! * a[5]!, align: 4 },
+  matmulBf16: { n: 5, steps: (a: Int32Array, s: Int32Array) => { s[0] = 4; s[2] = 2 * a[7]!; }, macs: (a: Int32Array) => a[3]! * a[4]! * a[5]!, align: 4 },
+  matmulF16: { n: 5, steps: (a: Int32Array, s: Int32Array) => { s[0] = 4; s[2] = 2 * a[7]!; }, macs: (a: Int32Array) => a[3]! * a[4]! * a[5]!, align: 4 },
   // (out, x, wq, ws, T, K, N, ldx, ldo)
-  matmulQ8F32: { n: 6, steps: (a: Int32Array, s: Int32Array) => { s[0] = 4; s[2] = paddedK(a[5]!); s[3] = paddedK(a[5]!) / 8; }, macs: (a: Int32Array) => a[4]! * a[5]! * a[6]! },
+  matmulQ8F32: { n: 6, steps: (a: Int32Array, s: Int32Array) => { s[0] = 4; s[2] = paddedK(a[5]!); s[3] = paddedK(a[5]!) / 8; }, macs: (a: Int32Array) => a[4]! * a[5]! * a[6]!, align: 4 },
   // (out, xq, xs, wq, ws, T, K, N, ldo)
-  matmulQ8Q8: { n: 7, steps: (a: Int32Array, s: Int32Array) => { s[0] = 4; s[3] = paddedK(a[6]!); s[4] = paddedK(a[6]!) / 8; }, macs: (a: Int32Array) => a[5]! * a[6]! * a[7]! },
+  matmulQ8Q8: { n: 7, steps: (a: Int32Array, s: Int32Array) => { s[0] = 4; s[3] = paddedK(a[6]!); s[4] = paddedK(a[6]!) / 8; }, macs: (a: Int32Array) => a[5]! * a[6]! * a[7]!, align: 4 },
+  // (out, q, k, sc, hd, n, heads, h0, args): a row is a query head, n slots x hd each
+  attendHeads: { n: 6, steps: (a: Int32Array, s: Int32Array) => { s[7] = 1; }, macs: (a: Int32Array) => a[4]! * a[5]! * a[6]!, align: 1 },
 } as const;
 export type SplitKernel = keyof typeof ROW_SPLIT;
 /** Kernels a worker can run, by index in this list. */
@@ -193,7 +200,7 @@ export class KernelPool {
     const a = this.args, step = this.steps, how = ROW_SPLIT[kernel];
     a[0] = a0; a[1] = a1; a[2] = a2; a[3] = a3; a[4] = a4; a[5] = a5; a[6] = a6; a[7] = a7; a[8] = a8;
     const N = a[how.n]!;
-    const parts = Math.min(this.ready + 1, Math.ceil(N / ROW_ALIGN), Math.floor(how.macs(a) / Math.max(1, this.minMacsPerPart)));
+    const parts = Math.min(this.ready + 1, Math.ceil(N / how.align), Math.floor(how.macs(a) / Math.max(1, this.minMacsPerPart)));
     if (parts <= 1) {
       local(a0, a1, a2, a3, a4, a5, a6, a7, a8);
       return;
@@ -203,14 +210,14 @@ export class KernelPool {
     const c = this.control, seq = ++this.seq, k = POOL_KERNELS.indexOf(kernel);
     this.splitCalls++;
     for (let p = 1; p < parts; p++) {
-      const n0 = partStart(p, parts, N), base = (p - 1) * LINE, at = base + SLOT.args;
+      const n0 = partStart(p, parts, N, how.align), base = (p - 1) * LINE, at = base + SLOT.args;
       c[base + SLOT.kernel] = k;
       for (let i = 0; i < ARGS; i++) c[at + i] = a[i]! + n0 * step[i]!;
-      c[at + how.n] = partStart(p + 1, parts, N) - n0;
+      c[at + how.n] = partStart(p + 1, parts, N, how.align) - n0;
       Atomics.store(c, base + SLOT.job, seq);
       Atomics.notify(c, base + SLOT.job);
     }
-    a[how.n] = partStart(1, parts, N);
+    a[how.n] = partStart(1, parts, N, how.align);
     local(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!);
     for (let p = 1; p < parts; p++) this.waitDone((p - 1) * LINE + SLOT.done, seq);
   }
@@ -239,11 +246,9 @@ export class KernelPool {
   }
 }
 
-/** parts start on multiples of this many rows: the single-token kernel's tile height */
-const ROW_ALIGN = 4;
-/** the first of the N rows that part p of `parts` computes: whole multiples of ROW_ALIGN, the last part takes the rest */
-function partStart(p: number, parts: number, N: number): number {
-  return Math.min(N, Math.ceil((N * p) / parts / ROW_ALIGN) * ROW_ALIGN);
+/** the first of the N rows that part p of `parts` computes: whole multiples of `align`, the last part takes the rest */
+function partStart(p: number, parts: number, N: number, align: number): number {
+  return Math.min(N, Math.ceil((N * p) / parts / align) * align);
 }
 
 /** multiply-adds a part must have to be worth waking a worker for */

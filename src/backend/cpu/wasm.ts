@@ -58,6 +58,7 @@ const SEC = { type: 1, import: 2, function: 3, export: 7, code: 10 } as const;
 // value types
 const I32 = 0x7f;
 const F32 = 0x7d;
+const F64 = 0x7c;
 const V128 = 0x7b;
 const FUNC_TYPE = 0x60; // (params) -> (results)
 const EMPTY_BLOCK = 0x40; // block type of a block that yields nothing
@@ -77,6 +78,7 @@ const OP = {
   localGet: 0x20, // push local
   localSet: 0x21, // pop into local
   localTee: 0x22, // copy top of stack into local, leave it on the stack
+  i32Load: 0x28, // i32.load <align> <offset>: pop address, push i32
   f32Load: 0x2a, // f32.load <align> <offset>: pop address, push f32
   f32Store: 0x38, // f32.store <align> <offset>: pop address and value
   i32Load8S: 0x2c, // i32.load8_s <align> <offset>: one signed byte
@@ -88,7 +90,9 @@ const OP = {
   f32Const: 0x43, // f32.const <4 bytes, little-endian>
   i32Eqz: 0x45, // push a == 0
   f32Eq: 0x5b, // push a == b (f32; false when either is NaN, true for 0 == -0)
+  i32LtS: 0x48, // push a < b (signed)
   i32LtU: 0x49, // push a < b (unsigned)
+  f64Gt: 0x64, // push a > b (f64; false when either is NaN)
   i32LeU: 0x4d, // push a <= b (unsigned)
   i32Add: 0x6a,
   i32Mul: 0x6c,
@@ -108,6 +112,13 @@ const OP = {
   f32Add: 0x92,
   f32Mul: 0x94,
   f32ConvertI32S: 0xb2, // i32 -> f32 (how we write 0.0 without an f32.const encoder)
+  f64Sqrt: 0x9f,
+  f64Add: 0xa0,
+  f64Mul: 0xa2,
+  f64Div: 0xa3,
+  f32DemoteF64: 0xb6, // f64 -> f32, rounded to nearest (as storing into a Float32Array)
+  f64ConvertI32U: 0xb8,
+  f64PromoteF32: 0xbb, // f32 -> f64, exact
   drop: 0x1a, // pop and forget
   select: 0x1b, // pop a, b, cond: push cond ? a : b
 } as const;
@@ -982,10 +993,11 @@ function matmulQ8Q8Function(): FunctionBuilder {
   return f;
 }
 
-// ---- the attention kernel's weighted sum ---------------------------------------------------
+// ---- attention after the scores: softmax and the weighted sum, per query head --------------
 
 /**
- * weightedSum(out, p, v, n, hd, ldv): out[i] = sum_{s < n, p[s] != 0} p[s] * v[s*ldv + i] for
+ * The weighted sum, emitted into a kernel over the i32 locals {out, p, v, n, hd, ldv}:
+ * out[i] = sum_{s < n, p[s] != 0} p[s] * v[s*ldv + i] for
  * i < hd, offsets in bytes, strides in elements: one query head's attention output, the
  * softmax weights p over n cache slots of one kv head. Each lane adds its slots in order
  * s = 0, 1, ... whatever hd and n are, so a row's result does not depend on the rest of the
@@ -1002,9 +1014,8 @@ function matmulQ8Q8Function(): FunctionBuilder {
  */
 const SUM_VECTORS = 8;
 
-function weightedSumFunction(): FunctionBuilder {
-  const f = new FunctionBuilder([I32, I32, I32, I32, I32, I32]);
-  const [out, p, v, n, hd, ldv] = [0, 1, 2, 3, 4, 5];
+function emitWeightedSum(f: FunctionBuilder, A: { out: number; p: number; v: number; n: number; hd: number; ldv: number }): void {
+  const { out, p, v, n, hd, ldv } = A;
   const L = {
     i: f.local(I32), // byte offset within a row of v / out
     s: f.local(I32),
@@ -1066,7 +1077,6 @@ function weightedSumFunction(): FunctionBuilder {
       f.addTo(L.i, () => f.i32(4));
     },
   );
-  return f;
 }
 
 // ---- exp and the log-sum-exp of rows -------------------------------------------------------
@@ -1227,29 +1237,155 @@ function siluGateFunction(): FunctionBuilder {
 }
 
 /**
- * expShift(x, n, max): x[j] = exp(x[j] - max) in place, j < n, n a multiple of 4 (attention
- * pads its score rows); -Infinity entries become exactly 0. The caller sums the row: a
- * lane-wise sum here would add a node's entries in an order that depends on where the
- * masked gaps of a tree fall, and attention must not depend on them.
+ * attendHeads(out, q, k, sc, hd, n, heads, h0, args): attention for query heads h0 .. h0 +
+ * heads - 1 of one token, which sees cache slots 0 .. n-1. Head h reads its query at q + 4 h
+ * hd, keys and values of kv head g = h / group at k + 4 g hd and v + 4 g hd (rows ldkv
+ * apart), keeps its scores at sc + 4 h n4 (n4 = n rounded up to 4) and writes its output at
+ * out + 4 h hd. args: byte offset of four i32: v, ldkv (elements), group, mask (byte offset
+ * of the token's additive mask row of n f32, or -1: none). Per head:
+ *
+ *   s[j] = q . k[j] for j < n             (exactly as matmul sums a row: f32x4 lanes over k in
+ *                                          order, (lane 0 + 1) + (lane 2 + 3), then k % 4 one at a
+ *                                          time; 4 slots side by side, as independent sums)
+ *   scale = 1 / sqrt(hd), max = -Infinity  (then in f64, as JavaScript numbers would)
+ *   for (j < n) {
+ *     if (mask row) { m = mask[j]; if (m == -Infinity) { s[j] = -Infinity; continue }  x = s[j] scale + m }
+ *     else x = s[j] scale                  (a masked slot's raw score may be Infinity or NaN: dropped)
+ *     s[j] = f32(x); if (x > max) max = x
+ *   }
+ *   s[n .. n4) = -Infinity
+ *   s[j] = exp(s[j] - f32(max)), f32x4 (emitExp), -Infinity -> exactly 0
+ *   sum = 0; for (j < n) sum += s[j]       (f64, in slot order: masked zeros add nothing wherever they fall)
+ *   s[j] = f32(s[j] * (1 / sum))
+ *   out row = the weighted sum of the value rows (emitWeightedSum; weight-0 slots never read)
+ *
+ * Each head's arithmetic is its own and the same whatever the batch, the other rows of the
+ * mask or the split across threads (by heads).
  */
-function expShiftFunction(): FunctionBuilder {
-  const f = new FunctionBuilder([I32, I32, F32]);
-  const [x, n, max] = [0, 1, 2];
-  const L = { i: f.local(I32), end: f.local(I32), mx: f.local(V128), xv: f.local(V128), v: f.local(V128), k: f.local(V128), r: f.local(V128) };
-  f.get(n).i32(2).op(OP.i32Shl).set(L.end);
-  f.get(max).simd(SIMD.f32x4Splat).set(L.mx);
-  f.i32(0).set(L.i);
-  f.whileLoop(
-    () => f.get(L.i).get(L.end).op(OP.i32LtU),
-    () => {
-      f.get(x).get(L.i).op(OP.i32Add).simd(SIMD.v128Load, ALIGN_F32, 0).tee(L.xv).get(L.mx).simd(SIMD.f32x4Sub).set(L.v);
-      f.get(x).get(L.i).op(OP.i32Add); // store address, under the value
-      emitExp(f, L.v, L.k, L.r);
+const SCORE_SLOTS = 4; // slots side by side in the scores: four independent sums keep the adders busy
+function attendHeadsFunction(): FunctionBuilder {
+  const f = new FunctionBuilder([I32, I32, I32, I32, I32, I32, I32, I32, I32]);
+  const [out, q, k, sc, hd, nArg, heads, h0, args] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const L = {
+    n: f.local(I32), n4: f.local(I32), v: f.local(I32), kRow: f.local(I32), group: f.local(I32), mask: f.local(I32),
+    hdb: f.local(I32), hd4b: f.local(I32), h: f.local(I32), hEnd: f.local(I32), j: f.local(I32), kk: f.local(I32),
+    row: f.local(I32), at: f.local(I32), qh: f.local(I32), kp: f.local(I32), kpi: f.locals(I32, SCORE_SLOTS),
+    outRow: f.local(I32), vRow: f.local(I32), slots: f.local(I32),
+    scale: f.local(F64), max: f.local(F64), x: f.local(F64), sum: f.local(F64), inv: f.local(F64),
+    m: f.local(F32), qs: f.local(F32), dot: f.locals(F32, SCORE_SLOTS),
+    acc: f.locals(V128, SCORE_SLOTS), qv: f.local(V128),
+    mx: f.local(V128), xv: f.local(V128), e: f.local(V128), kx: f.local(V128), r: f.local(V128),
+  };
+  const f64 = (c: number) => f.i32(c).op(OP.f64ConvertI32U); // a small whole number as f64
+  /** j over [0, to) in `step` bytes; at = row + j */
+  const overRow = (to: number, step: number, body: () => void) => {
+    f.i32(0).set(L.j);
+    f.whileLoop(() => f.get(L.j).get(to).op(OP.i32LtU), () => {
+      f.get(L.row).get(L.j).op(OP.i32Add).set(L.at);
+      body();
+      f.addTo(L.j, () => f.i32(step));
+    });
+  };
+  const loadS = () => f.get(L.at).op(OP.f32Load, ALIGN_F32, 0);
+  /** s[j] = f32(x); if (x > max) max = x */
+  const keep = () => {
+    f.get(L.at).get(L.x).op(OP.f32DemoteF64, OP.f32Store, ALIGN_F32, 0);
+    f.get(L.x).get(L.max).get(L.x).get(L.max).op(OP.f64Gt, OP.select).set(L.max);
+  };
+  /** the scores of S slots from the key row at kp on: s[j + i] = q . k[kp + i kRow], then j, kp advance */
+  const scoreSlots = (S: number) => {
+    for (let i = 0; i < S; i++) f.get(L.kp).i32(i).get(L.kRow).op(OP.i32Mul, OP.i32Add).set(L.kpi[i]!);
+    f.simd(SIMD.v128Const, ...new Array<number>(16).fill(0));
+    for (let i = 0; i < S; i++) (i === S - 1 ? f.set(L.acc[i]!) : f.tee(L.acc[i]!));
+    f.i32(0).set(L.kk);
+    f.whileLoop(() => f.get(L.kk).get(L.hd4b).op(OP.i32LtU), () => {
+      f.get(L.qh).get(L.kk).op(OP.i32Add).simd(SIMD.v128Load, ALIGN_F32, 0).set(L.qv);
+      for (let i = 0; i < S; i++) {
+        f.get(L.acc[i]!).get(L.qv).get(L.kpi[i]!).get(L.kk).op(OP.i32Add).simd(SIMD.v128Load, ALIGN_F32, 0);
+        f.simd(SIMD.f32x4Mul).simd(SIMD.f32x4Add).set(L.acc[i]!);
+      }
+      f.addTo(L.kk, () => f.i32(16));
+    });
+    for (let i = 0; i < S; i++) {
+      pushLaneSum(f, L.acc[i]!);
+      f.set(L.dot[i]!);
+    }
+    f.whileLoop(() => f.get(L.kk).get(L.hdb).op(OP.i32LtU), () => {
+      f.get(L.qh).get(L.kk).op(OP.i32Add, OP.f32Load, ALIGN_F32, 0).set(L.qs);
+      for (let i = 0; i < S; i++) f.get(L.dot[i]!).get(L.qs).get(L.kpi[i]!).get(L.kk).op(OP.i32Add, OP.f32Load, ALIGN_F32, 0, OP.f32Mul, OP.f32Add).set(L.dot[i]!);
+      f.addTo(L.kk, () => f.i32(4));
+    });
+    for (let i = 0; i < S; i++) f.get(L.row).get(L.j).op(OP.i32Add).get(L.dot[i]!).op(OP.f32Store, ALIGN_F32, ...uleb(4 * i));
+    f.addTo(L.j, () => f.i32(4 * S)).addTo(L.kp, () => f.i32(S).get(L.kRow).op(OP.i32Mul));
+  };
+
+  f.get(args).op(OP.i32Load, ALIGN_F32, 0).set(L.v);
+  f.get(args).op(OP.i32Load, ALIGN_F32, 4).i32(2).op(OP.i32Shl).set(L.kRow);
+  f.get(args).op(OP.i32Load, ALIGN_F32, 8).set(L.group);
+  f.get(args).op(OP.i32Load, ALIGN_F32, 12).set(L.mask);
+  f.get(nArg).i32(2).op(OP.i32Shl).set(L.n); // n and n4 in bytes of a score row from here on
+  f.get(L.n).i32(15).op(OP.i32Add).i32(~15).op(OP.i32And).set(L.n4);
+  f.get(hd).i32(2).op(OP.i32Shl).set(L.hdb);
+  f.get(hd).i32(~3).op(OP.i32And).i32(2).op(OP.i32Shl).set(L.hd4b);
+  f64(1).get(hd).op(OP.f64ConvertI32U, OP.f64Sqrt, OP.f64Div).set(L.scale);
+  f.get(h0).set(L.h).get(h0).get(heads).op(OP.i32Add).set(L.hEnd);
+  f.whileLoop(() => f.get(L.h).get(L.hEnd).op(OP.i32LtU), () => {
+    f.get(sc).get(L.h).get(L.n4).op(OP.i32Mul, OP.i32Add).set(L.row);
+    f.get(out).get(L.h).get(L.hdb).op(OP.i32Mul, OP.i32Add).set(L.outRow);
+    f.get(q).get(L.h).get(L.hdb).op(OP.i32Mul, OP.i32Add).set(L.qh);
+    f.get(L.h).get(L.group).op(OP.i32DivU).get(L.hdb).op(OP.i32Mul).set(L.at); // the kv head's column offset
+    f.get(k).get(L.at).op(OP.i32Add).set(L.kp);
+    f.get(L.v).get(L.at).op(OP.i32Add).set(L.vRow);
+    // raw scores, masked slots too (their values are replaced below)
+    f.i32(0).set(L.j);
+    f.whileLoop(() => f.get(L.j).i32(4 * SCORE_SLOTS).op(OP.i32Add).get(L.n).op(OP.i32LeU), () => scoreSlots(SCORE_SLOTS));
+    f.whileLoop(() => f.get(L.j).get(L.n).op(OP.i32LtU), () => scoreSlots(1));
+    // scaled and masked, and their max
+    f.f32(-Infinity).op(OP.f64PromoteF32).set(L.max);
+    f.ifElse(() => f.get(L.mask).i32(0).op(OP.i32LtS), () => {
+      overRow(L.n, 4, () => {
+        loadS(); f.op(OP.f64PromoteF32).get(L.scale).op(OP.f64Mul).set(L.x);
+        keep();
+      });
+    }, () => {
+      overRow(L.n, 4, () => {
+        f.get(L.mask).get(L.j).op(OP.i32Add, OP.f32Load, ALIGN_F32, 0).set(L.m);
+        f.ifElse(() => f.get(L.m).f32(-Infinity).op(OP.f32Eq), () => {
+          f.get(L.at).f32(-Infinity).op(OP.f32Store, ALIGN_F32, 0);
+        }, () => {
+          loadS(); f.op(OP.f64PromoteF32).get(L.scale).op(OP.f64Mul).get(L.m).op(OP.f64PromoteF32, OP.f64Add).set(L.x);
+          keep();
+        });
+      });
+    });
+    // -Infinity up to the vector boundary, then e = exp(s - max) a vector at a time
+    f.get(L.n).set(L.j);
+    f.whileLoop(() => f.get(L.j).get(L.n4).op(OP.i32LtU), () => {
+      f.get(L.row).get(L.j).op(OP.i32Add).f32(-Infinity).op(OP.f32Store, ALIGN_F32, 0);
+      f.addTo(L.j, () => f.i32(4));
+    });
+    f.get(L.max).op(OP.f32DemoteF64).simd(SIMD.f32x4Splat).set(L.mx);
+    overRow(L.n4, 16, () => {
+      f.get(L.at).simd(SIMD.v128Load, ALIGN_F32, 0).tee(L.xv).get(L.mx).simd(SIMD.f32x4Sub).set(L.e);
+      f.get(L.at); // store address, under the value
+      emitExp(f, L.e, L.kx, L.r);
       f.get(L.xv).f32x4(-Infinity).simd(SIMD.f32x4Eq).simd(SIMD.v128AndNot); // -Infinity -> exactly 0
       f.simd(SIMD.v128Store, ALIGN_F32, 0);
-      f.addTo(L.i, () => f.i32(16));
-    },
-  );
+    });
+    // the sum in slot order, then normalise
+    f64(0).set(L.sum);
+    overRow(L.n, 4, () => {
+      f.get(L.sum); loadS(); f.op(OP.f64PromoteF32, OP.f64Add).set(L.sum);
+    });
+    f64(1).get(L.sum).op(OP.f64Div).set(L.inv);
+    overRow(L.n, 4, () => {
+      f.get(L.at); loadS(); f.op(OP.f64PromoteF32).get(L.inv).op(OP.f64Mul, OP.f32DemoteF64, OP.f32Store, ALIGN_F32, 0);
+    });
+    // the weighted sum of the value rows; a masked slot has weight 0 and is never read
+    f.get(L.kRow).i32(2).op(OP.i32ShrU).set(L.at);
+    emitWeightedSum(f, { out: L.outRow, p: L.row, v: L.vRow, n: nArg, hd, ldv: L.at });
+    f.addTo(L.h, () => f.i32(1));
+  });
   return f;
 }
 
@@ -1272,10 +1408,9 @@ function laneZeroOnly(): number[] {
  *   (func (export "quantizeQ8") (param xq xs x T K ldx i32) ...)
  *   (func (export "matmulQ8F32") (param out x wq ws T K N ldx ldo i32) ...)
  *   (func (export "matmulQ8Q8") (param out xq xs wq ws T K N ldo i32) ...)
- *   (func (export "weightedSum") (param out p v n hd ldv i32) ...)
+ *   (func (export "attendHeads") (param out q k sc hd n heads h0 args i32) ...)
  *   (func (export "expSumRows") (param x rows cols out i32) ...)
- *   (func (export "siluGate") (param out gate up n i32) ...)
- *   (func (export "expShift") (param x n i32) (param max f32) ...))
+ *   (func (export "siluGate") (param out gate up n i32) ...))
  */
 export function kernelModuleBytes(shared = false): Uint8Array<ArrayBuffer> {
   const fns: [string, FunctionBuilder][] = [
@@ -1285,10 +1420,9 @@ export function kernelModuleBytes(shared = false): Uint8Array<ArrayBuffer> {
     ['quantizeQ8', quantizeQ8Function()],
     ['matmulQ8F32', matmulQ8F32Function()],
     ['matmulQ8Q8', matmulQ8Q8Function()],
-    ['weightedSum', weightedSumFunction()],
+    ['attendHeads', attendHeadsFunction()],
     ['expSumRows', expSumRowsFunction()],
     ['siluGate', siluGateFunction()],
-    ['expShift', expShiftFunction()],
   ];
   const types = section(SEC.type, vec(fns.map(([, fn]) => [FUNC_TYPE, ...vec(fn.params.map((p) => [p])), ...vec([])])));
   // limits: min 1 page, no max; or shared (flag 3) with the 4 GiB max a shared memory must declare
@@ -1314,14 +1448,12 @@ export interface WasmKernels {
   matmulQ8F32(out: number, x: number, wq: number, ws: number, T: number, K: number, N: number, ldx: number, ldo: number): void;
   /** out (T, N) = x @ w^T, both Q8_0: x from quantizeQ8, w as in matmulQ8F32 (see matmulQ8Q8Function) */
   matmulQ8Q8(out: number, xq: number, xs: number, wq: number, ws: number, T: number, K: number, N: number, ldo: number): void;
-  /** out[i] = sum_{s < n} p[s] v[s*ldv + i], i < hd, slots of weight 0 skipped (see weightedSumFunction) */
-  weightedSum(out: number, p: number, v: number, n: number, hd: number, ldv: number): void;
+  /** attention for query heads h0 .. h0 + heads - 1 of one token over cache slots 0 .. n-1: scores, softmax, weighted sum (see attendHeadsFunction) */
+  attendHeads(out: number, q: number, k: number, sc: number, hd: number, n: number, heads: number, h0: number, args: number): void;
   /** out[2r] = max of row r of x (rows, cols), out[2r + 1] = sum of exp(x - max) (see expSumRowsFunction) */
   expSumRows(x: number, rows: number, cols: number, out: number): void;
   /** out[i] = gate[i] / (1 + exp(-gate[i])) * up[i], i < n (see siluGateFunction) */
   siluGate(out: number, gate: number, up: number, n: number): void;
-  /** x[j] = exp(x[j] - max) in place, j < n, n % 4 == 0, -Infinity -> 0 (see expShiftFunction) */
-  expShift(x: number, n: number, max: number): void;
 }
 
 const compiled: (WebAssembly.Module | null | undefined)[] = []; // [plain, shared]; undefined: not tried yet; null: no SIMD here
