@@ -1244,10 +1244,11 @@ function siluGateFunction(): FunctionBuilder {
  * out + 4 h hd. args: byte offset of four i32: v, ldkv (elements), group, mask (byte offset
  * of the token's additive mask row of n f32, or -1: none). Per head:
  *
- *   s[j] = q . k[j] for j < n             (exactly as matmul sums a row: f32x4 lanes over k in
- *                                          order, (lane 0 + 1) + (lane 2 + 3), then k % 4 one at a
- *                                          time; 4 slots side by side, as independent sums)
- *   scale = 1 / sqrt(hd), max = -Infinity  (then in f64, as JavaScript numbers would)
+ *   s[j] = q . k[j] for j < n             (f32x4 lanes over k in order, (lane 0 + 1) + (lane 2 + 3),
+ *                                          then k % 4 one at a time; 4 slots side by side, as
+ *                                          independent sums)
+ *   scale = 1 / sqrt(hd), max = -Infinity  (scaling, max, sum and normalising in f64; scores and
+ *                                          weights stored in f32)
  *   for (j < n) {
  *     if (mask row) { m = mask[j]; if (m == -Infinity) { s[j] = -Infinity; continue }  x = s[j] scale + m }
  *     else x = s[j] scale                  (a masked slot's raw score may be Infinity or NaN: dropped)
