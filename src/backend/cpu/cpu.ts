@@ -340,22 +340,21 @@ export class CpuBackend implements Backend {
     for (let r = 0; r < rows; r++) out[r] = st[2 * r] === -Infinity ? -Infinity : st[2 * r]! + Math.log(st[2 * r + 1]!);
   }
 
-  /** arena scratch of at least n floats, grown by doubling (so a growing context reallocates rarely) */
-  private attentionScratch(n: number): CpuBuf {
-    if (!this.scratch || this.scratch.length < n) {
-      if (this.scratch) this.free(this.scratch);
-      this.scratch = new CpuBuf(Math.max(n, 2 * (this.scratch?.length ?? 0), 1024), this.arena);
-    }
-    return this.scratch;
+  /** `buf`, or in its place arena scratch of at least n floats, grown by doubling (so a growing context reallocates rarely) */
+  private grown(buf: CpuBuf | null, n: number): CpuBuf {
+    if (buf && buf.length >= n) return buf;
+    if (buf) this.free(buf);
+    return new CpuBuf(Math.max(n, 2 * (buf?.length ?? 0), 1024), this.arena);
   }
 
-  /** arena copy space for an attention mask of at least n floats, grown as attentionScratch */
+  /** SIMD attention scratch of at least n floats */
+  private attentionScratch(n: number): CpuBuf {
+    return (this.scratch = this.grown(this.scratch, n));
+  }
+
+  /** arena copy space for an attention mask of at least n floats */
   private maskScratch(n: number): CpuBuf {
-    if (!this.masks || this.masks.length < n) {
-      if (this.masks) this.free(this.masks);
-      this.masks = new CpuBuf(Math.max(n, 2 * (this.masks?.length ?? 0), 1024), this.arena);
-    }
-    return this.masks;
+    return (this.masks = this.grown(this.masks, n));
   }
 
   /** the four i32 arguments attendHeads reads from the arena (v, ldkv, group, mask), as a view kept across calls */
