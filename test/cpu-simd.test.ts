@@ -8,10 +8,9 @@ import { describe, expect, it } from 'vitest';
 import type { AttentionParams, Buf } from '../src/backend/backend.js';
 import { CpuBackend, CpuBuf, reference } from '../src/backend/cpu/cpu.js';
 import { simdSupported } from '../src/backend/cpu/wasm.js';
-import { maxAbsDiff, tinyConfig, tinyModel } from './helpers.js';
+import { attentionCases, f32Values as f32, maxAbsDiff, tinyConfig, tinyModel } from './helpers.js';
 import { checkHiddenSlotsAddNothing } from './masked-attention.js';
 
-const f32 = (n: number) => fc.float32Array({ minLength: n, maxLength: n, noNaN: true, noDefaultInfinity: true, min: -4, max: 4 });
 const dims = fc.record({ T: fc.integer({ min: 1, max: 9 }), K: fc.integer({ min: 1, max: 70 }), N: fc.integer({ min: 1, max: 23 }) });
 
 function upload(be: CpuBackend, a: Float32Array): Buf {
@@ -171,32 +170,13 @@ function naiveAttention(q: Float32Array, k: Float32Array, v: Float32Array, p: At
 describe('cpu SIMD attention', () => {
   const simd = new CpuBackend({ simd: true });
   /** shapes with every remainder of the kernels: hd % 4, hd vs 32, T % 4, grouped heads, no past */
-  const shapes = fc.record({
-    T: fc.integer({ min: 1, max: 9 }),
-    kvHeads: fc.integer({ min: 1, max: 3 }),
-    group: fc.constantFrom(1, 2, 3),
-    hd: fc.integer({ min: 1, max: 70 }),
-    past: fc.integer({ min: 0, max: 20 }),
-    masked: fc.boolean(),
-  });
-  const cases = shapes.chain((d) => {
-    const H = d.kvHeads * d.group, slots = d.past + d.T;
-    // a random additive mask: some slots off, each row keeps at least one (its own slot)
-    const mask = fc.array(fc.constantFrom(0, 0, -Infinity, -0.5), { minLength: d.T * slots, maxLength: d.T * slots });
-    return fc.tuple(fc.constant(d), f32(d.T * H * d.hd), f32(slots * d.kvHeads * d.hd), f32(slots * d.kvHeads * d.hd), mask);
-  });
+  const cases = attentionCases({ maxT: 9, maxKvHeads: 3, groups: [1, 2, 3], maxHeadDim: 70, maxPast: 20 });
 
   it('equals the plain TS attention and the f64 definition (causal and masked, GQA, every head size)', async () => {
     await fc.assert(
-      fc.asyncProperty(cases, async ([d, q, k, v, maskValues]) => {
-        const H = d.kvHeads * d.group, slots = d.past + d.T;
-        let mask: Float32Array | null = null;
-        if (d.masked) {
-          mask = Float32Array.from(maskValues);
-          for (let t = 0; t < d.T; t++) mask[t * slots + d.past + t] = 0;
-        }
-        const p: AttentionParams = { T: d.T, nHeads: H, nKvHeads: d.kvHeads, headDim: d.hd, past: d.past, mask };
-        const out = simd.alloc(d.T * H * d.hd);
+      fc.asyncProperty(cases, async ({ p, q, k, v }) => {
+        const slots = p.past + p.T;
+        const out = simd.alloc(q.length);
         simd.attention(out, upload(simd, q.map((x) => x / 2)), upload(simd, k), upload(simd, v), p);
         const got = await download(simd, out);
         const plain = new Float32Array(got.length);
@@ -204,7 +184,7 @@ describe('cpu SIMD attention', () => {
         const want = naiveAttention(q.map((x) => x / 2), k, v, p);
         // outputs are convex combinations of values in [-4, 4]; the scores' f32 rounding
         // (up to hd terms of size 8) moves the weights by about hd * 8 * 2^-24 relative
-        const tol = 1e-6 * (10 + 16 * d.hd);
+        const tol = 1e-6 * (10 + 16 * p.headDim);
         for (let i = 0; i < want.length; i++) {
           if (!(Math.abs(got[i]! - want[i]!) <= tol)) throw new Error(`simd index ${i}: got ${got[i]}, want ${want[i]}`);
           if (!(Math.abs(plain[i]! - want[i]!) <= tol)) throw new Error(`plain index ${i}: got ${plain[i]}, want ${want[i]}`);

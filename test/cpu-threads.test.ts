@@ -19,7 +19,7 @@ import { nodeWorkerSpawner } from '../src/node/backend.js';
 import { readModelDir } from '../src/node/files.js';
 import { readFileSync } from 'node:fs';
 import { bpeFromJson } from '../src/tokenizer/index.js';
-import { checkTreeEqualsDecode } from './helpers.js';
+import { attentionCases, checkTreeEqualsDecode, f32Values as f32 } from './helpers.js';
 import { packMatrix, type PackedMatrix } from '../src/tensor/weight-format.js';
 
 const root = resolve(import.meta.dirname, '..');
@@ -69,7 +69,6 @@ describe('CPU backend on worker threads', async () => {
   });
 
   it('matmul is bit-identical to one thread for random shapes, rows not splitting evenly included', async () => {
-    const f32 = (n: number) => fc.float32Array({ minLength: n, maxLength: n, noNaN: true, noDefaultInfinity: true, min: -4, max: 4 });
     const dims = fc.record({ T: fc.integer({ min: 1, max: 9 }), K: fc.integer({ min: 1, max: 70 }), N: fc.integer({ min: 1, max: 41 }) });
     await fc.assert(
       fc.asyncProperty(
@@ -94,7 +93,6 @@ describe('CPU backend on worker threads', async () => {
       const backends = format === 'q8_0' ? [two, three, q8f32] : [two, three];
       const oneF32 = new CpuBackend({ q8Activations: 'f32' });
       const dims = fc.record({ T: fc.integer({ min: 1, max: 7 }), K: fc.integer({ min: 1, max: 100 }), N: fc.integer({ min: 1, max: 29 }) });
-      const f32 = (n: number) => fc.float32Array({ minLength: n, maxLength: n, noNaN: true, noDefaultInfinity: true, min: -4, max: 4 });
       await fc.assert(
         fc.asyncProperty(dims.chain((d) => fc.tuple(fc.constant(d), f32(d.T * d.K), f32(d.N * d.K))), async ([{ T, K, N }, x, w]) => {
           const m = packMatrix({ shape: [N, K], data: w }, format);
@@ -112,13 +110,7 @@ describe('CPU backend on worker threads', async () => {
   }
 
   it('attention is bit-identical to one thread, split by heads (GQA, masks with hidden slots, heads not splitting evenly)', async () => {
-    const f32 = (n: number) => fc.float32Array({ minLength: n, maxLength: n, noNaN: true, noDefaultInfinity: true, min: -4, max: 4 });
-    const dims = fc.record({ T: fc.integer({ min: 1, max: 4 }), kvHeads: fc.integer({ min: 1, max: 3 }), group: fc.integer({ min: 1, max: 3 }), hd: fc.integer({ min: 1, max: 40 }), past: fc.integer({ min: 0, max: 30 }), masked: fc.boolean() });
-    const cases = dims.chain((d) => {
-      const H = d.kvHeads * d.group, slots = d.past + d.T;
-      const mask = fc.array(fc.constantFrom(0, 0, -Infinity, -0.5), { minLength: d.T * slots, maxLength: d.T * slots });
-      return fc.tuple(fc.constant(d), f32(d.T * H * d.hd), f32(slots * d.kvHeads * d.hd), f32(slots * d.kvHeads * d.hd), mask);
-    });
+    const cases = attentionCases({ maxT: 4, maxKvHeads: 3, groups: [1, 2, 3], maxHeadDim: 40, maxPast: 30 });
     const attend = async (be: CpuBackend, q: Float32Array, k: Float32Array, v: Float32Array, p: AttentionParams): Promise<number[]> => {
       const up = (a: Float32Array): Buf => {
         const b = be.alloc(a.length);
@@ -133,14 +125,7 @@ describe('CPU backend on worker threads', async () => {
     };
     const [splitBefore2, splitBefore3] = [two.splitCalls, three.splitCalls];
     await fc.assert(
-      fc.asyncProperty(cases, async ([d, q, k, v, maskValues]) => {
-        const H = d.kvHeads * d.group, slots = d.past + d.T;
-        let mask: Float32Array | null = null;
-        if (d.masked) {
-          mask = Float32Array.from(maskValues);
-          for (let t = 0; t < d.T; t++) mask[t * slots + d.past + t] = 0; // a row sees at least its own slot
-        }
-        const p: AttentionParams = { T: d.T, nHeads: H, nKvHeads: d.kvHeads, headDim: d.hd, past: d.past, mask };
+      fc.asyncProperty(cases, async ({ p, q, k, v }) => {
         const want = await attend(one, q, k, v, p);
         expect(await attend(two, q, k, v, p)).toEqual(want);
         expect(await attend(three, q, k, v, p)).toEqual(want);

@@ -1,10 +1,41 @@
 // The tiny-model helpers live in the public testing entry point (ctcspec/testing).
 import fc from 'fast-check';
 import { expect } from 'vitest';
-import type { Backend } from '../src/backend/backend.js';
+import type { AttentionParams, Backend } from '../src/backend/backend.js';
 import type { Llama } from '../src/model/llama.js';
 import { tinyConfig, tinyModel } from '../src/testing/index.js';
 export { spreadWeights, tinyConfig, tinyModel } from '../src/testing/index.js';
+
+/** f32 arrays of n values in [-4, 4], no NaN or Infinity */
+export const f32Values = (n: number) => fc.float32Array({ minLength: n, maxLength: n, noNaN: true, noDefaultInfinity: true, min: -4, max: 4 });
+
+/**
+ * Random attention inputs: q (T, H, hd), k and v (past + T, KVH, hd) in [-4, 4], and half the
+ * time a random additive mask (0, -0.5 or -Infinity per slot) in which every row still sees
+ * its own slot. Shapes within the given ranges, H = KVH * group.
+ */
+export function attentionCases(r: { maxT: number; maxKvHeads: number; groups: number[]; maxHeadDim: number; maxPast: number }): fc.Arbitrary<{ p: AttentionParams; q: Float32Array; k: Float32Array; v: Float32Array }> {
+  const shapes = fc.record({
+    T: fc.integer({ min: 1, max: r.maxT }),
+    kvHeads: fc.integer({ min: 1, max: r.maxKvHeads }),
+    group: fc.constantFrom(...r.groups),
+    hd: fc.integer({ min: 1, max: r.maxHeadDim }),
+    past: fc.integer({ min: 0, max: r.maxPast }),
+    masked: fc.boolean(),
+  });
+  return shapes.chain((d) => {
+    const H = d.kvHeads * d.group, slots = d.past + d.T;
+    const maskValues = fc.array(fc.constantFrom(0, 0, -Infinity, -0.5), { minLength: d.T * slots, maxLength: d.T * slots });
+    return fc.tuple(f32Values(d.T * H * d.hd), f32Values(slots * d.kvHeads * d.hd), f32Values(slots * d.kvHeads * d.hd), maskValues).map(([q, k, v, values]) => {
+      let mask: Float32Array | null = null;
+      if (d.masked) {
+        mask = Float32Array.from(values);
+        for (let t = 0; t < d.T; t++) mask[t * slots + d.past + t] = 0; // a row sees at least its own slot
+      }
+      return { p: { T: d.T, nHeads: H, nKvHeads: d.kvHeads, headDim: d.hd, past: d.past, mask }, q, k, v };
+    });
+  });
+}
 
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
