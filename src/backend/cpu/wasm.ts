@@ -1271,7 +1271,7 @@ function attendHeadsFunction(): FunctionBuilder {
     n: f.local(I32), n4: f.local(I32), v: f.local(I32), kRow: f.local(I32), group: f.local(I32), mask: f.local(I32),
     hdb: f.local(I32), hd4b: f.local(I32), h: f.local(I32), hEnd: f.local(I32), j: f.local(I32), kk: f.local(I32),
     row: f.local(I32), at: f.local(I32), qh: f.local(I32), kp: f.local(I32), kpi: f.locals(I32, SCORE_SLOTS),
-    outRow: f.local(I32), vRow: f.local(I32), slots: f.local(I32),
+    outRow: f.local(I32), vRow: f.local(I32), ldv: f.local(I32), kvCol: f.local(I32),
     scale: f.local(F64), max: f.local(F64), x: f.local(F64), sum: f.local(F64), inv: f.local(F64),
     m: f.local(F32), qs: f.local(F32), dot: f.locals(F32, SCORE_SLOTS),
     acc: f.locals(V128, SCORE_SLOTS), qv: f.local(V128),
@@ -1321,7 +1321,7 @@ function attendHeadsFunction(): FunctionBuilder {
   };
 
   f.get(args).op(OP.i32Load, ALIGN_F32, 0).set(L.v);
-  f.get(args).op(OP.i32Load, ALIGN_F32, 4).i32(2).op(OP.i32Shl).set(L.kRow);
+  f.get(args).op(OP.i32Load, ALIGN_F32, 4).tee(L.ldv).i32(2).op(OP.i32Shl).set(L.kRow);
   f.get(args).op(OP.i32Load, ALIGN_F32, 8).set(L.group);
   f.get(args).op(OP.i32Load, ALIGN_F32, 12).set(L.mask);
   f.get(nArg).i32(2).op(OP.i32Shl).set(L.n); // n and n4 in bytes of a score row from here on
@@ -1334,9 +1334,9 @@ function attendHeadsFunction(): FunctionBuilder {
     f.get(sc).get(L.h).get(L.n4).op(OP.i32Mul, OP.i32Add).set(L.row);
     f.get(out).get(L.h).get(L.hdb).op(OP.i32Mul, OP.i32Add).set(L.outRow);
     f.get(q).get(L.h).get(L.hdb).op(OP.i32Mul, OP.i32Add).set(L.qh);
-    f.get(L.h).get(L.group).op(OP.i32DivU).get(L.hdb).op(OP.i32Mul).set(L.at); // the kv head's column offset
-    f.get(k).get(L.at).op(OP.i32Add).set(L.kp);
-    f.get(L.v).get(L.at).op(OP.i32Add).set(L.vRow);
+    f.get(L.h).get(L.group).op(OP.i32DivU).get(L.hdb).op(OP.i32Mul).set(L.kvCol); // the kv head's byte offset in a cache row
+    f.get(k).get(L.kvCol).op(OP.i32Add).set(L.kp);
+    f.get(L.v).get(L.kvCol).op(OP.i32Add).set(L.vRow);
     // raw scores, masked slots too (their values are replaced below)
     f.i32(0).set(L.j);
     f.whileLoop(() => f.get(L.j).i32(4 * SCORE_SLOTS).op(OP.i32Add).get(L.n).op(OP.i32LeU), () => scoreSlots(SCORE_SLOTS));
@@ -1383,8 +1383,7 @@ function attendHeadsFunction(): FunctionBuilder {
       f.get(L.at); loadS(); f.op(OP.f64PromoteF32).get(L.inv).op(OP.f64Mul, OP.f32DemoteF64, OP.f32Store, ALIGN_F32, 0);
     });
     // the weighted sum of the value rows; a masked slot has weight 0 and is never read
-    f.get(L.kRow).i32(2).op(OP.i32ShrU).set(L.at);
-    emitWeightedSum(f, { out: L.outRow, p: L.row, v: L.vRow, n: nArg, hd, ldv: L.at });
+    emitWeightedSum(f, { out: L.outRow, p: L.row, v: L.vRow, n: nArg, hd, ldv: L.ldv });
     f.addTo(L.h, () => f.i32(1));
   });
   return f;
